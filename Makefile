@@ -1,0 +1,70 @@
+# Sluice — the two commands are `make run` and `make test` (README.md).
+#
+#   make deps    install missing system packages (apt-get; quiet and idempotent)
+#   make build   configure and build everything C++ into build/ (ccache, -j$(JOBS))
+#   make test    deps + build + every test suite
+#   make run     deps + build + start the demo (the sluiced server replaces it)
+#   make bench   run the benchmark matrix (docs/BENCHMARKS.md)
+#   make lint    clang-format check + clang-tidy on our sources
+#   make sanitize  ASan/UBSan build of the core tests, then run them
+#   make tsan    ThreadSanitizer build of the core and stress tests, then run them
+#   make soak    long randomized and crash runs (not part of `make test`)
+
+JOBS ?= 2
+BUILD ?= build
+BUILD_TYPE ?= RelWithDebInfo
+CMAKE_FLAGS ?=
+DATA_DIR ?= data
+
+APT_PACKAGES := build-essential cmake ninja-build ccache pkg-config git \
+  librocksdb-dev libprotobuf-dev protobuf-compiler libgtest-dev libgmock-dev \
+  libbenchmark-dev clang-format clang-tidy
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: deps build test run bench lint sanitize tsan soak clean
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing$$missing"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(BUILD)/build.ninja: CMakeLists.txt
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS)
+
+build: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j$(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) --timeout 600
+
+run: build
+	@echo "sluice: running the engine demo against $(DATA_DIR)/demo (the gRPC server replaces this)"
+	./$(BUILD)/examples/sluice_demo $(DATA_DIR)/demo
+
+bench: build
+	bench/run_all.sh $(BUILD)
+
+lint: deps $(BUILD)/build.ninja
+	clang-format --dry-run -Werror $$(git ls-files '*.cc' '*.h')
+	clang-tidy -p $(BUILD) --quiet $$(git ls-files 'core/src/*.cc')
+
+sanitize: deps
+	$(MAKE) build BUILD=build-asan CMAKE_FLAGS="-DSLUICE_SANITIZE=ON -DSLUICE_BUILD_BENCH=OFF"
+	cd build-asan && ctest --output-on-failure -j$(JOBS) --timeout 900
+
+tsan: deps
+	$(MAKE) build BUILD=build-tsan CMAKE_FLAGS="-DSLUICE_TSAN=ON -DSLUICE_BUILD_BENCH=OFF"
+	cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j1 --timeout 1200
+
+soak: build
+	SLUICE_SOAK=1 ./$(BUILD)/tests/stress/sluice_stress_tests
+	SLUICE_SOAK=1 ./$(BUILD)/tests/stress/sluice_crash_tests
+
+clean:
+	rm -rf build build-asan build-tsan

@@ -1,0 +1,110 @@
+// sluice::Engine — the durable job queue over one RocksDB directory (one shard).
+//
+// Thread rule: every method is safe to call from any number of threads at once. Transitions
+// on the same job are serialized; transitions on different jobs commit concurrently, so
+// fsyncs of concurrent callers are merged by RocksDB's group commit.
+//
+// Errors: every method returns Status/Result. Codes and when they occur: docs/errors.md.
+// After a storage error the engine stops acknowledging: every later call returns kIoError
+// until it is reopened (ENVIRONMENT.md: a failed WAL sync poisons every later write).
+//
+// Ids: jobs are addressed by (tenant, id); the same id in two tenants names two jobs.
+#ifndef SLUICE_ENGINE_H_
+#define SLUICE_ENGINE_H_
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "sluice/options.h"
+#include "sluice/status.h"
+#include "sluice/types.h"
+
+namespace sluice {
+
+class Engine {
+ public:
+  // Opens (creating when missing) the store at options.path and rebuilds the in-memory
+  // indexes from it. Fails with kInvalidArgument for bad options, kCorruption or
+  // kFailedPrecondition for an unreadable or newer store format, kIoError otherwise.
+  static Result<std::unique_ptr<Engine>> Open(const EngineOptions& options);
+
+  // Closes the engine (see Close()).
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Stores one job. When (tenant, id) already exists the existing job is returned with
+  // created=false and nothing changes; decided in one RocksDB transaction. kInvalidArgument /
+  // kTooLarge for bad input, nothing stored.
+  Result<EnqueueResult> Enqueue(const JobSpec& spec);
+
+  // Stores up to SizeLimits::max_batch_jobs jobs in one atomic write. Validation is
+  // all-or-nothing: one bad spec rejects the batch, naming its index. Results are in input
+  // order; a repeated id within the batch resolves to the first occurrence (created=false).
+  Result<std::vector<EnqueueResult>> EnqueueBatch(std::span<const JobSpec> specs);
+
+  // Leases up to max_tasks due tasks of (tenant, queue), in order priority, due time,
+  // enqueue order. When none is due, waits up to wait_ms for one (woken by enqueues and
+  // retries; never busy-loops) and returns an empty vector on timeout. Each task starts a new
+  // attempt; its lease lasts the job's lease_ms and is extended by Heartbeat.
+  Result<std::vector<Task>> Lease(const LeaseRequest& request);
+
+  // Extends a live lease by the job's lease_ms and reports cancel_requested. kLeaseLost when
+  // the token is stale, the worker differs, or the lease has expired (nothing changes).
+  Result<HeartbeatResult> Heartbeat(std::string_view tenant, std::string_view task_id,
+                                    std::string_view worker_id, uint64_t lease_token);
+
+  // Ends an attempt. Success stores the result; failure retries after backoff while retries
+  // remain (never after a cancel request, never with no_retry) else fails the job; kCancelled
+  // ends it cancelled. A report on a job whose cancellation was requested ends it cancelled.
+  // kLeaseLost for a stale token or an expired lease (nothing changes).
+  Status Complete(std::string_view tenant, std::string_view task_id, uint64_t lease_token,
+                  const Outcome& outcome);
+
+  // Cancels a job: a pending job ends cancelled at once (its task removed); a running job gets
+  // cancel_requested (its worker learns on heartbeat). Cancelling a cancelled job is a no-op;
+  // a succeeded or failed job is kFailedPrecondition.
+  Result<CancelResult> Cancel(std::string_view tenant, std::string_view id);
+
+  // Puts a failed or cancelled job back to waiting, due now, with a fresh retry budget; its
+  // next attempt is numbered after the last. Other states: kFailedPrecondition.
+  Status Restart(std::string_view tenant, std::string_view id);
+
+  // Makes a scheduled job due now (found through the job->task index, no scan). A job that is
+  // already waiting is a no-op; running or terminal jobs are kFailedPrecondition.
+  Status Expedite(std::string_view tenant, std::string_view id);
+
+  // Removes a job with its attempts, task and index entries. A running job is refused with
+  // kFailedPrecondition until it is cancelled and has ended.
+  Status Delete(std::string_view tenant, std::string_view id);
+
+  // Reads a job; with include_attempts, its attempt history (oldest first).
+  Result<Job> GetJob(std::string_view tenant, std::string_view id, bool include_attempts = false);
+
+  // Reads a job's result: status, and result bytes or last error once terminal.
+  Result<JobResult> GetResult(std::string_view tenant, std::string_view id);
+
+  // Reaps every lease that has expired by now and returns how many. The background reaper
+  // calls this; tests with a ManualClock call it directly.
+  Result<size_t> ReapExpired();
+
+  // Counters and gauges since open.
+  EngineStats Stats() const;
+
+  // Stops new calls (they return kClosed), wakes long-polls (they return kClosed), waits for
+  // calls in flight, stops the reaper and closes the store. Idempotent.
+  Status Close();
+
+  class Impl;
+
+ private:
+  explicit Engine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sluice
+
+#endif  // SLUICE_ENGINE_H_

@@ -1,0 +1,204 @@
+// Value types exchanged with the engine: job specs, jobs, attempts, tasks and outcomes.
+// Plain structs, copyable, no behaviour. Bytes (payload, result, error data) are std::string
+// used as byte buffers.
+#ifndef SLUICE_TYPES_H_
+#define SLUICE_TYPES_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sluice {
+
+// How a failed attempt is retried. Backoff before retry r (1-based) is
+//   d(r) = min(max_backoff_ms, initial_backoff_ms * multiplier^(r-1))
+// and, when jitter is set, a uniform draw from [0, d(r)] ("full jitter"). docs/decisions.md.
+struct RetryPolicy {
+  uint32_t max_retries = 3;          // retries after the first attempt; 0 = never retry
+  uint64_t initial_backoff_ms = 1000;
+  uint64_t max_backoff_ms = 60'000;
+  double multiplier = 2.0;           // >= 1.0
+  bool jitter = false;
+};
+
+// One concurrency limit of a job. Limits are acquired in list order before the job runs
+// (enforced by the concurrency-limit layer).
+struct ConcurrencyLimit {
+  enum class Kind : uint8_t { kFixed = 0, kFloating = 1 };
+  Kind kind = Kind::kFixed;
+  std::string key;                    // non-empty
+  uint32_t max = 1;                   // fixed: the max; floating: the default max
+  uint64_t refresh_interval_ms = 0;   // floating only; > 0
+  std::map<std::string, std::string> metadata;  // floating only: handed to refresh handlers
+};
+
+// What a producer submits.
+struct JobSpec {
+  std::string id;          // empty: the engine generates a time-ordered UUIDv7
+  std::string tenant;      // "" is the default tenant; every key is tenant-scoped
+  std::string queue;       // required, non-empty
+  uint32_t priority = 50;  // 0..99, 0 runs first
+  int64_t start_at_ms = 0; // 0 or past: due now
+  std::optional<RetryPolicy> retry;  // unset: EngineOptions::default_retry
+  uint64_t lease_ms = 0;             // 0: EngineOptions::default_lease_ms
+  std::string payload;               // opaque bytes
+  std::map<std::string, std::string> metadata;
+  std::vector<ConcurrencyLimit> limits;
+};
+
+// Public job status. kScheduled vs kWaiting is derived from the clock at read time.
+enum class JobStatus : uint8_t {
+  kScheduled = 0,  // pending, start time in the future
+  kWaiting = 1,    // pending and due, not leased
+  kRunning = 2,
+  kSucceeded = 3,
+  kFailed = 4,
+  kCancelled = 5,
+};
+std::string_view JobStatusName(JobStatus s);
+inline bool IsTerminal(JobStatus s) {
+  return s == JobStatus::kSucceeded || s == JobStatus::kFailed || s == JobStatus::kCancelled;
+}
+
+// Result of one enqueue. created=false means a job with this id already existed and was
+// returned unchanged (idempotent enqueue).
+struct EnqueueResult {
+  std::string id;
+  bool created = false;
+  JobStatus status = JobStatus::kWaiting;
+};
+
+// A failure reported by a worker (or by the engine: code "lease_expired").
+struct ErrorInfo {
+  std::string code;
+  std::string message;
+  std::string data;  // opaque bytes
+};
+
+enum class AttemptStatus : uint8_t { kRunning = 0, kSucceeded = 1, kFailed = 2, kCancelled = 3 };
+std::string_view AttemptStatusName(AttemptStatus s);
+
+// One run of a job.
+struct Attempt {
+  uint32_t number = 0;  // 1-based
+  std::string task_id;
+  std::string worker_id;
+  AttemptStatus status = AttemptStatus::kRunning;
+  int64_t started_ms = 0;
+  int64_t finished_ms = 0;  // 0 while running
+  std::string result;       // success only
+  ErrorInfo error;          // failure only
+};
+
+// A stored job as read back.
+struct Job {
+  std::string id;
+  std::string tenant;
+  std::string queue;
+  uint32_t priority = 0;
+  int64_t start_at_ms = 0;   // as enqueued (0 = immediately)
+  int64_t next_run_ms = 0;   // pending: when it becomes due; else 0
+  RetryPolicy retry;
+  uint64_t lease_ms = 0;
+  std::string payload;
+  std::map<std::string, std::string> metadata;
+  std::vector<ConcurrencyLimit> limits;
+  JobStatus status = JobStatus::kWaiting;
+  bool cancel_requested = false;
+  uint32_t attempt_count = 0;   // attempts opened so far
+  uint32_t retries_used = 0;    // failed attempts retried since enqueue or last restart
+  int64_t created_ms = 0;
+  int64_t updated_ms = 0;
+  int64_t finished_ms = 0;      // terminal only
+  std::vector<Attempt> attempts;  // filled only when asked for
+};
+
+// The final result of a job: result bytes on success, the last error on failure.
+struct JobResult {
+  JobStatus status = JobStatus::kWaiting;
+  bool finished = false;  // status is terminal
+  std::string result;
+  ErrorInfo error;
+};
+
+// A unit of work handed to a worker by Lease: run attempt `attempt` of job `job_id`.
+// Present (task_id, lease_token) on Heartbeat and Complete.
+struct Task {
+  std::string task_id;   // "<job_id>#<attempt>"
+  std::string job_id;
+  std::string tenant;
+  std::string queue;
+  uint32_t attempt = 0;
+  uint32_t priority = 0;
+  std::string payload;
+  std::map<std::string, std::string> metadata;
+  uint64_t lease_token = 0;
+  int64_t lease_expires_ms = 0;
+};
+
+// Arguments of Engine::Lease.
+struct LeaseRequest {
+  std::string tenant;
+  std::string queue;       // required
+  std::string worker_id;   // required; recorded on the attempt
+  uint32_t max_tasks = 1;  // 1..EngineOptions::max_lease_batch
+  uint32_t wait_ms = 0;    // long-poll bound; capped at EngineOptions::max_wait_ms
+};
+
+// What Heartbeat returns: the new expiry and whether the job's cancellation was requested.
+struct HeartbeatResult {
+  int64_t lease_expires_ms = 0;
+  bool cancel_requested = false;
+};
+
+// What a worker reports at the end of an attempt.
+struct Outcome {
+  enum class Kind : uint8_t { kSuccess = 0, kFailure = 1, kCancelled = 2 };
+  Kind kind = Kind::kSuccess;
+  std::string result;    // kSuccess
+  ErrorInfo error;       // kFailure (code required)
+  bool no_retry = false; // kFailure: fail the job now even if retries are left
+
+  static Outcome Success(std::string result = {}) {
+    Outcome o;
+    o.result = std::move(result);
+    return o;
+  }
+  static Outcome Failure(std::string code, std::string message = {}, std::string data = {}) {
+    Outcome o;
+    o.kind = Kind::kFailure;
+    o.error = {std::move(code), std::move(message), std::move(data)};
+    return o;
+  }
+  static Outcome Cancelled() {
+    Outcome o;
+    o.kind = Kind::kCancelled;
+    return o;
+  }
+};
+
+// What Cancel did: cancelled at once, or (running job) cancellation requested.
+struct CancelResult {
+  JobStatus status = JobStatus::kCancelled;
+  bool cancel_requested = false;
+};
+
+// Engine-wide counters and gauges (for metrics and tests). A snapshot; thread-safe to take.
+struct EngineStats {
+  uint64_t enqueued = 0;        // jobs created since open
+  uint64_t leased = 0;          // tasks handed out since open
+  uint64_t succeeded = 0;
+  uint64_t failed = 0;          // attempts that failed (retried or not)
+  uint64_t cancelled = 0;       // jobs that ended cancelled
+  uint64_t retried = 0;         // failed attempts rescheduled
+  uint64_t lease_expired = 0;   // leases reaped
+  uint64_t pending_tasks = 0;   // gauge: scheduled + waiting tasks in the in-memory index
+  uint64_t running = 0;         // gauge: live leases
+};
+
+}  // namespace sluice
+
+#endif  // SLUICE_TYPES_H_

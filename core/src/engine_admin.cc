@@ -1,0 +1,243 @@
+// Operator transitions (cancel, restart, expedite, delete) and reads (job, result).
+#include "engine_impl.h"
+#include "keys.h"
+#include "validate.h"
+
+namespace sluice {
+namespace {
+
+std::string StateName(const storage::JobState& st, int64_t now) {
+  return std::string(JobStatusName(codec::PublicStatus(st, now)));
+}
+
+}  // namespace
+
+Result<CancelResult> Engine::Impl::Cancel(std::string_view tenant, std::string_view id) {
+  Status s = validate::JobRef(tenant, id, options_.limits);
+  if (!s.ok()) return s;
+  std::lock_guard<std::mutex> stripe(Stripe(tenant, id));
+  storage::JobState st;
+  s = ReadJobState(tenant, id, &st);
+  if (!s.ok()) return s;
+  const int64_t now = Now();
+  rocksdb::WriteBatch batch;
+  switch (st.status()) {
+    case storage::STORED_STATUS_PENDING: {
+      const std::string qp = keys::QueuePrefix(tenant, st.queue());
+      const int64_t due = st.due_ms();
+      const uint64_t seq = st.task_seq();
+      batch.Delete(keys::TaskKey(qp, st.priority(), due, seq));
+      st.set_status(storage::STORED_STATUS_CANCELLED);
+      st.set_due_ms(0);
+      st.set_task_seq(0);
+      st.set_updated_ms(now);
+      st.set_finished_ms(now);
+      batch.Put(keys::JobKey(tenant, id), st.SerializeAsString());
+      s = Write(&batch);
+      if (!s.ok()) return s;
+      {
+        std::lock_guard<std::mutex> lock(index_mu_);
+        index_.RemoveTask(qp, st.priority(), due, seq);
+      }
+      counters_.cancelled.fetch_add(1, std::memory_order_relaxed);
+      return CancelResult{JobStatus::kCancelled, false};
+    }
+    case storage::STORED_STATUS_RUNNING: {
+      if (st.cancel_requested()) return CancelResult{JobStatus::kRunning, true};
+      const std::string lease_key = keys::LeaseKey(tenant, id);
+      codec::LeaseValue lv;
+      s = ReadLease(lease_key, &lv);
+      if (!s.ok()) {
+        return s.code() == StatusCode::kNotFound
+                   ? Status::Corruption("running job \"" + std::string(id) + "\" has no lease")
+                   : s;
+      }
+      lv.cancel_requested = true;
+      st.set_cancel_requested(true);
+      st.set_updated_ms(now);
+      batch.Put(lease_key, codec::EncodeLease(lv));
+      batch.Put(keys::JobKey(tenant, id), st.SerializeAsString());
+      s = Write(&batch);
+      if (!s.ok()) return s;
+      return CancelResult{JobStatus::kRunning, true};
+    }
+    case storage::STORED_STATUS_CANCELLED:
+      return CancelResult{JobStatus::kCancelled, false};
+    default:
+      return Status::FailedPrecondition("job \"" + std::string(id) + "\" is " +
+                                        StateName(st, now) +
+                                        "; only scheduled, waiting or running jobs can be "
+                                        "cancelled");
+  }
+}
+
+Status Engine::Impl::Restart(std::string_view tenant, std::string_view id) {
+  Status s = validate::JobRef(tenant, id, options_.limits);
+  if (!s.ok()) return s;
+  std::lock_guard<std::mutex> stripe(Stripe(tenant, id));
+  storage::JobState st;
+  s = ReadJobState(tenant, id, &st);
+  if (!s.ok()) return s;
+  const int64_t now = Now();
+  if (st.status() != storage::STORED_STATUS_FAILED &&
+      st.status() != storage::STORED_STATUS_CANCELLED) {
+    return Status::FailedPrecondition("job \"" + std::string(id) + "\" is " + StateName(st, now) +
+                                      "; only failed or cancelled jobs can be restarted");
+  }
+  rocksdb::WriteBatch batch;
+  std::vector<std::pair<std::string, TaskRef>> published(1);
+  st.set_retries_used(0);
+  st.set_cancel_requested(false);
+  st.set_finished_ms(0);
+  st.set_updated_ms(now);
+  published[0].second = PutTask(tenant, id, &st, now, &batch, &published[0].first);
+  batch.Put(keys::JobKey(tenant, id), st.SerializeAsString());
+  s = Write(&batch);
+  if (!s.ok()) return s;
+  PublishTasks(&published, now);
+  return Status::Ok();
+}
+
+Status Engine::Impl::Expedite(std::string_view tenant, std::string_view id) {
+  Status s = validate::JobRef(tenant, id, options_.limits);
+  if (!s.ok()) return s;
+  std::lock_guard<std::mutex> stripe(Stripe(tenant, id));
+  storage::JobState st;
+  s = ReadJobState(tenant, id, &st);
+  if (!s.ok()) return s;
+  const int64_t now = Now();
+  if (st.status() != storage::STORED_STATUS_PENDING) {
+    return Status::FailedPrecondition("job \"" + std::string(id) + "\" is " + StateName(st, now) +
+                                      "; only scheduled jobs can be expedited");
+  }
+  if (st.due_ms() <= now) return Status::Ok();  // already waiting
+  // The job->task index (due_ms, task_seq in the job record) names the task key: no scan.
+  const std::string qp = keys::QueuePrefix(tenant, st.queue());
+  const int64_t old_due = st.due_ms();
+  const uint64_t seq = st.task_seq();
+  rocksdb::WriteBatch batch;
+  batch.Delete(keys::TaskKey(qp, st.priority(), old_due, seq));
+  batch.Put(keys::TaskKey(qp, st.priority(), now, seq), id);
+  st.set_due_ms(now);
+  st.set_updated_ms(now);
+  batch.Put(keys::JobKey(tenant, id), st.SerializeAsString());
+  s = Write(&batch);
+  if (!s.ok()) return s;
+  std::lock_guard<std::mutex> lock(index_mu_);
+  index_.RemoveTask(qp, st.priority(), old_due, seq);
+  index_.AddTask(qp, TaskRef{st.priority(), now, seq, std::string(id)}, now);
+  index_.Queue(qp)->cv.notify_all();
+  return Status::Ok();
+}
+
+Status Engine::Impl::Delete(std::string_view tenant, std::string_view id) {
+  Status s = validate::JobRef(tenant, id, options_.limits);
+  if (!s.ok()) return s;
+  std::lock_guard<std::mutex> stripe(Stripe(tenant, id));
+  storage::JobState st;
+  s = ReadJobState(tenant, id, &st);
+  if (!s.ok()) return s;
+  const int64_t now = Now();
+  if (st.status() == storage::STORED_STATUS_RUNNING) {
+    return Status::FailedPrecondition("job \"" + std::string(id) +
+                                      "\" is running; cancel it and wait for it to end first");
+  }
+  rocksdb::WriteBatch batch;
+  const std::string qp = keys::QueuePrefix(tenant, st.queue());
+  const bool pending = st.status() == storage::STORED_STATUS_PENDING;
+  if (pending) batch.Delete(keys::TaskKey(qp, st.priority(), st.due_ms(), st.task_seq()));
+  // Attempts are numbered 1..attempts: deleted by key, no scan.
+  for (uint32_t a = 1; a <= st.attempts(); ++a) batch.Delete(keys::AttemptKey(tenant, id, a));
+  batch.Delete(keys::BodyKey(tenant, id));
+  batch.Delete(keys::JobKey(tenant, id));
+  s = Write(&batch);
+  if (!s.ok()) return s;
+  if (pending) {
+    std::lock_guard<std::mutex> lock(index_mu_);
+    index_.RemoveTask(qp, st.priority(), st.due_ms(), st.task_seq());
+  }
+  (void)now;
+  return Status::Ok();
+}
+
+Result<Job> Engine::Impl::GetJob(std::string_view tenant, std::string_view id,
+                                 bool include_attempts) {
+  Status s = validate::JobRef(tenant, id, options_.limits);
+  if (!s.ok()) return s;
+  // A consistent view of the job's records without taking its stripe.
+  const rocksdb::Snapshot* snap = db_->GetSnapshot();
+  rocksdb::ReadOptions ro = read_options_;
+  ro.snapshot = snap;
+  struct Release {
+    rocksdb::DB* db;
+    const rocksdb::Snapshot* snap;
+    ~Release() { db->ReleaseSnapshot(snap); }
+  } release{db_.get(), snap};
+
+  std::string raw;
+  rocksdb::Status rs = db_->Get(ro, keys::JobKey(tenant, id), &raw);
+  if (rs.IsNotFound()) return Status::NotFound("job \"" + std::string(id) + "\" not found");
+  if (!rs.ok()) return StorageError(rs, "read job");
+  storage::JobState st;
+  if (!st.ParseFromString(raw)) return Status::Corruption("job record is malformed");
+  rs = db_->Get(ro, keys::BodyKey(tenant, id), &raw);
+  if (!rs.ok()) return rs.IsNotFound() ? Status::Corruption("job body is missing")
+                                        : StorageError(rs, "read job body");
+  storage::JobBody body;
+  if (!body.ParseFromString(raw)) return Status::Corruption("job body is malformed");
+
+  const int64_t now = Now();
+  Job j;
+  j.id = std::string(id);
+  j.tenant = std::string(tenant);
+  j.queue = st.queue();
+  j.priority = st.priority();
+  j.start_at_ms = st.start_at_ms();
+  j.next_run_ms = st.status() == storage::STORED_STATUS_PENDING ? st.due_ms() : 0;
+  j.retry = codec::FromRecord(st.retry());
+  j.lease_ms = st.lease_ms();
+  j.payload = std::move(*body.mutable_payload());
+  j.metadata.insert(body.metadata().begin(), body.metadata().end());
+  for (const auto& l : st.limits()) j.limits.push_back(codec::FromRecord(l));
+  j.status = codec::PublicStatus(st, now);
+  j.cancel_requested = st.cancel_requested();
+  j.attempt_count = st.attempts();
+  j.retries_used = st.retries_used();
+  j.created_ms = st.created_ms();
+  j.updated_ms = st.updated_ms();
+  j.finished_ms = st.finished_ms();
+  if (include_attempts) {
+    for (uint32_t a = 1; a <= st.attempts(); ++a) {
+      rs = db_->Get(ro, keys::AttemptKey(tenant, id, a), &raw);
+      if (!rs.ok()) return rs.IsNotFound() ? Status::Corruption("an attempt record is missing")
+                                            : StorageError(rs, "read attempt");
+      storage::AttemptRecord ar;
+      if (!ar.ParseFromString(raw)) return Status::Corruption("attempt record is malformed");
+      j.attempts.push_back(codec::FromRecord(id, ar));
+    }
+  }
+  return j;
+}
+
+Result<JobResult> Engine::Impl::GetResult(std::string_view tenant, std::string_view id) {
+  Status s = validate::JobRef(tenant, id, options_.limits);
+  if (!s.ok()) return s;
+  storage::JobState st;
+  s = ReadJobState(tenant, id, &st);
+  if (!s.ok()) return s;
+  JobResult r;
+  r.status = codec::PublicStatus(st, Now());
+  r.finished = IsTerminal(r.status);
+  if (!r.finished || st.attempts() == 0) return r;
+  std::string raw;
+  rocksdb::Status rs = db_->Get(read_options_, keys::AttemptKey(tenant, id, st.attempts()), &raw);
+  if (!rs.ok()) return rs.IsNotFound() ? Status::Corruption("the last attempt record is missing")
+                                        : StorageError(rs, "read attempt");
+  storage::AttemptRecord ar;
+  if (!ar.ParseFromString(raw)) return Status::Corruption("attempt record is malformed");
+  r.result = ar.result();
+  r.error = {ar.error_code(), ar.error_message(), ar.error_data()};
+  return r;
+}
+
+}  // namespace sluice

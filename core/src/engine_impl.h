@@ -1,0 +1,165 @@
+// Engine::Impl: the engine's state and the helpers its transitions share.
+//
+// Concurrency model (docs/threading.md):
+//  - Every transition of a job holds that job's stripe lock (hash of tenant and id) from its
+//    first read to after its in-memory index update. Batches lock their stripes in ascending
+//    order. So transitions of one job are serialized, the read-check-write of each is atomic,
+//    and transitions of different jobs write concurrently (RocksDB group commit merges their
+//    fsyncs).
+//  - index_mu_ guards the MemoryIndex and the long-poll condition variables. It is never held
+//    while taking a stripe lock or writing to RocksDB.
+//  - Every state change is one RocksDB write (WriteBatch, or the enqueue transaction).
+#ifndef SLUICE_CORE_SRC_ENGINE_IMPL_H_
+#define SLUICE_CORE_SRC_ENGINE_IMPL_H_
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include <rocksdb/utilities/optimistic_transaction_db.h>
+#include <rocksdb/utilities/write_batch_with_index.h>
+#include <rocksdb/write_batch.h>
+
+#include "codec.h"
+#include "ids.h"
+#include "memory_index.h"
+#include "sluice/engine.h"
+#include "storage.pb.h"
+
+namespace sluice {
+
+class Engine::Impl {
+ public:
+  static constexpr size_t kStripes = 1024;
+
+  explicit Impl(const EngineOptions& options);
+  ~Impl();
+
+  // engine_lifecycle.cc
+  Status OpenStore();
+  Status Close();
+  EngineStats Stats() const;
+  void ReaperLoop();
+
+  // engine.cc — the hot transitions.
+  Result<std::vector<EnqueueResult>> EnqueueMany(std::span<const JobSpec> specs, bool batch);
+  Result<std::vector<Task>> Lease(const LeaseRequest& request);
+  Result<HeartbeatResult> Heartbeat(std::string_view tenant, std::string_view task_id,
+                                    std::string_view worker_id, uint64_t lease_token);
+  Status Complete(std::string_view tenant, std::string_view task_id, uint64_t lease_token,
+                  const Outcome& outcome);
+  Result<size_t> ReapExpired();
+
+  // engine_admin.cc — operator transitions and reads.
+  Result<CancelResult> Cancel(std::string_view tenant, std::string_view id);
+  Status Restart(std::string_view tenant, std::string_view id);
+  Status Expedite(std::string_view tenant, std::string_view id);
+  Status Delete(std::string_view tenant, std::string_view id);
+  Result<Job> GetJob(std::string_view tenant, std::string_view id, bool include_attempts);
+  Result<JobResult> GetResult(std::string_view tenant, std::string_view id);
+
+  // Admission of a public call: fails with kClosed after Close began, kIoError after a
+  // storage failure. Counted so Close can wait for calls in flight.
+  class CallGuard {
+   public:
+    explicit CallGuard(Impl* impl);
+    ~CallGuard();
+    CallGuard(const CallGuard&) = delete;
+    CallGuard& operator=(const CallGuard&) = delete;
+    const Status& status() const { return status_; }
+
+   private:
+    Impl* impl_;
+    Status status_;
+  };
+
+  // What a finished attempt does to the in-memory index after its write commits.
+  struct Finish {
+    bool requeued = false;  // a retry: a new pending task
+    std::string queue_prefix;
+    TaskRef task;
+    JobStatus job_status = JobStatus::kFailed;
+  };
+
+ private:
+  friend class CallGuard;
+
+  size_t StripeOf(std::string_view tenant, std::string_view id) const;
+  std::mutex& Stripe(std::string_view tenant, std::string_view id);
+  // Locks the stripes of all (tenant, id) pairs in ascending order.
+  std::vector<std::unique_lock<std::mutex>> LockStripes(std::vector<size_t> stripes);
+
+  // Reads and decodes; NotFound when absent.
+  Status ReadJobState(std::string_view tenant, std::string_view id, storage::JobState* out);
+  Status ReadLease(const std::string& lease_key, codec::LeaseValue* out);
+  // Writes one batch; a failure poisons the engine (failed_) and returns kIoError.
+  Status Write(rocksdb::WriteBatch* batch);
+  Status StorageError(const rocksdb::Status& s, std::string_view what);
+
+  // Builds the write that ends the attempt described by `lease` of job (tenant, id) whose
+  // state is `state` (mutated in place), given the worker's outcome.
+  Finish FinishAttempt(std::string_view tenant, std::string_view id, storage::JobState* state,
+                       const codec::LeaseValue& lease, const Outcome& outcome, int64_t now,
+                       rocksdb::WriteBatch* batch);
+  // Applies a committed Finish to the index (caller holds the job's stripe).
+  void ApplyFinish(const Finish& f, int64_t lease_expires_ms, const std::string& lease_key,
+                   int64_t now);
+  // Puts a pending task for `state` (fresh seq) and records it in state.
+  TaskRef PutTask(std::string_view tenant, std::string_view id, storage::JobState* state,
+                  int64_t due_ms, rocksdb::WriteBatchBase* batch, std::string* queue_prefix);
+  // Adds committed tasks to the index and wakes their queues' long-polls.
+  void PublishTasks(std::vector<std::pair<std::string, TaskRef>>* tasks, int64_t now);
+  std::vector<Task> LeaseRefs(const std::string& queue_prefix, std::vector<TaskRef> refs,
+                              const LeaseRequest& request, int64_t now, Status* status);
+  Result<std::vector<Task>> LeaseOnce(const LeaseRequest& request);
+  Status ReapOne(const std::string& lease_key, int64_t now);
+
+  int64_t Now() const { return clock_->NowMs(); }
+  uint64_t NextRandom();
+
+  EngineOptions options_;
+  std::shared_ptr<Clock> clock_;
+  std::unique_ptr<rocksdb::OptimisticTransactionDB> db_;
+  rocksdb::WriteOptions write_options_;
+  rocksdb::ReadOptions read_options_;
+
+  std::array<std::mutex, kStripes> stripes_;
+  mutable std::mutex index_mu_;
+  MemoryIndex index_;
+
+  std::atomic<bool> closed_{false};
+  std::atomic<bool> failed_{false};
+  std::atomic<int64_t> active_calls_{0};
+  std::mutex close_mu_;
+  std::condition_variable close_cv_;
+  bool store_closed_ = false;
+
+  std::thread reaper_;
+  std::mutex reaper_mu_;
+  std::condition_variable reaper_cv_;
+  bool reaper_stop_ = false;
+
+  UuidV7Generator ids_;
+  Sequence seq_;
+  std::mutex rng_mu_;
+  std::mt19937_64 rng_;
+
+  struct Counters {
+    std::atomic<uint64_t> enqueued{0}, leased{0}, succeeded{0}, failed{0}, cancelled{0},
+        retried{0}, lease_expired{0};
+  } counters_;
+
+  friend class Engine;
+};
+
+}  // namespace sluice
+
+#endif  // SLUICE_CORE_SRC_ENGINE_IMPL_H_

@@ -1,0 +1,268 @@
+// Engine::Impl lifecycle: opening the store and rebuilding the in-memory index, admission of
+// calls, the background reaper, statistics, and Close.
+#include <chrono>
+#include <functional>
+
+#include <rocksdb/cache.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/table.h>
+
+#include "engine_impl.h"
+#include "keys.h"
+
+namespace sluice {
+namespace {
+
+// Upper bound for iterating every key that starts with `prefix`.
+std::string PrefixEnd(std::string prefix) {
+  while (!prefix.empty() && static_cast<uint8_t>(prefix.back()) == 0xff) prefix.pop_back();
+  if (!prefix.empty()) prefix.back() = static_cast<char>(prefix.back() + 1);
+  return prefix;
+}
+
+}  // namespace
+
+Engine::Impl::Impl(const EngineOptions& options)
+    : options_(options),
+      clock_(options.clock ? options.clock : std::make_shared<SystemClock>()),
+      rng_(options.rng_seed != 0 ? options.rng_seed : std::random_device{}()) {
+  write_options_.sync = options.durability == Durability::kSync;
+}
+
+Engine::Impl::~Impl() { (void)Close(); }
+
+Engine::Impl::CallGuard::CallGuard(Impl* impl) : impl_(impl) {
+  impl_->active_calls_.fetch_add(1, std::memory_order_seq_cst);
+  if (impl_->closed_.load(std::memory_order_seq_cst)) {
+    status_ = Status::Closed("the engine is closed");
+  } else if (impl_->failed_.load(std::memory_order_acquire)) {
+    status_ = Status::IoError("the engine stopped after a storage error; reopen it to recover");
+  }
+}
+
+Engine::Impl::CallGuard::~CallGuard() {
+  if (impl_->active_calls_.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
+      impl_->closed_.load(std::memory_order_seq_cst)) {
+    std::lock_guard<std::mutex> lock(impl_->close_mu_);
+    impl_->close_cv_.notify_all();
+  }
+}
+
+Status Engine::Impl::OpenStore() {
+  rocksdb::Options o;
+  o.create_if_missing = true;
+  o.IncreaseParallelism(2);
+  o.max_background_jobs = 2;
+  o.compression = rocksdb::kLZ4Compression;
+  o.write_buffer_size = 64 << 20;
+  rocksdb::BlockBasedTableOptions t;
+  t.block_cache = rocksdb::NewLRUCache(options_.block_cache_bytes);
+  t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10, false));
+  t.whole_key_filtering = true;
+  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
+
+  rocksdb::OptimisticTransactionDB* raw = nullptr;
+  rocksdb::Status rs = rocksdb::OptimisticTransactionDB::Open(o, options_.path, &raw);
+  if (!rs.ok()) {
+    // LZ4 may be missing from a RocksDB build: fall back to Snappy/no compression.
+    if (rs.IsInvalidArgument() && rs.ToString().find("ompression") != std::string::npos) {
+      o.compression = rocksdb::kNoCompression;
+      rs = rocksdb::OptimisticTransactionDB::Open(o, options_.path, &raw);
+    }
+    if (!rs.ok()) return Status::IoError("open " + options_.path + ": " + rs.ToString());
+  }
+  db_.reset(raw);
+
+  // Format version: written into an empty store, checked in an existing one.
+  std::string v;
+  rs = db_->Get(read_options_, keys::VersionKey(), &v);
+  if (rs.IsNotFound()) {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options_));
+    it->SeekToFirst();
+    if (it->Valid()) {
+      return Status::Corruption("store at " + options_.path + " has data but no format version");
+    }
+    std::string enc;
+    keys::PutU32(&enc, keys::kFormatVersion);
+    rocksdb::WriteOptions sync;
+    sync.sync = true;
+    rs = db_->Put(sync, keys::VersionKey(), enc);
+    if (!rs.ok()) return Status::IoError("write format version: " + rs.ToString());
+  } else if (!rs.ok()) {
+    return Status::IoError("read format version: " + rs.ToString());
+  } else {
+    keys::Reader r(v);
+    uint32_t version = 0;
+    if (!r.GetU32(&version) || !r.empty()) {
+      return Status::Corruption("store format version record is malformed");
+    }
+    if (version != keys::kFormatVersion) {
+      return Status::FailedPrecondition("store format version " + std::to_string(version) +
+                                        " is not supported by this build (it reads version " +
+                                        std::to_string(keys::kFormatVersion) + ")");
+    }
+  }
+
+  // Rebuild the in-memory mirror of the ready range and the lease-expiry index.
+  const int64_t now = Now();
+  uint64_t max_seen = 0;
+  {
+    std::lock_guard<std::mutex> lock(index_mu_);
+    std::string lo(1, keys::kTask), hi = PrefixEnd(lo);
+    rocksdb::Slice upper(hi);
+    rocksdb::ReadOptions ro;
+    ro.iterate_upper_bound = &upper;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+    for (it->Seek(lo); it->Valid(); it->Next()) {
+      keys::TaskKeyParts p;
+      const std::string_view key(it->key().data(), it->key().size());
+      if (!keys::ParseTaskKey(key, &p)) return Status::Corruption("malformed task key");
+      std::string qp = keys::QueuePrefix(p.tenant, p.queue);
+      index_.AddTask(qp, TaskRef{p.priority, p.due_ms, p.seq, it->value().ToString()}, now);
+      max_seen = std::max(max_seen, p.seq);
+    }
+    if (!it->status().ok()) return Status::IoError("scan tasks: " + it->status().ToString());
+
+    std::string llo(1, keys::kLease), lhi = PrefixEnd(llo);
+    rocksdb::Slice lupper(lhi);
+    ro.iterate_upper_bound = &lupper;
+    it.reset(db_->NewIterator(ro));
+    for (it->Seek(llo); it->Valid(); it->Next()) {
+      codec::LeaseValue lv;
+      const std::string_view val(it->value().data(), it->value().size());
+      if (!codec::DecodeLease(val, &lv)) return Status::Corruption("malformed lease record");
+      index_.AddLease(lv.expires_ms, it->key().ToString());
+      max_seen = std::max(max_seen, lv.token);
+    }
+    if (!it->status().ok()) return Status::IoError("scan leases: " + it->status().ToString());
+  }
+  seq_.Seed(std::max(static_cast<uint64_t>(now < 0 ? 0 : now) << 20, max_seen + 1));
+
+  if (options_.reaper_interval_ms > 0) reaper_ = std::thread([this] { ReaperLoop(); });
+  return Status::Ok();
+}
+
+void Engine::Impl::ReaperLoop() {
+  std::unique_lock<std::mutex> lock(reaper_mu_);
+  while (!reaper_stop_) {
+    reaper_cv_.wait_for(lock, std::chrono::milliseconds(options_.reaper_interval_ms));
+    if (reaper_stop_) break;
+    lock.unlock();
+    {
+      CallGuard guard(this);
+      if (guard.status().ok()) (void)ReapExpired();
+    }
+    lock.lock();
+  }
+}
+
+Status Engine::Impl::Close() {
+  if (closed_.exchange(true)) {
+    // Another Close ran or runs; wait until the store is closed.
+    std::unique_lock<std::mutex> lock(close_mu_);
+    close_cv_.wait(lock, [this] { return store_closed_; });
+    return Status::Ok();
+  }
+  {
+    std::lock_guard<std::mutex> lock(reaper_mu_);
+    reaper_stop_ = true;
+  }
+  reaper_cv_.notify_all();
+  if (reaper_.joinable()) reaper_.join();
+  {
+    std::lock_guard<std::mutex> lock(index_mu_);
+    index_.NotifyAll();
+  }
+  {
+    std::unique_lock<std::mutex> lock(close_mu_);
+    close_cv_.wait(lock, [this] { return active_calls_.load() == 0; });
+  }
+  Status result;
+  if (db_) {
+    rocksdb::Status rs = db_->GetBaseDB()->FlushWAL(/*sync=*/true);
+    if (!rs.ok() && !failed_) result = Status::IoError("sync WAL at close: " + rs.ToString());
+    db_.reset();
+  }
+  {
+    std::lock_guard<std::mutex> lock(close_mu_);
+    store_closed_ = true;
+  }
+  close_cv_.notify_all();
+  return result;
+}
+
+EngineStats Engine::Impl::Stats() const {
+  EngineStats s;
+  s.enqueued = counters_.enqueued.load();
+  s.leased = counters_.leased.load();
+  s.succeeded = counters_.succeeded.load();
+  s.failed = counters_.failed.load();
+  s.cancelled = counters_.cancelled.load();
+  s.retried = counters_.retried.load();
+  s.lease_expired = counters_.lease_expired.load();
+  std::lock_guard<std::mutex> lock(index_mu_);
+  s.pending_tasks = index_.pending_tasks();
+  s.running = index_.leases();
+  return s;
+}
+
+size_t Engine::Impl::StripeOf(std::string_view tenant, std::string_view id) const {
+  const size_t h = std::hash<std::string_view>{}(id) * 31 + std::hash<std::string_view>{}(tenant);
+  return h % kStripes;
+}
+
+std::mutex& Engine::Impl::Stripe(std::string_view tenant, std::string_view id) {
+  return stripes_[StripeOf(tenant, id)];
+}
+
+std::vector<std::unique_lock<std::mutex>> Engine::Impl::LockStripes(std::vector<size_t> stripes) {
+  std::sort(stripes.begin(), stripes.end());
+  stripes.erase(std::unique(stripes.begin(), stripes.end()), stripes.end());
+  std::vector<std::unique_lock<std::mutex>> locks;
+  locks.reserve(stripes.size());
+  for (size_t s : stripes) locks.emplace_back(stripes_[s]);
+  return locks;
+}
+
+Status Engine::Impl::StorageError(const rocksdb::Status& s, std::string_view what) {
+  failed_.store(true, std::memory_order_release);
+  return Status::IoError(std::string(what) + ": " + s.ToString() +
+                         "; the engine stopped acknowledging, reopen it to recover");
+}
+
+Status Engine::Impl::Write(rocksdb::WriteBatch* batch) {
+  rocksdb::Status s = db_->Write(write_options_, batch);
+  if (!s.ok()) return StorageError(s, "write");
+  return Status::Ok();
+}
+
+Status Engine::Impl::ReadJobState(std::string_view tenant, std::string_view id,
+                                  storage::JobState* out) {
+  rocksdb::PinnableSlice v;
+  rocksdb::Status s =
+      db_->Get(read_options_, db_->DefaultColumnFamily(), keys::JobKey(tenant, id), &v);
+  if (s.IsNotFound()) return Status::NotFound("job \"" + std::string(id) + "\" not found");
+  if (!s.ok()) return StorageError(s, "read job");
+  if (!out->ParseFromArray(v.data(), static_cast<int>(v.size()))) {
+    return Status::Corruption("job \"" + std::string(id) + "\" record is malformed");
+  }
+  return Status::Ok();
+}
+
+Status Engine::Impl::ReadLease(const std::string& lease_key, codec::LeaseValue* out) {
+  rocksdb::PinnableSlice v;
+  rocksdb::Status s = db_->Get(read_options_, db_->DefaultColumnFamily(), lease_key, &v);
+  if (s.IsNotFound()) return Status::NotFound("no live lease");
+  if (!s.ok()) return StorageError(s, "read lease");
+  if (!codec::DecodeLease(std::string_view(v.data(), v.size()), out)) {
+    return Status::Corruption("lease record is malformed");
+  }
+  return Status::Ok();
+}
+
+uint64_t Engine::Impl::NextRandom() {
+  std::lock_guard<std::mutex> lock(rng_mu_);
+  return rng_();
+}
+
+}  // namespace sluice

@@ -1,0 +1,467 @@
+// The hot transitions: enqueue, lease, heartbeat, complete, and lease expiry.
+// Each is one atomic RocksDB write under the job's stripe lock (engine_impl.h).
+#include <chrono>
+#include <unordered_map>
+
+#include <rocksdb/utilities/transaction.h>
+
+#include "backoff.h"
+#include "engine_impl.h"
+#include "keys.h"
+#include "validate.h"
+
+namespace sluice {
+namespace {
+
+void ApplyDefaults(const JobSpec& spec, const EngineOptions& o, storage::JobState* st) {
+  st->set_queue(spec.queue);
+  st->set_priority(spec.priority);
+  st->set_start_at_ms(spec.start_at_ms);
+  *st->mutable_retry() = codec::ToRecord(spec.retry ? *spec.retry : o.default_retry);
+  st->set_lease_ms(spec.lease_ms != 0 ? spec.lease_ms : o.default_lease_ms);
+  for (const auto& l : spec.limits) codec::ToRecord(l, st->add_limits());
+  st->set_status(storage::STORED_STATUS_PENDING);
+}
+
+Status LeaseLost(std::string_view task_id, std::string_view why) {
+  return Status::LeaseLost("task \"" + std::string(task_id) + "\": " + std::string(why));
+}
+
+}  // namespace
+
+TaskRef Engine::Impl::PutTask(std::string_view tenant, std::string_view id,
+                              storage::JobState* state, int64_t due_ms,
+                              rocksdb::WriteBatchBase* batch, std::string* queue_prefix) {
+  TaskRef ref{state->priority(), due_ms, seq_.Next(), std::string(id)};
+  state->set_status(storage::STORED_STATUS_PENDING);
+  state->set_due_ms(due_ms);
+  state->set_task_seq(ref.seq);
+  *queue_prefix = keys::QueuePrefix(tenant, state->queue());
+  batch->Put(keys::TaskKey(*queue_prefix, ref.priority, due_ms, ref.seq), id);
+  return ref;
+}
+
+void Engine::Impl::PublishTasks(std::vector<std::pair<std::string, TaskRef>>* tasks,
+                                int64_t now) {
+  if (tasks->empty()) return;
+  std::lock_guard<std::mutex> lock(index_mu_);
+  const std::string* last = nullptr;
+  for (auto& [qp, ref] : *tasks) {
+    index_.AddTask(qp, std::move(ref), now);
+    if (last == nullptr || *last != qp) {
+      index_.Queue(qp)->cv.notify_all();
+      last = &qp;
+    }
+  }
+}
+
+Result<std::vector<EnqueueResult>> Engine::Impl::EnqueueMany(std::span<const JobSpec> specs,
+                                                              bool batch) {
+  const SizeLimits& lim = options_.limits;
+  if (batch && specs.size() > lim.max_batch_jobs) {
+    return Status::TooLarge("batch has " + std::to_string(specs.size()) + " jobs; the limit is " +
+                            std::to_string(lim.max_batch_jobs) + " (max_batch_jobs)");
+  }
+  for (size_t i = 0; i < specs.size(); ++i) {
+    Status s = validate::Spec(specs[i], lim, batch ? "jobs[" + std::to_string(i) + "]: " : "");
+    if (!s.ok()) return s;
+  }
+  const int64_t now = Now();
+  std::vector<std::string> ids(specs.size());
+  std::vector<size_t> stripes(specs.size());
+  for (size_t i = 0; i < specs.size(); ++i) {
+    ids[i] = specs[i].id.empty() ? ids_.Next(now) : specs[i].id;
+    stripes[i] = StripeOf(specs[i].tenant, ids[i]);
+  }
+  auto locks = LockStripes(std::move(stripes));
+
+  std::vector<EnqueueResult> results(specs.size());
+  std::vector<std::pair<std::string, TaskRef>> published;
+  std::unordered_map<std::string, size_t> first_of;  // job key -> first index in this batch
+  std::unique_ptr<rocksdb::Transaction> txn(db_->BeginTransaction(write_options_));
+  std::string existing;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const JobSpec& spec = specs[i];
+    std::string job_key = keys::JobKey(spec.tenant, ids[i]);
+    results[i].id = ids[i];
+    if (auto it = first_of.find(job_key); it != first_of.end()) {
+      results[i].created = false;
+      results[i].status = results[it->second].status;
+      continue;
+    }
+    // Conditional write: GetForUpdate makes the commit fail if the key changed under us.
+    rocksdb::Status rs = txn->GetForUpdate(read_options_, job_key, &existing);
+    if (rs.ok()) {
+      storage::JobState st;
+      if (!st.ParseFromString(existing)) {
+        return Status::Corruption("job \"" + ids[i] + "\" record is malformed");
+      }
+      results[i].created = false;
+      results[i].status = codec::PublicStatus(st, now);
+      first_of.emplace(std::move(job_key), i);
+      continue;
+    }
+    if (!rs.IsNotFound()) return StorageError(rs, "enqueue read");
+
+    storage::JobState st;
+    ApplyDefaults(spec, options_, &st);
+    st.set_created_ms(now);
+    st.set_updated_ms(now);
+    const int64_t due = spec.start_at_ms > now ? spec.start_at_ms : now;
+    std::string qp;
+    rocksdb::WriteBatchBase* wb = txn->GetWriteBatch();
+    TaskRef ref = PutTask(spec.tenant, ids[i], &st, due, wb, &qp);
+    storage::JobBody body;
+    body.set_payload(spec.payload);
+    body.mutable_metadata()->insert(spec.metadata.begin(), spec.metadata.end());
+    rs = txn->Put(job_key, st.SerializeAsString());
+    if (rs.ok()) rs = txn->Put(keys::BodyKey(spec.tenant, ids[i]), body.SerializeAsString());
+    if (!rs.ok()) return StorageError(rs, "enqueue write");
+    results[i].created = true;
+    results[i].status = due > now ? JobStatus::kScheduled : JobStatus::kWaiting;
+    published.emplace_back(std::move(qp), std::move(ref));
+    first_of.emplace(std::move(job_key), i);
+  }
+  rocksdb::Status rs = txn->Commit();
+  if (rs.IsBusy() || rs.IsTryAgain()) {
+    // Only a writer outside the stripe protocol could conflict; report it as retryable.
+    return Status::Busy("enqueue conflicted with a concurrent write; retry: " + rs.ToString());
+  }
+  if (!rs.ok()) return StorageError(rs, "enqueue commit");
+  counters_.enqueued.fetch_add(published.size(), std::memory_order_relaxed);
+  PublishTasks(&published, now);
+  return results;
+}
+
+Result<std::vector<Task>> Engine::Impl::Lease(const LeaseRequest& request) {
+  Status s = validate::LeaseRequest(request, options_);
+  if (!s.ok()) return s;
+  const auto wait = std::chrono::milliseconds(std::min(request.wait_ms, options_.max_wait_ms));
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  const std::string qp = keys::QueuePrefix(request.tenant, request.queue);
+  for (;;) {
+    std::vector<TaskRef> refs;
+    {
+      std::unique_lock<std::mutex> lock(index_mu_);
+      QueueIndex* q = index_.Queue(qp);
+      for (;;) {
+        if (closed_.load()) {
+          index_.MaybeDropQueue(qp);
+          return Status::Closed("the engine closed while waiting");
+        }
+        const int64_t now = Now();
+        refs = index_.Pop(q, request.max_tasks, now);
+        if (!refs.empty()) break;
+        const auto steady_now = std::chrono::steady_clock::now();
+        if (steady_now >= deadline) {
+          index_.MaybeDropQueue(qp);
+          return std::vector<Task>{};
+        }
+        auto until = deadline;
+        const int64_t next_due = MemoryIndex::NextDue(*q);
+        if (next_due - now < wait.count()) {
+          until = std::min(until, steady_now + std::chrono::milliseconds(next_due - now));
+        }
+        ++q->waiters;
+        q->cv.wait_until(lock, until);
+        --q->waiters;
+      }
+      index_.MaybeDropQueue(qp);
+    }
+    Status status;
+    std::vector<Task> tasks = LeaseRefs(qp, std::move(refs), request, Now(), &status);
+    if (!status.ok()) return status;
+    if (!tasks.empty()) return tasks;
+    // Every popped task had moved on (cancelled, expedited, deleted): look again.
+  }
+}
+
+std::vector<Task> Engine::Impl::LeaseRefs(const std::string& queue_prefix,
+                                          std::vector<TaskRef> refs, const LeaseRequest& req,
+                                          int64_t now, Status* status) {
+  std::vector<size_t> stripes;
+  stripes.reserve(refs.size());
+  for (const auto& r : refs) stripes.push_back(StripeOf(req.tenant, r.job_id));
+  auto locks = LockStripes(std::move(stripes));
+
+  rocksdb::WriteBatch batch;
+  std::vector<Task> tasks;
+  std::vector<std::pair<int64_t, std::string>> leases;
+  tasks.reserve(refs.size());
+  for (TaskRef& ref : refs) {
+    storage::JobState st;
+    Status s = ReadJobState(req.tenant, ref.job_id, &st);
+    if (s.code() == StatusCode::kNotFound) continue;  // deleted since it was indexed
+    if (!s.ok()) {
+      *status = s;
+      return {};
+    }
+    if (st.status() != storage::STORED_STATUS_PENDING || st.task_seq() != ref.seq ||
+        st.due_ms() != ref.due_ms) {
+      continue;  // the job moved on; its current task (if any) is indexed separately
+    }
+    std::string body_raw;
+    rocksdb::Status rs = db_->Get(read_options_, keys::BodyKey(req.tenant, ref.job_id), &body_raw);
+    if (!rs.ok()) {
+      *status = StorageError(rs, "read job body");
+      return {};
+    }
+    storage::JobBody body;
+    if (!body.ParseFromString(body_raw)) {
+      *status = Status::Corruption("job \"" + ref.job_id + "\" body is malformed");
+      return {};
+    }
+    const uint32_t attempt = st.attempts() + 1;
+    codec::LeaseValue lv;
+    lv.token = seq_.Next();
+    lv.expires_ms = now + static_cast<int64_t>(st.lease_ms());
+    lv.started_ms = now;
+    lv.lease_ms = st.lease_ms();
+    lv.attempt = attempt;
+    lv.worker_id = req.worker_id;
+
+    batch.Delete(keys::TaskKey(queue_prefix, ref.priority, ref.due_ms, ref.seq));
+    st.set_status(storage::STORED_STATUS_RUNNING);
+    st.set_attempts(attempt);
+    st.set_lease_token(lv.token);
+    st.set_due_ms(0);
+    st.set_task_seq(0);
+    st.set_updated_ms(now);
+    batch.Put(keys::JobKey(req.tenant, ref.job_id), st.SerializeAsString());
+    storage::AttemptRecord ar;
+    ar.set_number(attempt);
+    ar.set_worker_id(req.worker_id);
+    ar.set_status(static_cast<uint32_t>(AttemptStatus::kRunning));
+    ar.set_started_ms(now);
+    batch.Put(keys::AttemptKey(req.tenant, ref.job_id, attempt), ar.SerializeAsString());
+    std::string lease_key = keys::LeaseKey(req.tenant, ref.job_id);
+    batch.Put(lease_key, codec::EncodeLease(lv));
+    leases.emplace_back(lv.expires_ms, std::move(lease_key));
+
+    Task t;
+    t.task_id = codec::TaskId(ref.job_id, attempt);
+    t.job_id = std::move(ref.job_id);
+    t.tenant = req.tenant;
+    t.queue = req.queue;
+    t.attempt = attempt;
+    t.priority = st.priority();
+    t.payload = std::move(*body.mutable_payload());
+    t.metadata.insert(body.metadata().begin(), body.metadata().end());
+    t.lease_token = lv.token;
+    t.lease_expires_ms = lv.expires_ms;
+    tasks.push_back(std::move(t));
+  }
+  if (tasks.empty()) return tasks;
+  *status = Write(&batch);
+  if (!status->ok()) return {};
+  {
+    std::lock_guard<std::mutex> lock(index_mu_);
+    for (const auto& [expiry, key] : leases) index_.AddLease(expiry, key);
+  }
+  counters_.leased.fetch_add(tasks.size(), std::memory_order_relaxed);
+  return tasks;
+}
+
+Result<HeartbeatResult> Engine::Impl::Heartbeat(std::string_view tenant, std::string_view task_id,
+                                                std::string_view worker_id, uint64_t token) {
+  std::string_view id;
+  uint32_t attempt = 0;
+  if (!codec::ParseTaskId(task_id, &id, &attempt)) {
+    return Status::InvalidArgument("task_id \"" + std::string(task_id) + "\" is malformed");
+  }
+  Status s = validate::JobRef(tenant, id, options_.limits);
+  if (s.ok()) s = validate::WorkerId(worker_id, options_.limits);
+  if (!s.ok()) return s;
+
+  std::lock_guard<std::mutex> stripe(Stripe(tenant, id));
+  const std::string lease_key = keys::LeaseKey(tenant, id);
+  codec::LeaseValue lv;
+  s = ReadLease(lease_key, &lv);
+  if (s.code() == StatusCode::kNotFound) return LeaseLost(task_id, "no live lease");
+  if (!s.ok()) return s;
+  const int64_t now = Now();
+  if (lv.attempt != attempt || lv.token != token) return LeaseLost(task_id, "the token is stale");
+  if (lv.worker_id != worker_id) return LeaseLost(task_id, "leased by another worker");
+  if (lv.expires_ms <= now) return LeaseLost(task_id, "the lease expired");
+
+  const int64_t old_expiry = lv.expires_ms;
+  lv.expires_ms = now + static_cast<int64_t>(lv.lease_ms);
+  rocksdb::WriteBatch batch;
+  batch.Put(lease_key, codec::EncodeLease(lv));
+  s = Write(&batch);
+  if (!s.ok()) return s;
+  {
+    std::lock_guard<std::mutex> lock(index_mu_);
+    index_.RemoveLease(old_expiry, lease_key);
+    index_.AddLease(lv.expires_ms, lease_key);
+  }
+  return HeartbeatResult{lv.expires_ms, lv.cancel_requested};
+}
+
+Engine::Impl::Finish Engine::Impl::FinishAttempt(std::string_view tenant, std::string_view id,
+                                                 storage::JobState* st,
+                                                 const codec::LeaseValue& lease,
+                                                 const Outcome& outcome, int64_t now,
+                                                 rocksdb::WriteBatch* batch) {
+  storage::AttemptRecord ar;
+  ar.set_number(lease.attempt);
+  ar.set_worker_id(lease.worker_id);
+  ar.set_started_ms(lease.started_ms);
+  ar.set_finished_ms(now);
+  switch (outcome.kind) {
+    case Outcome::Kind::kSuccess:
+      ar.set_status(static_cast<uint32_t>(AttemptStatus::kSucceeded));
+      ar.set_result(outcome.result);
+      break;
+    case Outcome::Kind::kFailure:
+      ar.set_status(static_cast<uint32_t>(AttemptStatus::kFailed));
+      ar.set_error_code(outcome.error.code);
+      ar.set_error_message(outcome.error.message);
+      ar.set_error_data(outcome.error.data);
+      break;
+    case Outcome::Kind::kCancelled:
+      ar.set_status(static_cast<uint32_t>(AttemptStatus::kCancelled));
+      break;
+  }
+  batch->Put(keys::AttemptKey(tenant, id, lease.attempt), ar.SerializeAsString());
+  batch->Delete(keys::LeaseKey(tenant, id));
+
+  Finish f;
+  const bool cancel = st->cancel_requested() || lease.cancel_requested;
+  st->set_lease_token(0);
+  st->set_updated_ms(now);
+  if (cancel || outcome.kind == Outcome::Kind::kCancelled) {
+    f.job_status = JobStatus::kCancelled;
+  } else if (outcome.kind == Outcome::Kind::kSuccess) {
+    f.job_status = JobStatus::kSucceeded;
+  } else if (!outcome.no_retry && st->retries_used() < st->retry().max_retries()) {
+    st->set_retries_used(st->retries_used() + 1);
+    const uint64_t delay =
+        BackoffMs(codec::FromRecord(st->retry()), st->retries_used(), NextRandom());
+    f.task = PutTask(tenant, id, st, now + static_cast<int64_t>(delay), batch, &f.queue_prefix);
+    f.requeued = true;
+    f.job_status = delay > 0 ? JobStatus::kScheduled : JobStatus::kWaiting;
+  } else {
+    f.job_status = JobStatus::kFailed;
+  }
+  if (!f.requeued) {
+    st->set_status(f.job_status == JobStatus::kSucceeded ? storage::STORED_STATUS_SUCCEEDED
+                   : f.job_status == JobStatus::kCancelled ? storage::STORED_STATUS_CANCELLED
+                                                           : storage::STORED_STATUS_FAILED);
+    st->set_finished_ms(now);
+    st->set_cancel_requested(false);
+  }
+  batch->Put(keys::JobKey(tenant, id), st->SerializeAsString());
+  return f;
+}
+
+void Engine::Impl::ApplyFinish(const Finish& f, int64_t lease_expires_ms,
+                               const std::string& lease_key, int64_t now) {
+  {
+    std::lock_guard<std::mutex> lock(index_mu_);
+    index_.RemoveLease(lease_expires_ms, lease_key);
+    if (f.requeued) {
+      index_.AddTask(f.queue_prefix, f.task, now);
+      index_.Queue(f.queue_prefix)->cv.notify_all();
+    }
+  }
+  if (f.requeued) counters_.retried.fetch_add(1, std::memory_order_relaxed);
+  switch (f.job_status) {
+    case JobStatus::kSucceeded:
+      counters_.succeeded.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case JobStatus::kCancelled:
+      counters_.cancelled.fetch_add(1, std::memory_order_relaxed);
+      break;
+    default:
+      counters_.failed.fetch_add(1, std::memory_order_relaxed);
+      break;
+  }
+}
+
+Status Engine::Impl::Complete(std::string_view tenant, std::string_view task_id, uint64_t token,
+                              const Outcome& outcome) {
+  std::string_view id;
+  uint32_t attempt = 0;
+  if (!codec::ParseTaskId(task_id, &id, &attempt)) {
+    return Status::InvalidArgument("task_id \"" + std::string(task_id) + "\" is malformed");
+  }
+  Status s = validate::JobRef(tenant, id, options_.limits);
+  if (s.ok()) s = validate::TaskOutcome(outcome, options_.limits);
+  if (!s.ok()) return s;
+
+  std::lock_guard<std::mutex> stripe(Stripe(tenant, id));
+  const std::string lease_key = keys::LeaseKey(tenant, id);
+  codec::LeaseValue lv;
+  s = ReadLease(lease_key, &lv);
+  if (s.code() == StatusCode::kNotFound) return LeaseLost(task_id, "no live lease");
+  if (!s.ok()) return s;
+  const int64_t now = Now();
+  if (lv.attempt != attempt || lv.token != token) return LeaseLost(task_id, "the token is stale");
+  if (lv.expires_ms <= now) return LeaseLost(task_id, "the lease expired");
+
+  storage::JobState st;
+  s = ReadJobState(tenant, id, &st);
+  if (!s.ok()) return s;
+  if (st.status() != storage::STORED_STATUS_RUNNING || st.lease_token() != token) {
+    return Status::Corruption("job \"" + std::string(id) + "\" has a lease but is not running it");
+  }
+  rocksdb::WriteBatch batch;
+  Finish f = FinishAttempt(tenant, id, &st, lv, outcome, now, &batch);
+  s = Write(&batch);
+  if (!s.ok()) return s;
+  ApplyFinish(f, lv.expires_ms, lease_key, now);
+  return Status::Ok();
+}
+
+Result<size_t> Engine::Impl::ReapExpired() {
+  size_t reaped = 0;
+  for (;;) {
+    const int64_t now = Now();
+    std::vector<std::pair<int64_t, std::string>> expired;
+    {
+      std::lock_guard<std::mutex> lock(index_mu_);
+      expired = index_.Expired(now, 256);
+    }
+    if (expired.empty()) return reaped;
+    for (const auto& [expiry, lease_key] : expired) {
+      Status s = ReapOne(lease_key, now);
+      {
+        // Whatever happened, this (expiry, key) entry is stale now.
+        std::lock_guard<std::mutex> lock(index_mu_);
+        index_.RemoveLease(expiry, lease_key);
+      }
+      if (s.ok()) {
+        ++reaped;
+      } else if (s.code() != StatusCode::kNotFound) {
+        return s;
+      }
+    }
+  }
+}
+
+Status Engine::Impl::ReapOne(const std::string& lease_key, int64_t now) {
+  std::string_view tenant, id;
+  if (!keys::ParseJobScopedKey(lease_key, &tenant, &id)) {
+    return Status::Corruption("malformed lease key in the expiry index");
+  }
+  std::lock_guard<std::mutex> stripe(Stripe(tenant, id));
+  codec::LeaseValue lv;
+  Status s = ReadLease(lease_key, &lv);
+  if (!s.ok()) return s;  // NotFound: completed since it was listed
+  if (lv.expires_ms > now) return Status::NotFound("lease was extended");
+  storage::JobState st;
+  s = ReadJobState(tenant, id, &st);
+  if (!s.ok()) return s;
+  rocksdb::WriteBatch batch;
+  Outcome expired = Outcome::Failure("lease_expired",
+                                     "the lease expired before the worker reported an outcome");
+  Finish f = FinishAttempt(tenant, id, &st, lv, expired, now, &batch);
+  s = Write(&batch);
+  if (!s.ok()) return s;
+  ApplyFinish(f, lv.expires_ms, lease_key, now);
+  counters_.lease_expired.fetch_add(1, std::memory_order_relaxed);
+  return Status::Ok();
+}
+
+}  // namespace sluice

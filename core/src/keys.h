@@ -1,0 +1,78 @@
+// Order-preserving key encoding for every record in the store (DESIGN.md §4).
+//
+// Every key starts with a one-byte prefix naming its key space. Strings are encoded as a
+// big-endian uint16 length followed by the bytes (unambiguous; ordering between different
+// strings does not matter to any scan). Integers are big-endian so byte order is numeric order.
+//
+//   'V'                                     -> format version (uint32 BE)
+//   'J' str(tenant) str(id)                 -> storage::JobState
+//   'B' str(tenant) str(id)                 -> storage::JobBody
+//   'A' str(tenant) str(id) u32(attempt)    -> storage::AttemptRecord
+//   'T' str(tenant) str(queue) u8(prio) u64(due_ms) u64(seq) -> TaskValue (ready/scheduled)
+//   'L' str(tenant) str(id)                 -> LeaseValue (one live lease per job)
+#ifndef SLUICE_CORE_SRC_KEYS_H_
+#define SLUICE_CORE_SRC_KEYS_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace sluice::keys {
+
+inline constexpr char kVersion = 'V';
+inline constexpr char kJob = 'J';
+inline constexpr char kBody = 'B';
+inline constexpr char kAttempt = 'A';
+inline constexpr char kTask = 'T';
+inline constexpr char kLease = 'L';
+
+// The store format this build writes and reads.
+inline constexpr uint32_t kFormatVersion = 1;
+
+void PutU8(std::string* out, uint8_t v);
+void PutU32(std::string* out, uint32_t v);
+void PutU64(std::string* out, uint64_t v);
+void PutStr(std::string* out, std::string_view s);
+
+// A cursor over an encoded key or value; every Get fails (returns false) past the end.
+class Reader {
+ public:
+  explicit Reader(std::string_view in) : in_(in) {}
+  bool GetU8(uint8_t* v);
+  bool GetU32(uint32_t* v);
+  bool GetU64(uint64_t* v);
+  bool GetStr(std::string_view* s);
+  bool GetRest(std::string_view* s);
+  bool empty() const { return in_.empty(); }
+
+ private:
+  std::string_view in_;
+};
+
+std::string VersionKey();
+std::string JobKey(std::string_view tenant, std::string_view id);
+std::string BodyKey(std::string_view tenant, std::string_view id);
+std::string AttemptKey(std::string_view tenant, std::string_view id, uint32_t attempt);
+// Prefix of all attempts of one job.
+std::string AttemptPrefix(std::string_view tenant, std::string_view id);
+std::string LeaseKey(std::string_view tenant, std::string_view id);
+// The queue part of a task key: 'T' str(tenant) str(queue). Also the in-memory queue id.
+std::string QueuePrefix(std::string_view tenant, std::string_view queue);
+std::string TaskKey(std::string_view queue_prefix, uint32_t priority, int64_t due_ms,
+                    uint64_t seq);
+
+// Decoded task key.
+struct TaskKeyParts {
+  std::string_view tenant;
+  std::string_view queue;
+  uint32_t priority = 0;
+  int64_t due_ms = 0;
+  uint64_t seq = 0;
+};
+bool ParseTaskKey(std::string_view key, TaskKeyParts* out);
+// Decodes a 'L' or 'J' key into (tenant, id).
+bool ParseJobScopedKey(std::string_view key, std::string_view* tenant, std::string_view* id);
+
+}  // namespace sluice::keys
+
+#endif  // SLUICE_CORE_SRC_KEYS_H_
