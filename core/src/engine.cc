@@ -25,6 +25,17 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
   Impl::CallGuard guard(impl_.get());      \
   if (!guard.status().ok()) return guard.status()
 
+namespace {
+
+// Runs the grant passes a call left (releases, raises), after its stripe locks are gone.
+template <typename R>
+R WithGrants(Engine::Impl* impl, R result, size_t budget) {
+  impl->RunGrants(budget);
+  return result;
+}
+
+}  // namespace
+
 Result<EnqueueResult> Engine::Enqueue(const JobSpec& spec) {
   SLUICE_ADMIT();
   auto r = impl_->EnqueueMany(std::span<const JobSpec>(&spec, 1), /*batch=*/false);
@@ -51,12 +62,61 @@ Result<HeartbeatResult> Engine::Heartbeat(std::string_view tenant, std::string_v
 Status Engine::Complete(std::string_view tenant, std::string_view task_id, uint64_t lease_token,
                         const Outcome& outcome) {
   SLUICE_ADMIT();
-  return impl_->Complete(tenant, task_id, lease_token, outcome);
+  return WithGrants(impl_.get(), impl_->Complete(tenant, task_id, lease_token, outcome),
+                    impl_->GrantBudget());
+}
+
+Result<LeaseResponse> Engine::LeaseTasks(const LeaseRequest& request) {
+  SLUICE_ADMIT();
+  return impl_->LeaseTasks(request, /*with_refreshes=*/true);
+}
+
+Result<int64_t> Engine::HeartbeatRefresh(std::string_view tenant, std::string_view key,
+                                         uint64_t lease_token) {
+  SLUICE_ADMIT();
+  return impl_->HeartbeatRefresh(tenant, key, lease_token);
+}
+
+Status Engine::CompleteRefresh(std::string_view tenant, std::string_view key,
+                               uint64_t lease_token, const RefreshOutcome& outcome) {
+  SLUICE_ADMIT();
+  return WithGrants(impl_.get(), impl_->CompleteRefresh(tenant, key, lease_token, outcome),
+                    impl_->GrantBudget());
+}
+
+Result<FloatingLimitState> Engine::GetFloatingLimit(std::string_view tenant,
+                                                    std::string_view key) {
+  SLUICE_ADMIT();
+  return impl_->GetFloatingLimit(tenant, key);
+}
+
+Result<std::vector<FloatingLimitState>> Engine::ListFloatingLimits(std::string_view tenant,
+                                                                   std::string_view after_key,
+                                                                   uint32_t limit) {
+  SLUICE_ADMIT();
+  return impl_->ListFloatingLimits(tenant, after_key, limit);
+}
+
+Status Engine::SetFloatingLimit(std::string_view tenant, std::string_view key, uint32_t max) {
+  SLUICE_ADMIT();
+  return WithGrants(impl_.get(), impl_->SetFloatingLimit(tenant, key, max),
+                    impl_->GrantBudget());
+}
+
+Result<ConcurrencyKeyInfo> Engine::GetConcurrencyKey(std::string_view tenant,
+                                                     ConcurrencyLimit::Kind kind,
+                                                     std::string_view key) {
+  SLUICE_ADMIT();
+  return impl_->GetConcurrencyKey(tenant, kind, key);
+}
+
+std::vector<ConcurrencyKeyInfo> Engine::ListConcurrencyKeys(uint32_t limit) const {
+  return impl_->ListConcurrencyKeys(limit);
 }
 
 Result<CancelResult> Engine::Cancel(std::string_view tenant, std::string_view id) {
   SLUICE_ADMIT();
-  return impl_->Cancel(tenant, id);
+  return WithGrants(impl_.get(), impl_->Cancel(tenant, id), impl_->GrantBudget());
 }
 
 Status Engine::Restart(std::string_view tenant, std::string_view id) {
@@ -71,7 +131,7 @@ Status Engine::Expedite(std::string_view tenant, std::string_view id) {
 
 Status Engine::Delete(std::string_view tenant, std::string_view id) {
   SLUICE_ADMIT();
-  return impl_->Delete(tenant, id);
+  return WithGrants(impl_.get(), impl_->Delete(tenant, id), impl_->GrantBudget());
 }
 
 Result<Job> Engine::GetJob(std::string_view tenant, std::string_view id, bool include_attempts) {

@@ -12,6 +12,32 @@ std::string StateName(const storage::JobState& st, int64_t now) {
 
 }  // namespace
 
+void Engine::Impl::RemovePending(std::string_view tenant, std::string_view id,
+                                 storage::JobState* st, rocksdb::WriteBatchBase* batch) {
+  if (st->waiting_on() > 0) {
+    DeleteWaiter(tenant, *st, batch);  // parked on a full key: it has no task key
+    st->set_waiting_on(0);
+    return;
+  }
+  const std::string qp = keys::QueuePrefix(tenant, st->queue());
+  batch->Delete(keys::TaskKey(qp, st->priority(), st->due_ms(), st->task_seq()));
+  if (st->holds_limits()) PutRelease(tenant, id, st, batch);  // granted, not yet leased
+}
+
+void Engine::Impl::RemovePendingCommitted(std::string_view tenant, std::string_view id,
+                                          const storage::JobState& before) {
+  if (before.waiting_on() > 0) {
+    UnparkCommitted(tenant, before, static_cast<int>(before.waiting_on()) - 1);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(index_mu_);
+    index_.RemoveTask(keys::QueuePrefix(tenant, before.queue()), before.priority(),
+                      before.due_ms(), before.task_seq());
+  }
+  if (before.holds_limits()) ReleaseCommitted(tenant, id, before);
+}
+
 Result<CancelResult> Engine::Impl::Cancel(std::string_view tenant, std::string_view id) {
   Status s = validate::JobRef(tenant, id, options_.limits);
   if (!s.ok()) return s;
@@ -26,7 +52,8 @@ Result<CancelResult> Engine::Impl::Cancel(std::string_view tenant, std::string_v
       const std::string qp = keys::QueuePrefix(tenant, st.queue());
       const int64_t due = st.due_ms();
       const uint64_t seq = st.task_seq();
-      batch.Delete(keys::TaskKey(qp, st.priority(), due, seq));
+      const storage::JobState before = st;
+      RemovePending(tenant, id, &st, &batch);
       st.set_status(storage::STORED_STATUS_CANCELLED);
       st.set_due_ms(0);
       st.set_task_seq(0);
@@ -35,10 +62,10 @@ Result<CancelResult> Engine::Impl::Cancel(std::string_view tenant, std::string_v
       batch.Put(keys::JobKey(tenant, id), st.SerializeAsString());
       s = Write(&batch);
       if (!s.ok()) return s;
-      {
-        std::lock_guard<std::mutex> lock(index_mu_);
-        index_.RemoveTask(qp, st.priority(), due, seq);
-      }
+      RemovePendingCommitted(tenant, id, before);
+      (void)qp;
+      (void)due;
+      (void)seq;
       counters_.cancelled.fetch_add(1, std::memory_order_relaxed);
       return CancelResult{JobStatus::kCancelled, false};
     }
@@ -143,19 +170,16 @@ Status Engine::Impl::Delete(std::string_view tenant, std::string_view id) {
                                       "\" is running; cancel it and wait for it to end first");
   }
   rocksdb::WriteBatch batch;
-  const std::string qp = keys::QueuePrefix(tenant, st.queue());
   const bool pending = st.status() == storage::STORED_STATUS_PENDING;
-  if (pending) batch.Delete(keys::TaskKey(qp, st.priority(), st.due_ms(), st.task_seq()));
+  const storage::JobState before = st;
+  if (pending) RemovePending(tenant, id, &st, &batch);
   // Attempts are numbered 1..attempts: deleted by key, no scan.
   for (uint32_t a = 1; a <= st.attempts(); ++a) batch.Delete(keys::AttemptKey(tenant, id, a));
   batch.Delete(keys::BodyKey(tenant, id));
   batch.Delete(keys::JobKey(tenant, id));
   s = Write(&batch);
   if (!s.ok()) return s;
-  if (pending) {
-    std::lock_guard<std::mutex> lock(index_mu_);
-    index_.RemoveTask(qp, st.priority(), st.due_ms(), st.task_seq());
-  }
+  if (pending) RemovePendingCommitted(tenant, id, before);
   (void)now;
   return Status::Ok();
 }

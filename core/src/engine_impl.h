@@ -6,13 +6,17 @@
 //    order. So transitions of one job are serialized, the read-check-write of each is atomic,
 //    and transitions of different jobs write concurrently (RocksDB group commit merges their
 //    fsyncs).
-//  - index_mu_ guards the MemoryIndex and the long-poll condition variables. It is never held
-//    while taking a stripe lock or writing to RocksDB.
+//  - limits_mu_ guards the LimitIndex (concurrency keys). index_mu_ guards the MemoryIndex and
+//    the long-poll condition variables. Lock order: job stripes, then a floating-key stripe,
+//    then limits_mu_, then index_mu_. Neither mutex is held while writing to RocksDB.
+//  - Grants run after the releasing transition let go of its stripe: a grant pass takes each
+//    waiter's own stripe, so every job's records change only under its stripe.
 //  - Every state change is one RocksDB write (WriteBatch, or the enqueue transaction).
 #ifndef SLUICE_CORE_SRC_ENGINE_IMPL_H_
 #define SLUICE_CORE_SRC_ENGINE_IMPL_H_
 
 #include <array>
+#include <functional>
 #include <atomic>
 #include <condition_variable>
 #include <memory>
@@ -30,6 +34,7 @@
 
 #include "codec.h"
 #include "ids.h"
+#include "limit_index.h"
 #include "memory_index.h"
 #include "sluice/engine.h"
 #include "storage.pb.h"
@@ -51,12 +56,31 @@ class Engine::Impl {
 
   // engine.cc — the hot transitions.
   Result<std::vector<EnqueueResult>> EnqueueMany(std::span<const JobSpec> specs, bool batch);
-  Result<std::vector<Task>> Lease(const LeaseRequest& request);
+  Result<std::vector<Task>> Lease(const LeaseRequest& request);  // LeaseTasks without refreshes
   Result<HeartbeatResult> Heartbeat(std::string_view tenant, std::string_view task_id,
                                     std::string_view worker_id, uint64_t lease_token);
   Status Complete(std::string_view tenant, std::string_view task_id, uint64_t lease_token,
                   const Outcome& outcome);
   Result<size_t> ReapExpired();
+
+  // engine_limits.cc — concurrency limits.
+  Result<LeaseResponse> LeaseTasks(const LeaseRequest& request, bool with_refreshes);
+  Result<int64_t> HeartbeatRefresh(std::string_view tenant, std::string_view key, uint64_t token);
+  Status CompleteRefresh(std::string_view tenant, std::string_view key, uint64_t token,
+                         const RefreshOutcome& outcome);
+  Result<FloatingLimitState> GetFloatingLimit(std::string_view tenant, std::string_view key);
+  Result<std::vector<FloatingLimitState>> ListFloatingLimits(std::string_view tenant,
+                                                             std::string_view after_key,
+                                                             uint32_t limit);
+  Status SetFloatingLimit(std::string_view tenant, std::string_view key, uint32_t max);
+  Result<ConcurrencyKeyInfo> GetConcurrencyKey(std::string_view tenant,
+                                               ConcurrencyLimit::Kind kind, std::string_view key);
+  std::vector<ConcurrencyKeyInfo> ListConcurrencyKeys(uint32_t limit) const;
+  // Grants waiters of dirty keys, at most `budget` grants; returns whether work is left.
+  // Leftovers are picked up by the next call and by the reaper.
+  bool RunGrants(size_t budget);
+  // Grants a releasing call runs itself: enough for one release burst, bounded.
+  size_t GrantBudget() const { return 4 * static_cast<size_t>(options_.max_grants_per_key_per_pass); }
 
   // engine_admin.cc — operator transitions and reads.
   Result<CancelResult> Cancel(std::string_view tenant, std::string_view id);
@@ -83,6 +107,7 @@ class Engine::Impl {
 
   // What a finished attempt does to the in-memory index after its write commits.
   struct Finish {
+    bool released = false;  // the attempt's limit slots were released
     bool requeued = false;  // a retry: a new pending task
     std::string queue_prefix;
     TaskRef task;
@@ -110,8 +135,9 @@ class Engine::Impl {
                        const codec::LeaseValue& lease, const Outcome& outcome, int64_t now,
                        rocksdb::WriteBatch* batch);
   // Applies a committed Finish to the index (caller holds the job's stripe).
-  void ApplyFinish(const Finish& f, int64_t lease_expires_ms, const std::string& lease_key,
-                   int64_t now);
+  void ApplyFinish(const Finish& f, std::string_view tenant, std::string_view id,
+                   const storage::JobState& st, int64_t lease_expires_ms,
+                   const std::string& lease_key, int64_t now);
   // Puts a pending task for `state` (fresh seq) and records it in state.
   TaskRef PutTask(std::string_view tenant, std::string_view id, storage::JobState* state,
                   int64_t due_ms, rocksdb::WriteBatchBase* batch, std::string* queue_prefix);
@@ -121,6 +147,49 @@ class Engine::Impl {
                               const LeaseRequest& request, int64_t now, Status* status);
   Result<std::vector<Task>> LeaseOnce(const LeaseRequest& request);
   Status ReapOne(const std::string& lease_key, int64_t now);
+
+  // Limits (engine_limits.cc).
+  // How a job that must acquire its limits fared: granted all, or parked on limit `blocked`.
+  struct Acquire {
+    bool granted = false;
+    int blocked = -1;
+  };
+  std::mutex& FloatStripe(std::string_view tenant, std::string_view key);
+  // Makes sure every floating limit of `st` has a stored record (creating it from the job's
+  // limit spec) and returns them, by limit index. Caller holds the job's stripe.
+  Status EnsureFloating(std::string_view tenant, const storage::JobState& st,
+                        std::vector<storage::FloatingRecord>* recs);
+  // Decides acquisition for one job (caller holds its stripe and limits_mu_) and reserves or
+  // parks it in memory; the caller writes the matching records.
+  Acquire DecideAcquire(std::string_view tenant, std::string_view id,
+                        const storage::JobState& st,
+                        const std::vector<storage::FloatingRecord>& recs);
+  // Adds the writes that take every slot (H keys) / park on limit i (W key) / release them.
+  void PutHolds(std::string_view tenant, std::string_view id, storage::JobState* st,
+                rocksdb::WriteBatchBase* batch);
+  void PutWaiter(std::string_view tenant, std::string_view id, storage::JobState* st, int index,
+                 rocksdb::WriteBatchBase* batch);
+  void PutRelease(std::string_view tenant, std::string_view id, storage::JobState* st,
+                  rocksdb::WriteBatchBase* batch);
+  void DeleteWaiter(std::string_view tenant, const storage::JobState& st,
+                    rocksdb::WriteBatchBase* batch);
+  // After the write committed: give back the job's slots / drop its waiter entry in memory,
+  // and mark the keys for a grant pass.
+  void ReleaseCommitted(std::string_view tenant, std::string_view id,
+                        const storage::JobState& st);
+  void UnparkCommitted(std::string_view tenant, const storage::JobState& st, int index);
+  bool GrantOne(const std::string& key_id);
+  // Removes a pending job from the ready range or its waiter queue (releasing slots of a
+  // granted job) in `batch`; the Committed half updates memory after the write.
+  void RemovePending(std::string_view tenant, std::string_view id, storage::JobState* st,
+                     rocksdb::WriteBatchBase* batch);
+  void RemovePendingCommitted(std::string_view tenant, std::string_view id,
+                              const storage::JobState& before);
+  Status RebuildLimits();
+  std::optional<RefreshTask> IssueRefresh(const LeaseRequest& request, int64_t now);
+  Status ApplyFloating(std::string_view tenant, std::string_view key,
+                       const std::function<Status(storage::FloatingRecord*)>& change,
+                       std::optional<uint64_t> token);
 
   int64_t Now() const { return clock_->NowMs(); }
   uint64_t NextRandom();
@@ -134,6 +203,9 @@ class Engine::Impl {
   std::array<std::mutex, kStripes> stripes_;
   mutable std::mutex index_mu_;
   MemoryIndex index_;
+  mutable std::mutex limits_mu_;
+  LimitIndex limits_;
+  std::array<std::mutex, 256> float_stripes_;
 
   std::atomic<bool> closed_{false};
   std::atomic<bool> failed_{false};
@@ -154,7 +226,7 @@ class Engine::Impl {
 
   struct Counters {
     std::atomic<uint64_t> enqueued{0}, leased{0}, succeeded{0}, failed{0}, cancelled{0},
-        retried{0}, lease_expired{0};
+        retried{0}, lease_expired{0}, grants{0}, refreshes_issued{0};
   } counters_;
 
   friend class Engine;

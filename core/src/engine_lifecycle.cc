@@ -137,6 +137,12 @@ Status Engine::Impl::OpenStore() {
     if (!it->status().ok()) return Status::IoError("scan leases: " + it->status().ToString());
   }
   seq_.Seed(std::max(static_cast<uint64_t>(now < 0 ? 0 : now) << 20, max_seen + 1));
+  Status ls = RebuildLimits();
+  if (!ls.ok()) return ls;
+  // Grant what a crash between a release and its grant left waiting.
+  while (RunGrants(1 << 16)) {
+  }
+  if (failed_.load()) return Status::IoError("granting waiters at open failed");
 
   if (options_.reaper_interval_ms > 0) reaper_ = std::thread([this] { ReaperLoop(); });
   return Status::Ok();
@@ -203,6 +209,12 @@ EngineStats Engine::Impl::Stats() const {
   std::lock_guard<std::mutex> lock(index_mu_);
   s.pending_tasks = index_.pending_tasks();
   s.running = index_.leases();
+  s.grants = counters_.grants.load();
+  s.refreshes_issued = counters_.refreshes_issued.load();
+  std::lock_guard<std::mutex> limits_lock(limits_mu_);
+  s.limit_keys = limits_.keys();
+  s.limit_holders = limits_.holders();
+  s.limit_waiters = limits_.waiters();
   return s;
 }
 

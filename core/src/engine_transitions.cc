@@ -1,6 +1,7 @@
 // The hot transitions: enqueue, lease, heartbeat, complete, and lease expiry.
 // Each is one atomic RocksDB write under the job's stripe lock (engine_impl.h).
 #include <chrono>
+#include <limits>
 #include <unordered_map>
 
 #include <rocksdb/utilities/transaction.h>
@@ -111,6 +112,7 @@ Result<std::vector<EnqueueResult>> Engine::Impl::EnqueueMany(std::span<const Job
     std::string qp;
     rocksdb::WriteBatchBase* wb = txn->GetWriteBatch();
     TaskRef ref = PutTask(spec.tenant, ids[i], &st, due, wb, &qp);
+    st.set_enqueue_seq(ref.seq);
     storage::JobBody body;
     body.set_payload(spec.payload);
     body.mutable_metadata()->insert(spec.metadata.begin(), spec.metadata.end());
@@ -133,47 +135,75 @@ Result<std::vector<EnqueueResult>> Engine::Impl::EnqueueMany(std::span<const Job
   return results;
 }
 
-Result<std::vector<Task>> Engine::Impl::Lease(const LeaseRequest& request) {
+Result<LeaseResponse> Engine::Impl::LeaseTasks(const LeaseRequest& request,
+                                               bool with_refreshes) {
   Status s = validate::LeaseRequest(request, options_);
   if (!s.ok()) return s;
   const auto wait = std::chrono::milliseconds(std::min(request.wait_ms, options_.max_wait_ms));
   const auto deadline = std::chrono::steady_clock::now() + wait;
   const std::string qp = keys::QueuePrefix(request.tenant, request.queue);
+  LeaseResponse resp;
   for (;;) {
     std::vector<TaskRef> refs;
     {
-      std::unique_lock<std::mutex> lock(index_mu_);
-      QueueIndex* q = index_.Queue(qp);
-      for (;;) {
-        if (closed_.load()) {
-          index_.MaybeDropQueue(qp);
-          return Status::Closed("the engine closed while waiting");
-        }
-        const int64_t now = Now();
-        refs = index_.Pop(q, request.max_tasks, now);
-        if (!refs.empty()) break;
-        const auto steady_now = std::chrono::steady_clock::now();
-        if (steady_now >= deadline) {
-          index_.MaybeDropQueue(qp);
-          return std::vector<Task>{};
-        }
-        auto until = deadline;
-        const int64_t next_due = MemoryIndex::NextDue(*q);
-        if (next_due - now < wait.count()) {
-          until = std::min(until, steady_now + std::chrono::milliseconds(next_due - now));
-        }
-        ++q->waiters;
-        q->cv.wait_until(lock, until);
-        --q->waiters;
+      std::lock_guard<std::mutex> lock(index_mu_);
+      if (closed_.load()) return Status::Closed("the engine closed while waiting");
+      if (QueueIndex* q = index_.FindQueue(qp)) {
+        refs = index_.Pop(q, request.max_tasks - resp.tasks.size(), Now());
+        index_.MaybeDropQueue(qp);
       }
-      index_.MaybeDropQueue(qp);
     }
-    Status status;
-    std::vector<Task> tasks = LeaseRefs(qp, std::move(refs), request, Now(), &status);
-    if (!status.ok()) return status;
-    if (!tasks.empty()) return tasks;
-    // Every popped task had moved on (cancelled, expedited, deleted): look again.
+    const bool popped = !refs.empty();
+    if (popped) {
+      Status status;
+      std::vector<Task> tasks = LeaseRefs(qp, std::move(refs), request, Now(), &status);
+      if (!status.ok()) return status;
+      for (auto& t : tasks) resp.tasks.push_back(std::move(t));
+      RunGrants(GrantBudget());
+    }
+    // After the pop: the jobs just parked on floating keys make those keys' refreshes due.
+    int64_t next_refresh = std::numeric_limits<int64_t>::max();
+    if (with_refreshes) {
+      if (resp.refreshes.empty()) {
+        if (auto r = IssueRefresh(request, Now())) resp.refreshes.push_back(std::move(*r));
+      }
+      std::lock_guard<std::mutex> lock(limits_mu_);
+      next_refresh = limits_.NextRefreshDueMs();
+    }
+    if (!resp.tasks.empty() || !resp.refreshes.empty()) return resp;
+    if (popped) continue;  // every popped task had moved on or parked: look again
+
+    std::unique_lock<std::mutex> lock(index_mu_);
+    QueueIndex* q = index_.Queue(qp);
+    const int64_t now = Now();
+    if (closed_.load()) {
+      index_.MaybeDropQueue(qp);
+      return Status::Closed("the engine closed while waiting");
+    }
+    if (!q->ready.empty() || MemoryIndex::NextDue(*q) <= now) continue;  // arrived meanwhile
+    const auto steady_now = std::chrono::steady_clock::now();
+    if (steady_now >= deadline) {
+      index_.MaybeDropQueue(qp);
+      return resp;
+    }
+    auto until = deadline;
+    for (int64_t at : {MemoryIndex::NextDue(*q), next_refresh}) {
+      // A refresh already due belongs to another queue: it is no reason to wake.
+      if (at > now && at - now < wait.count()) {
+        until = std::min(until, steady_now + std::chrono::milliseconds(at - now));
+      }
+    }
+    ++q->waiters;
+    q->cv.wait_until(lock, until);
+    --q->waiters;
+    index_.MaybeDropQueue(qp);
   }
+}
+
+Result<std::vector<Task>> Engine::Impl::Lease(const LeaseRequest& request) {
+  auto r = LeaseTasks(request, /*with_refreshes=*/false);
+  if (!r.ok()) return r.status();
+  return std::move(r->tasks);
 }
 
 std::vector<Task> Engine::Impl::LeaseRefs(const std::string& queue_prefix,
@@ -184,31 +214,76 @@ std::vector<Task> Engine::Impl::LeaseRefs(const std::string& queue_prefix,
   for (const auto& r : refs) stripes.push_back(StripeOf(req.tenant, r.job_id));
   auto locks = LockStripes(std::move(stripes));
 
-  rocksdb::WriteBatch batch;
-  std::vector<Task> tasks;
-  std::vector<std::pair<int64_t, std::string>> leases;
-  tasks.reserve(refs.size());
-  for (TaskRef& ref : refs) {
+  // 1. Re-check each popped task against its job record: RocksDB is the truth.
+  struct Candidate {
+    TaskRef ref;
     storage::JobState st;
-    Status s = ReadJobState(req.tenant, ref.job_id, &st);
+    std::vector<storage::FloatingRecord> floating;  // by limit index, when acquiring
+    Acquire acquire;
+  };
+  std::vector<Candidate> cands;
+  cands.reserve(refs.size());
+  bool any_acquire = false;
+  for (TaskRef& ref : refs) {
+    Candidate c;
+    Status s = ReadJobState(req.tenant, ref.job_id, &c.st);
     if (s.code() == StatusCode::kNotFound) continue;  // deleted since it was indexed
     if (!s.ok()) {
       *status = s;
       return {};
     }
-    if (st.status() != storage::STORED_STATUS_PENDING || st.task_seq() != ref.seq ||
-        st.due_ms() != ref.due_ms) {
+    if (c.st.status() != storage::STORED_STATUS_PENDING || c.st.task_seq() != ref.seq ||
+        c.st.due_ms() != ref.due_ms) {
       continue;  // the job moved on; its current task (if any) is indexed separately
     }
+    if (c.st.limits_size() > 0 && !c.st.holds_limits()) {
+      s = EnsureFloating(req.tenant, c.st, &c.floating);
+      if (!s.ok()) {
+        *status = s;
+        return {};
+      }
+      any_acquire = true;
+    }
+    c.ref = std::move(ref);
+    cands.push_back(std::move(c));
+  }
+  // 2. Jobs with limits acquire every slot now (reserve when due), or park on the first full key.
+  if (any_acquire) {
+    std::lock_guard<std::mutex> lock(limits_mu_);
+    for (Candidate& c : cands) {
+      if (c.st.limits_size() > 0 && !c.st.holds_limits()) {
+        c.acquire = DecideAcquire(req.tenant, c.ref.job_id, c.st, c.floating);
+      } else {
+        c.acquire.granted = true;
+      }
+    }
+  }
+
+  rocksdb::WriteBatch batch;
+  std::vector<Task> tasks;
+  std::vector<std::pair<int64_t, std::string>> leases;
+  tasks.reserve(cands.size());
+  bool wrote = false;
+  for (Candidate& c : cands) {
+    TaskRef& ref = c.ref;
+    storage::JobState& st = c.st;
+    const std::string task_key = keys::TaskKey(queue_prefix, ref.priority, ref.due_ms, ref.seq);
+    batch.Delete(task_key);
+    wrote = true;
+    if (any_acquire && !c.acquire.granted) {
+      PutWaiter(req.tenant, ref.job_id, &st, c.acquire.blocked, &batch);
+      st.set_updated_ms(now);
+      batch.Put(keys::JobKey(req.tenant, ref.job_id), st.SerializeAsString());
+      continue;
+    }
+    if (st.limits_size() > 0 && !st.holds_limits()) PutHolds(req.tenant, ref.job_id, &st, &batch);
     std::string body_raw;
     rocksdb::Status rs = db_->Get(read_options_, keys::BodyKey(req.tenant, ref.job_id), &body_raw);
-    if (!rs.ok()) {
-      *status = StorageError(rs, "read job body");
-      return {};
-    }
     storage::JobBody body;
-    if (!body.ParseFromString(body_raw)) {
-      *status = Status::Corruption("job \"" + ref.job_id + "\" body is malformed");
+    if (!rs.ok() || !body.ParseFromString(body_raw)) {
+      // Slots reserved above stay reserved in memory: the engine is stopping anyway.
+      *status = rs.ok() ? Status::Corruption("job \"" + ref.job_id + "\" body is malformed")
+                        : StorageError(rs, "read job body");
       return {};
     }
     const uint32_t attempt = st.attempts() + 1;
@@ -220,7 +295,6 @@ std::vector<Task> Engine::Impl::LeaseRefs(const std::string& queue_prefix,
     lv.attempt = attempt;
     lv.worker_id = req.worker_id;
 
-    batch.Delete(keys::TaskKey(queue_prefix, ref.priority, ref.due_ms, ref.seq));
     st.set_status(storage::STORED_STATUS_RUNNING);
     st.set_attempts(attempt);
     st.set_lease_token(lv.token);
@@ -251,10 +325,10 @@ std::vector<Task> Engine::Impl::LeaseRefs(const std::string& queue_prefix,
     t.lease_expires_ms = lv.expires_ms;
     tasks.push_back(std::move(t));
   }
-  if (tasks.empty()) return tasks;
+  if (!wrote) return tasks;
   *status = Write(&batch);
   if (!status->ok()) return {};
-  {
+  if (!leases.empty()) {
     std::lock_guard<std::mutex> lock(index_mu_);
     for (const auto& [expiry, key] : leases) index_.AddLease(expiry, key);
   }
@@ -327,6 +401,11 @@ Engine::Impl::Finish Engine::Impl::FinishAttempt(std::string_view tenant, std::s
   batch->Delete(keys::LeaseKey(tenant, id));
 
   Finish f;
+  if (st->holds_limits()) {
+    // Every end or pause of an attempt gives its slots back in this same write.
+    PutRelease(tenant, id, st, batch);
+    f.released = true;
+  }
   const bool cancel = st->cancel_requested() || lease.cancel_requested;
   st->set_lease_token(0);
   st->set_updated_ms(now);
@@ -355,8 +434,10 @@ Engine::Impl::Finish Engine::Impl::FinishAttempt(std::string_view tenant, std::s
   return f;
 }
 
-void Engine::Impl::ApplyFinish(const Finish& f, int64_t lease_expires_ms,
+void Engine::Impl::ApplyFinish(const Finish& f, std::string_view tenant, std::string_view id,
+                               const storage::JobState& st, int64_t lease_expires_ms,
                                const std::string& lease_key, int64_t now) {
+  if (f.released) ReleaseCommitted(tenant, id, st);
   {
     std::lock_guard<std::mutex> lock(index_mu_);
     index_.RemoveLease(lease_expires_ms, lease_key);
@@ -410,12 +491,25 @@ Status Engine::Impl::Complete(std::string_view tenant, std::string_view task_id,
   Finish f = FinishAttempt(tenant, id, &st, lv, outcome, now, &batch);
   s = Write(&batch);
   if (!s.ok()) return s;
-  ApplyFinish(f, lv.expires_ms, lease_key, now);
+  ApplyFinish(f, tenant, id, st, lv.expires_ms, lease_key, now);
   return Status::Ok();
 }
 
 Result<size_t> Engine::Impl::ReapExpired() {
   size_t reaped = 0;
+  {
+    // Refresh leases live in memory only: an expired one is simply due again.
+    size_t expired = 0;
+    {
+      std::lock_guard<std::mutex> lock(limits_mu_);
+      expired = limits_.ExpireRefreshes(Now());
+    }
+    if (expired > 0) {
+      std::lock_guard<std::mutex> lock(index_mu_);
+      index_.NotifyAll();  // long-polls pick the reissued refreshes up
+    }
+  }
+  RunGrants(64 * static_cast<size_t>(options_.max_grants_per_key_per_pass));
   for (;;) {
     const int64_t now = Now();
     std::vector<std::pair<int64_t, std::string>> expired;
@@ -437,6 +531,7 @@ Result<size_t> Engine::Impl::ReapExpired() {
         return s;
       }
     }
+    RunGrants(GrantBudget());
   }
 }
 
@@ -459,7 +554,7 @@ Status Engine::Impl::ReapOne(const std::string& lease_key, int64_t now) {
   Finish f = FinishAttempt(tenant, id, &st, lv, expired, now, &batch);
   s = Write(&batch);
   if (!s.ok()) return s;
-  ApplyFinish(f, lv.expires_ms, lease_key, now);
+  ApplyFinish(f, tenant, id, st, lv.expires_ms, lease_key, now);
   counters_.lease_expired.fetch_add(1, std::memory_order_relaxed);
   return Status::Ok();
 }

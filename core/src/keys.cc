@@ -118,6 +118,57 @@ bool ParseTaskKey(std::string_view key, TaskKeyParts* out) {
   return true;
 }
 
+std::string LimKey(bool floating, std::string_view key) {
+  std::string k(1, floating ? 'f' : 'x');
+  k.append(key);
+  return k;
+}
+
+std::string LimitPrefix(char space, std::string_view tenant, std::string_view limkey) {
+  return JobScoped(space, tenant, limkey);
+}
+
+std::string HolderKey(std::string_view tenant, std::string_view limkey, std::string_view id) {
+  std::string k = JobScoped(kHolder, tenant, limkey);
+  PutStr(&k, id);
+  return k;
+}
+
+std::string WaiterKey(std::string_view tenant, std::string_view limkey, uint32_t priority,
+                      int64_t due_ms, uint64_t seq) {
+  std::string k = JobScoped(kWaiter, tenant, limkey);
+  PutU8(&k, static_cast<uint8_t>(priority));
+  PutU64(&k, static_cast<uint64_t>(due_ms < 0 ? 0 : due_ms));
+  PutU64(&k, seq);
+  return k;
+}
+
+std::string FloatingKey(std::string_view tenant, std::string_view key) {
+  return JobScoped(kFloating, tenant, key);
+}
+
+bool ParseHolderKey(std::string_view key, std::string_view* tenant, std::string_view* limkey,
+                    std::string_view* id) {
+  if (key.empty() || key[0] != kHolder) return false;
+  Reader r(key.substr(1));
+  return r.GetStr(tenant) && r.GetStr(limkey) && r.GetStr(id) && r.empty();
+}
+
+bool ParseWaiterKey(std::string_view key, std::string_view* tenant, std::string_view* limkey,
+                    TaskKeyParts* parts) {
+  if (key.empty() || key[0] != kWaiter) return false;
+  Reader r(key.substr(1));
+  uint8_t prio = 0;
+  uint64_t due = 0;
+  if (!r.GetStr(tenant) || !r.GetStr(limkey) || !r.GetU8(&prio) || !r.GetU64(&due) ||
+      !r.GetU64(&parts->seq) || !r.empty()) {
+    return false;
+  }
+  parts->priority = prio;
+  parts->due_ms = static_cast<int64_t>(due);
+  return true;
+}
+
 bool ParseJobScopedKey(std::string_view key, std::string_view* tenant, std::string_view* id) {
   if (key.empty()) return false;
   Reader r(key.substr(1));

@@ -10,6 +10,10 @@
 //   'A' str(tenant) str(id) u32(attempt)    -> storage::AttemptRecord
 //   'T' str(tenant) str(queue) u8(prio) u64(due_ms) u64(seq) -> TaskValue (ready/scheduled)
 //   'L' str(tenant) str(id)                 -> LeaseValue (one live lease per job)
+//   'H' str(tenant) str(limkey) str(id)     -> LimitEntry (the job holds a slot of the key)
+//   'W' str(tenant) str(limkey) u8(prio) u64(due_ms) u64(seq) -> LimitEntry + id (waiter)
+//   'F' str(tenant) str(key)                -> storage::FloatingRecord
+// limkey = one kind byte ('x' fixed, 'f' floating) + the key, so the two kinds never mix.
 #ifndef SLUICE_CORE_SRC_KEYS_H_
 #define SLUICE_CORE_SRC_KEYS_H_
 
@@ -25,6 +29,9 @@ inline constexpr char kBody = 'B';
 inline constexpr char kAttempt = 'A';
 inline constexpr char kTask = 'T';
 inline constexpr char kLease = 'L';
+inline constexpr char kHolder = 'H';
+inline constexpr char kWaiter = 'W';
+inline constexpr char kFloating = 'F';
 
 // The store format this build writes and reads.
 inline constexpr uint32_t kFormatVersion = 1;
@@ -61,6 +68,15 @@ std::string QueuePrefix(std::string_view tenant, std::string_view queue);
 std::string TaskKey(std::string_view queue_prefix, uint32_t priority, int64_t due_ms,
                     uint64_t seq);
 
+// The limit key id: kind byte + key.
+std::string LimKey(bool floating, std::string_view key);
+// 'H'/'W' prefix of one key: prefix str(tenant) str(limkey).
+std::string LimitPrefix(char space, std::string_view tenant, std::string_view limkey);
+std::string HolderKey(std::string_view tenant, std::string_view limkey, std::string_view id);
+std::string WaiterKey(std::string_view tenant, std::string_view limkey, uint32_t priority,
+                      int64_t due_ms, uint64_t seq);
+std::string FloatingKey(std::string_view tenant, std::string_view key);
+
 // Decoded task key.
 struct TaskKeyParts {
   std::string_view tenant;
@@ -70,6 +86,12 @@ struct TaskKeyParts {
   uint64_t seq = 0;
 };
 bool ParseTaskKey(std::string_view key, TaskKeyParts* out);
+// Decodes an 'H' key.
+bool ParseHolderKey(std::string_view key, std::string_view* tenant, std::string_view* limkey,
+                    std::string_view* id);
+// Decodes a 'W' key.
+bool ParseWaiterKey(std::string_view key, std::string_view* tenant, std::string_view* limkey,
+                    TaskKeyParts* parts);
 // Decodes a 'L' or 'J' key into (tenant, id).
 bool ParseJobScopedKey(std::string_view key, std::string_view* tenant, std::string_view* id);
 

@@ -57,7 +57,7 @@ Status Limits(const std::vector<ConcurrencyLimit>& ls, const SizeLimits& limits,
                             " entries; the limit is " + std::to_string(limits.max_limits_per_job) +
                             " (max_limits_per_job)");
   }
-  std::set<std::string_view> seen;
+  std::set<std::pair<ConcurrencyLimit::Kind, std::string_view>> seen;
   for (size_t i = 0; i < ls.size(); ++i) {
     const ConcurrencyLimit& l = ls[i];
     const std::string field = "limits[" + std::to_string(i) + "]";
@@ -66,7 +66,7 @@ Status Limits(const std::vector<ConcurrencyLimit>& ls, const SizeLimits& limits,
     s = CheckSize(where, field + ".key", l.key.size(), limits.max_limit_key_bytes,
                   "max_limit_key_bytes");
     if (!s.ok()) return s;
-    if (!seen.insert(l.key).second) {
+    if (!seen.insert({l.kind, l.key}).second) {
       return Status::InvalidArgument(Prefix(where, field) + ".key \"" + l.key +
                                      "\" appears twice in one job");
     }

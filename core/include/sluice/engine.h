@@ -52,6 +52,12 @@ class Engine {
   // attempt; its lease lasts the job's lease_ms and is extended by Heartbeat.
   Result<std::vector<Task>> Lease(const LeaseRequest& request);
 
+  // Lease plus floating-limit refresh tasks: when a floating key used by a job in this queue
+  // is due for a refresh (older than its interval, or its failure backoff has passed) and no
+  // refresh of it is in flight, the response carries one refresh task for it. Returns at once
+  // when it has a task or a refresh to hand out.
+  Result<LeaseResponse> LeaseTasks(const LeaseRequest& request);
+
   // Extends a live lease by the job's lease_ms and reports cancel_requested. kLeaseLost when
   // the token is stale, the worker differs, or the lease has expired (nothing changes).
   Result<HeartbeatResult> Heartbeat(std::string_view tenant, std::string_view task_id,
@@ -81,14 +87,45 @@ class Engine {
   // kFailedPrecondition until it is cancelled and has ended.
   Status Delete(std::string_view tenant, std::string_view id);
 
+  // Extends a refresh lease by refresh_lease_ms. kLeaseLost when the token is not the live
+  // refresh's or it expired.
+  Result<int64_t> HeartbeatRefresh(std::string_view tenant, std::string_view key,
+                                   uint64_t lease_token);
+
+  // Ends a refresh. Success sets the key's max at once (a raise grants waiters right away; 0
+  // pauses the key); failure keeps the last good value and backs off exponentially.
+  // kLeaseLost when the token is stale or expired.
+  Status CompleteRefresh(std::string_view tenant, std::string_view key, uint64_t lease_token,
+                         const RefreshOutcome& outcome);
+
+  // Reads a floating limit key's state. kNotFound when no job ever used the key.
+  Result<FloatingLimitState> GetFloatingLimit(std::string_view tenant, std::string_view key);
+
+  // Floating limit keys of a tenant in key order, starting after `after_key`, at most `limit`.
+  Result<std::vector<FloatingLimitState>> ListFloatingLimits(std::string_view tenant,
+                                                             std::string_view after_key,
+                                                             uint32_t limit);
+
+  // Operator override: sets a floating key's current max now (as if refreshed now); a raise
+  // grants waiters at once. kNotFound when no job ever used the key.
+  Status SetFloatingLimit(std::string_view tenant, std::string_view key, uint32_t max);
+
+  // Live holders, waiters and max of one key (zeros when idle). Served from memory.
+  Result<ConcurrencyKeyInfo> GetConcurrencyKey(std::string_view tenant, ConcurrencyLimit::Kind kind,
+                                               std::string_view key);
+
+  // Up to `limit` active keys (with holders or waiters), busiest first; for metrics.
+  std::vector<ConcurrencyKeyInfo> ListConcurrencyKeys(uint32_t limit) const;
+
   // Reads a job; with include_attempts, its attempt history (oldest first).
   Result<Job> GetJob(std::string_view tenant, std::string_view id, bool include_attempts = false);
 
   // Reads a job's result: status, and result bytes or last error once terminal.
   Result<JobResult> GetResult(std::string_view tenant, std::string_view id);
 
-  // Reaps every lease that has expired by now and returns how many. The background reaper
-  // calls this; tests with a ManualClock call it directly.
+  // Reaps every job lease and refresh lease that has expired by now and returns how many job
+  // leases it reaped; also runs grant passes left over from bounded passes. The background
+  // reaper calls this; tests with a ManualClock call it directly.
   Result<size_t> ReapExpired();
 
   // Counters and gauges since open.

@@ -59,6 +59,13 @@ struct EngineOptions {
   uint32_t max_wait_ms = 60'000;
   // Seed for jitter; 0 seeds from std::random_device.
   uint64_t rng_seed = 0;
+  // Lease length of a floating-limit refresh task (extended by HeartbeatRefresh).
+  uint64_t refresh_lease_ms = 30'000;
+  // Backoff after failed refreshes: initial * 2^(failures-1), capped.
+  uint64_t refresh_backoff_initial_ms = 1'000;
+  uint64_t refresh_backoff_max_ms = 60'000;
+  // Bound on waiters granted per key per grant pass (keys are served round-robin).
+  uint32_t max_grants_per_key_per_pass = 64;
   // RocksDB block cache size in bytes.
   uint64_t block_cache_bytes = 64 << 20;
 };

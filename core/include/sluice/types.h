@@ -197,6 +197,75 @@ struct EngineStats {
   uint64_t lease_expired = 0;   // leases reaped
   uint64_t pending_tasks = 0;   // gauge: scheduled + waiting tasks in the in-memory index
   uint64_t running = 0;         // gauge: live leases
+  uint64_t limit_keys = 0;      // gauge: concurrency keys with holders or waiters
+  uint64_t limit_holders = 0;   // gauge: slots held, summed over keys
+  uint64_t limit_waiters = 0;   // gauge: jobs parked in key waiter queues
+  uint64_t grants = 0;          // waiters granted since open
+  uint64_t refreshes_issued = 0;
+};
+
+// A floating-limit refresh handed to a worker by Engine::LeaseTasks: compute the key's current
+// max and report it with CompleteRefresh (heartbeat it with HeartbeatRefresh while it runs).
+struct RefreshTask {
+  std::string tenant;
+  std::string key;
+  std::map<std::string, std::string> metadata;
+  uint32_t current_max = 0;
+  uint32_t default_max = 0;
+  int64_t last_refreshed_ms = 0;  // 0: never refreshed
+  uint64_t lease_token = 0;
+  int64_t lease_expires_ms = 0;
+};
+
+// What Engine::LeaseTasks returns: job tasks and floating-limit refresh tasks.
+struct LeaseResponse {
+  std::vector<Task> tasks;
+  std::vector<RefreshTask> refreshes;
+};
+
+// A worker's report of a refresh: a new max (0 pauses the key) or a failure.
+struct RefreshOutcome {
+  bool ok = true;
+  uint32_t new_max = 0;
+  ErrorInfo error;  // !ok: code required
+
+  static RefreshOutcome Success(uint32_t new_max) {
+    RefreshOutcome o;
+    o.new_max = new_max;
+    return o;
+  }
+  static RefreshOutcome Failure(std::string code, std::string message = {}) {
+    RefreshOutcome o;
+    o.ok = false;
+    o.error = {std::move(code), std::move(message), {}};
+    return o;
+  }
+};
+
+// The stored state of a floating limit key, plus its live holders and waiters.
+struct FloatingLimitState {
+  std::string tenant;
+  std::string key;
+  uint32_t current_max = 0;
+  uint32_t default_max = 0;
+  uint64_t refresh_interval_ms = 0;
+  int64_t last_refreshed_ms = 0;     // 0: never refreshed
+  std::map<std::string, std::string> metadata;
+  uint32_t consecutive_failures = 0;
+  int64_t next_refresh_ms = 0;       // when a refresh is next due (if jobs use the key)
+  bool refresh_in_flight = false;
+  uint64_t holders = 0;
+  uint64_t waiters = 0;
+};
+
+// Live state of one concurrency key (idle keys report zeros).
+struct ConcurrencyKeyInfo {
+  std::string tenant;
+  std::string key;
+  ConcurrencyLimit::Kind kind = ConcurrencyLimit::Kind::kFixed;
+  uint64_t holders = 0;
+  uint64_t waiters = 0;
+  uint32_t max = 0;  // fixed: the max carried by the newest job using the key; floating: current
 };
 
 }  // namespace sluice
