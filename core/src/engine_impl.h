@@ -192,6 +192,15 @@ class Engine::Impl {
                        std::optional<uint64_t> token);
 
   int64_t Now() const { return clock_->NowMs(); }
+  // The next engine-wide sequence number (task order, lease and refresh tokens). Values are
+  // never reused, even across a restart with the clock stepped back: blocks are reserved in
+  // the store ('S' key) before they are handed out.
+  uint64_t NextSeq() {
+    const uint64_t v = seq_.Next();
+    if (v >= seq_reserved_.load(std::memory_order_acquire)) ReserveSeq(v);
+    return v;
+  }
+  void ReserveSeq(uint64_t at_least);
   uint64_t NextRandom();
 
   EngineOptions options_;
@@ -221,6 +230,8 @@ class Engine::Impl {
 
   UuidV7Generator ids_;
   Sequence seq_;
+  std::atomic<uint64_t> seq_reserved_{0};
+  std::mutex seq_mu_;
   std::mutex rng_mu_;
   std::mt19937_64 rng_;
 

@@ -136,7 +136,19 @@ Status Engine::Impl::OpenStore() {
     }
     if (!it->status().ok()) return Status::IoError("scan leases: " + it->status().ToString());
   }
-  seq_.Seed(std::max(static_cast<uint64_t>(now < 0 ? 0 : now) << 20, max_seen + 1));
+  uint64_t reserved = 0;
+  {
+    std::string enc;
+    rs = db_->Get(read_options_, std::string(1, keys::kSeqReserved), &enc);
+    keys::Reader r(enc);
+    if (rs.ok() && (!r.GetU64(&reserved) || !r.empty())) {
+      return Status::Corruption("sequence reservation record is malformed");
+    }
+    if (!rs.ok() && !rs.IsNotFound()) return Status::IoError("read sequence: " + rs.ToString());
+  }
+  seq_.Seed(std::max({static_cast<uint64_t>(now < 0 ? 0 : now) << 20, max_seen + 1, reserved}));
+  ReserveSeq(seq_.Peek());
+  if (failed_.load()) return Status::IoError("reserving sequence numbers failed");
   Status ls = RebuildLimits();
   if (!ls.ok()) return ls;
   // Grant what a crash between a release and its grant left waiting.
@@ -270,6 +282,23 @@ Status Engine::Impl::ReadLease(const std::string& lease_key, codec::LeaseValue* 
     return Status::Corruption("lease record is malformed");
   }
   return Status::Ok();
+}
+
+void Engine::Impl::ReserveSeq(uint64_t at_least) {
+  constexpr uint64_t kBlock = 1 << 20;
+  std::lock_guard<std::mutex> lock(seq_mu_);
+  if (at_least < seq_reserved_.load()) return;  // another thread reserved meanwhile
+  const uint64_t upto = at_least + kBlock;
+  std::string enc;
+  keys::PutU64(&enc, upto);
+  rocksdb::WriteOptions sync;
+  sync.sync = true;
+  rocksdb::Status rs = db_->Put(sync, std::string(1, keys::kSeqReserved), enc);
+  if (!rs.ok()) {
+    (void)StorageError(rs, "reserve sequence numbers");
+    return;
+  }
+  seq_reserved_.store(upto, std::memory_order_release);
 }
 
 uint64_t Engine::Impl::NextRandom() {

@@ -311,7 +311,7 @@ bool Engine::Impl::GrantOne(const std::string& key_id) {
 std::optional<RefreshTask> Engine::Impl::IssueRefresh(const LeaseRequest& request, int64_t now) {
   std::lock_guard<std::mutex> lock(limits_mu_);
   if (limits_.NextRefreshDueMs() > now) return std::nullopt;
-  const uint64_t token = seq_.Next();
+  const uint64_t token = NextSeq();
   const int64_t expires = now + static_cast<int64_t>(options_.refresh_lease_ms);
   KeyState* ks = limits_.IssueRefresh(request.tenant, request.queue, now, token, expires, 64);
   if (ks == nullptr) return std::nullopt;

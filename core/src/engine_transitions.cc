@@ -33,7 +33,7 @@ Status LeaseLost(std::string_view task_id, std::string_view why) {
 TaskRef Engine::Impl::PutTask(std::string_view tenant, std::string_view id,
                               storage::JobState* state, int64_t due_ms,
                               rocksdb::WriteBatchBase* batch, std::string* queue_prefix) {
-  TaskRef ref{state->priority(), due_ms, seq_.Next(), std::string(id)};
+  TaskRef ref{state->priority(), due_ms, NextSeq(), std::string(id)};
   state->set_status(storage::STORED_STATUS_PENDING);
   state->set_due_ms(due_ms);
   state->set_task_seq(ref.seq);
@@ -288,7 +288,7 @@ std::vector<Task> Engine::Impl::LeaseRefs(const std::string& queue_prefix,
     }
     const uint32_t attempt = st.attempts() + 1;
     codec::LeaseValue lv;
-    lv.token = seq_.Next();
+    lv.token = NextSeq();
     lv.expires_ms = now + static_cast<int64_t>(st.lease_ms());
     lv.started_ms = now;
     lv.lease_ms = st.lease_ms();

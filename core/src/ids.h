@@ -20,8 +20,8 @@ class UuidV7Generator {
   std::atomic<uint64_t> last_{0};  // (ms << 12) | counter of the last id handed out
 };
 
-// Monotonic 64-bit sequence, seeded so that it keeps increasing across restarts:
-// starts at max(now_ms << 20, the largest value seen in the store + 1). Thread-safe.
+// Monotonic 64-bit sequence. The engine seeds it at open from the store (reserved blocks) and
+// the clock, so values keep increasing across restarts. Thread-safe.
 class Sequence {
  public:
   void Seed(uint64_t at_least) {
@@ -30,6 +30,8 @@ class Sequence {
     }
   }
   uint64_t Next() { return next_.fetch_add(1, std::memory_order_relaxed); }
+  // The value Next() would return now.
+  uint64_t Peek() const { return next_.load(std::memory_order_relaxed); }
 
  private:
   std::atomic<uint64_t> next_{1};

@@ -5,6 +5,7 @@
 // strings does not matter to any scan). Integers are big-endian so byte order is numeric order.
 //
 //   'V'                                     -> format version (uint32 BE)
+//   'S'                                     -> sequence numbers reserved up to (uint64 BE)
 //   'J' str(tenant) str(id)                 -> storage::JobState
 //   'B' str(tenant) str(id)                 -> storage::JobBody
 //   'A' str(tenant) str(id) u32(attempt)    -> storage::AttemptRecord
@@ -24,6 +25,7 @@
 namespace sluice::keys {
 
 inline constexpr char kVersion = 'V';
+inline constexpr char kSeqReserved = 'S';
 inline constexpr char kJob = 'J';
 inline constexpr char kBody = 'B';
 inline constexpr char kAttempt = 'A';
