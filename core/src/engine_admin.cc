@@ -232,6 +232,23 @@ Result<Job> Engine::Impl::GetJob(std::string_view tenant, std::string_view id,
   j.finished_ms = st.finished_ms();
   if (include_attempts) {
     for (uint32_t a = 1; a <= st.attempts(); ++a) {
+      if (a == st.attempts() && st.status() == storage::STORED_STATUS_RUNNING) {
+        // The open attempt is described by the live lease.
+        rs = db_->Get(ro, keys::LeaseKey(tenant, id), &raw);
+        codec::LeaseValue lv;
+        if (!rs.ok() || !codec::DecodeLease(raw, &lv)) {
+          return rs.ok() || rs.IsNotFound() ? Status::Corruption("a running job has no lease")
+                                            : StorageError(rs, "read lease");
+        }
+        Attempt open;
+        open.number = a;
+        open.task_id = codec::TaskId(id, a);
+        open.worker_id = lv.worker_id;
+        open.status = AttemptStatus::kRunning;
+        open.started_ms = lv.started_ms;
+        j.attempts.push_back(std::move(open));
+        break;
+      }
       rs = db_->Get(ro, keys::AttemptKey(tenant, id, a), &raw);
       if (!rs.ok()) return rs.IsNotFound() ? Status::Corruption("an attempt record is missing")
                                             : StorageError(rs, "read attempt");

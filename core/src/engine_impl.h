@@ -138,6 +138,9 @@ class Engine::Impl {
   void ApplyFinish(const Finish& f, std::string_view tenant, std::string_view id,
                    const storage::JobState& st, int64_t lease_expires_ms,
                    const std::string& lease_key, int64_t now);
+  // A fresh pending task for `state` (new seq), recorded in state; the caller writes its key
+  // and fills job_id.
+  TaskRef NewTask(storage::JobState* state, int64_t due_ms);
   // Puts a pending task for `state` (fresh seq) and records it in state.
   TaskRef PutTask(std::string_view tenant, std::string_view id, storage::JobState* state,
                   int64_t due_ms, rocksdb::WriteBatchBase* batch, std::string* queue_prefix);

@@ -5,6 +5,7 @@
 
 #include <rocksdb/cache.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 
 #include "engine_impl.h"
@@ -55,6 +56,18 @@ Status Engine::Impl::OpenStore() {
   o.max_background_jobs = 2;
   o.compression = rocksdb::kLZ4Compression;
   o.write_buffer_size = 64 << 20;
+  // A bloom filter over memtable keys: lookups of absent keys (idempotency checks, commit
+  // validation) skip the skiplist search.
+  o.memtable_prefix_bloom_size_ratio = 0.05;
+  o.memtable_whole_key_filtering = true;
+  // Many threads commit small batches on few cores: block instead of spinning while another
+  // thread leads the write group.
+  o.enable_write_thread_adaptive_yield = false;
+  o.allow_concurrent_memtable_write = false;
+  o.enable_pipelined_write = true;
+  // Queues touch each key space roughly in order (ids are time-ordered, tasks by seq): the
+  // skiplist keeps one insert hint per key space.
+  o.memtable_insert_with_hint_prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(1));
   rocksdb::BlockBasedTableOptions t;
   t.block_cache = rocksdb::NewLRUCache(options_.block_cache_bytes);
   t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10, false));

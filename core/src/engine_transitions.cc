@@ -30,6 +30,14 @@ Status LeaseLost(std::string_view task_id, std::string_view why) {
 
 }  // namespace
 
+TaskRef Engine::Impl::NewTask(storage::JobState* state, int64_t due_ms) {
+  TaskRef ref{state->priority(), due_ms, NextSeq(), {}};
+  state->set_status(storage::STORED_STATUS_PENDING);
+  state->set_due_ms(due_ms);
+  state->set_task_seq(ref.seq);
+  return ref;
+}
+
 TaskRef Engine::Impl::PutTask(std::string_view tenant, std::string_view id,
                               storage::JobState* state, int64_t due_ms,
                               rocksdb::WriteBatchBase* batch, std::string* queue_prefix) {
@@ -80,6 +88,12 @@ Result<std::vector<EnqueueResult>> Engine::Impl::EnqueueMany(std::span<const Job
   std::vector<std::pair<std::string, TaskRef>> published;
   std::unordered_map<std::string, size_t> first_of;  // job key -> first index in this batch
   std::unique_ptr<rocksdb::Transaction> txn(db_->BeginTransaction(write_options_));
+  // Reads never need this transaction's own writes (in-batch repeats are resolved by
+  // first_of), so skip indexing them; writes are untracked: only job keys read with
+  // GetForUpdate are validated at commit.
+  txn->DisableIndexing();
+  // Writes grouped by key space: consecutive memtable inserts land next to each other.
+  std::vector<std::pair<std::string, std::string>> bodies, tasks;
   std::string existing;
   for (size_t i = 0; i < specs.size(); ++i) {
     const JobSpec& spec = specs[i];
@@ -90,19 +104,22 @@ Result<std::vector<EnqueueResult>> Engine::Impl::EnqueueMany(std::span<const Job
       results[i].status = results[it->second].status;
       continue;
     }
-    // Conditional write: GetForUpdate makes the commit fail if the key changed under us.
-    rocksdb::Status rs = txn->GetForUpdate(read_options_, job_key, &existing);
-    if (rs.ok()) {
-      storage::JobState st;
-      if (!st.ParseFromString(existing)) {
-        return Status::Corruption("job \"" + ids[i] + "\" record is malformed");
+    // A client-given id may exist: decide with a conditional write (GetForUpdate makes the
+    // commit fail if the key changed under us). A generated UUIDv7 is new by construction.
+    if (!spec.id.empty()) {
+      rocksdb::Status rs = txn->GetForUpdate(read_options_, job_key, &existing);
+      if (rs.ok()) {
+        storage::JobState st;
+        if (!st.ParseFromString(existing)) {
+          return Status::Corruption("job \"" + ids[i] + "\" record is malformed");
+        }
+        results[i].created = false;
+        results[i].status = codec::PublicStatus(st, now);
+        first_of.emplace(std::move(job_key), i);
+        continue;
       }
-      results[i].created = false;
-      results[i].status = codec::PublicStatus(st, now);
-      first_of.emplace(std::move(job_key), i);
-      continue;
+      if (!rs.IsNotFound()) return StorageError(rs, "enqueue read");
     }
-    if (!rs.IsNotFound()) return StorageError(rs, "enqueue read");
 
     storage::JobState st;
     ApplyDefaults(spec, options_, &st);
@@ -110,19 +127,27 @@ Result<std::vector<EnqueueResult>> Engine::Impl::EnqueueMany(std::span<const Job
     st.set_updated_ms(now);
     const int64_t due = spec.start_at_ms > now ? spec.start_at_ms : now;
     std::string qp;
-    rocksdb::WriteBatchBase* wb = txn->GetWriteBatch();
-    TaskRef ref = PutTask(spec.tenant, ids[i], &st, due, wb, &qp);
+    TaskRef ref = NewTask(&st, due);
+    qp = keys::QueuePrefix(spec.tenant, st.queue());
+    tasks.emplace_back(keys::TaskKey(qp, ref.priority, due, ref.seq), ids[i]);
     st.set_enqueue_seq(ref.seq);
     storage::JobBody body;
     body.set_payload(spec.payload);
     body.mutable_metadata()->insert(spec.metadata.begin(), spec.metadata.end());
-    rs = txn->Put(job_key, st.SerializeAsString());
-    if (rs.ok()) rs = txn->Put(keys::BodyKey(spec.tenant, ids[i]), body.SerializeAsString());
+    rocksdb::Status rs = txn->PutUntracked(job_key, st.SerializeAsString());
     if (!rs.ok()) return StorageError(rs, "enqueue write");
+    bodies.emplace_back(keys::BodyKey(spec.tenant, ids[i]), body.SerializeAsString());
     results[i].created = true;
     results[i].status = due > now ? JobStatus::kScheduled : JobStatus::kWaiting;
+    ref.job_id = ids[i];
     published.emplace_back(std::move(qp), std::move(ref));
     first_of.emplace(std::move(job_key), i);
+  }
+  for (auto* group : {&bodies, &tasks}) {
+    for (const auto& [k, v] : *group) {
+      rocksdb::Status rs = txn->PutUntracked(k, v);
+      if (!rs.ok()) return StorageError(rs, "enqueue write");
+    }
   }
   rocksdb::Status rs = txn->Commit();
   if (rs.IsBusy() || rs.IsTryAgain()) {
@@ -302,12 +327,8 @@ std::vector<Task> Engine::Impl::LeaseRefs(const std::string& queue_prefix,
     st.set_task_seq(0);
     st.set_updated_ms(now);
     batch.Put(keys::JobKey(req.tenant, ref.job_id), st.SerializeAsString());
-    storage::AttemptRecord ar;
-    ar.set_number(attempt);
-    ar.set_worker_id(req.worker_id);
-    ar.set_status(static_cast<uint32_t>(AttemptStatus::kRunning));
-    ar.set_started_ms(now);
-    batch.Put(keys::AttemptKey(req.tenant, ref.job_id, attempt), ar.SerializeAsString());
+    // The open attempt lives in the lease record (worker, start); its 'A' record is written
+    // once, when the attempt ends.
     std::string lease_key = keys::LeaseKey(req.tenant, ref.job_id);
     batch.Put(lease_key, codec::EncodeLease(lv));
     leases.emplace_back(lv.expires_ms, std::move(lease_key));

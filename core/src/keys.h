@@ -8,7 +8,7 @@
 //   'S'                                     -> sequence numbers reserved up to (uint64 BE)
 //   'J' str(tenant) str(id)                 -> storage::JobState
 //   'B' str(tenant) str(id)                 -> storage::JobBody
-//   'A' str(tenant) str(id) u32(attempt)    -> storage::AttemptRecord
+//   'A' str(tenant) str(id) u32(attempt)    -> storage::AttemptRecord (written when it ends)
 //   'T' str(tenant) str(queue) u8(prio) u64(due_ms) u64(seq) -> TaskValue (ready/scheduled)
 //   'L' str(tenant) str(id)                 -> LeaseValue (one live lease per job)
 //   'H' str(tenant) str(limkey) str(id)     -> LimitEntry (the job holds a slot of the key)
