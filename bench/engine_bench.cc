@@ -6,9 +6,18 @@
 //   e2e      enqueue -> lease -> complete: one producer enqueues in batches while N worker
 //            threads Lease(max_tasks 64, wait_ms 10) and Complete(success) every task; timed
 //            from the first enqueue to the last completion
+//   limits_key4   e2e where every job carries one fixed concurrency limit {"hot", 4}
+//   limits_10k    e2e where job i carries fixed limit {"key-<i % 10000>", 1}
+//   grant_latency one fixed key with max 1 and --jobs jobs parked on it; a second thread is
+//                 already blocked in Lease(wait_ms 1000) when the holder's Complete() is called;
+//                 reports p50/p99/max microseconds from just before that Complete() to the
+//                 moment the blocked Lease returns the next (granted) job, over every grant
+//   limits        runs e2e (the baseline), limits_key4, limits_10k and grant_latency in one go
+// `all` does not include the limit scenarios (run them by name or with --scenario=limits).
 //
 // Flags:
-//   --scenario=all|enqueue|batch|e2e   (default all)
+//   --scenario=all|enqueue|batch|e2e|limits_key4|limits_10k|grant_latency|limits
+//                                      (default all)
 //   --jobs=N            jobs per scenario; 0 = a default sized to take a few seconds
 //   --threads=LIST      thread counts for enqueue and e2e, comma-separated (default 1,16)
 //   --durability=sync|async|both       (default both)
@@ -20,18 +29,21 @@
 //   --dir=PATH          where the temporary stores go (default /tmp); each is removed after use
 //
 // Example: engine_bench --scenario=e2e --threads=16 --durability=async --prefill=1000000
+//          engine_bench --scenario=limits --threads=16 --durability=async
 #include <stdlib.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <thread>
@@ -77,7 +89,8 @@ Flags ParseFlags(int argc, char** argv) {
     const std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") {
       std::printf(
-          "engine_bench --scenario=all|enqueue|batch|e2e --jobs=N --threads=1,16 "
+          "engine_bench --scenario=all|enqueue|batch|e2e|limits_key4|limits_10k|grant_latency|"
+          "limits --jobs=N --threads=1,16 "
           "--durability=sync|async|both --prefill=N --payload=BYTES --batch=N --dir=PATH\n");
       std::exit(0);
     }
@@ -85,7 +98,10 @@ Flags ParseFlags(int argc, char** argv) {
     if (arg.rfind("--", 0) != 0 || eq == std::string::npos) Die("bad argument: " + arg);
     const std::string key = arg.substr(2, eq - 2), v = arg.substr(eq + 1);
     if (key == "scenario") {
-      if (v != "all" && v != "enqueue" && v != "batch" && v != "e2e") Die("bad scenario " + v);
+      if (v != "all" && v != "enqueue" && v != "batch" && v != "e2e" && v != "limits_key4" &&
+          v != "limits_10k" && v != "grant_latency" && v != "limits") {
+        Die("bad scenario " + v);
+      }
       f.scenario = v;
     } else if (key == "jobs") {
       f.jobs = ParseU64(key, v);
@@ -137,6 +153,11 @@ uint64_t DefaultJobs(const std::string& scenario, sluice::Durability d, int thre
     return 200'000;
   }
   if (scenario == "batch") return 300'000;
+  if (scenario == "grant_latency") return 3'000;  // grants measured
+  if (scenario == "limits_key4" || scenario == "limits_10k") {
+    if (sync) return threads == 1 ? 15'000 : 40'000;
+    return 50'000;
+  }
   // e2e
   if (sync) return threads == 1 ? 15'000 : 40'000;
   return threads == 1 ? 75'000 : 100'000;
@@ -284,13 +305,36 @@ void RunBatch(const Flags& f, sluice::Durability d) {
   Check(e->Close(), "Close");
 }
 
-void RunE2E(const Flags& f, sluice::Durability d, int threads) {
-  const uint64_t n = f.jobs ? f.jobs : DefaultJobs("e2e", d, threads);
+// Which concurrency limit each e2e job carries.
+enum class E2ELimits { kNone, kHotKey4, kKeys10k };
+
+const char* E2EName(E2ELimits l) {
+  switch (l) {
+    case E2ELimits::kNone: return "e2e";
+    case E2ELimits::kHotKey4: return "limits_key4";
+    case E2ELimits::kKeys10k: return "limits_10k";
+  }
+  return "?";
+}
+
+void RunE2E(const Flags& f, sluice::Durability d, int threads,
+            E2ELimits limits = E2ELimits::kNone) {
+  const char* name = E2EName(limits);
+  const uint64_t n = f.jobs ? f.jobs : DefaultJobs(name, d, threads);
   Store store(f.dir);
   Prefill(store.path(), f.prefill, std::string(f.payload, 'x'), f.batch);
   auto e = Open(store.path(), d);
-  const std::vector<sluice::JobSpec> specs = Specs(f.batch, std::string(f.payload, 'x'));
+  std::vector<sluice::JobSpec> specs = Specs(f.batch, std::string(f.payload, 'x'));
+  if (limits != E2ELimits::kNone) {
+    for (auto& s : specs) {
+      sluice::ConcurrencyLimit l;
+      l.key = "hot";
+      l.max = limits == E2ELimits::kHotKey4 ? 4 : 1;
+      s.limits = {l};
+    }
+  }
   std::atomic<uint64_t> done{0};
+  const uint64_t grants0 = e->Stats().grants;
   const auto t0 = Clock::now();
   std::vector<std::thread> ts;
   for (int t = 0; t < threads; ++t) {
@@ -298,17 +342,170 @@ void RunE2E(const Flags& f, sluice::Durability d, int threads) {
   }
   for (uint64_t sent = 0; sent < n;) {
     const size_t k = static_cast<size_t>(std::min<uint64_t>(f.batch, n - sent));
+    if (limits == E2ELimits::kKeys10k) {
+      // Job i (counting from 0 over the whole run) carries key-<i % 10000>, max 1.
+      for (size_t i = 0; i < k; ++i) {
+        specs[i].limits[0].key = "key-" + std::to_string((sent + i) % 10'000);
+      }
+    }
     auto r = e->EnqueueBatch(std::span<const sluice::JobSpec>(specs.data(), k));
     if (!r.ok()) Die("EnqueueBatch: " + r.status().ToString());
     sent += k;
   }
   for (auto& t : ts) t.join();
   const double secs = Seconds(t0);
-  Report("e2e", d, threads, f, n, secs);
+  Report(name, d, threads, f, n, secs);
   const sluice::EngineStats s = e->Stats();
-  if (s.running != 0 || s.pending_tasks != 0) {
-    Die("e2e ended with running " + std::to_string(s.running) + ", pending " +
-        std::to_string(s.pending_tasks));
+  if (limits != E2ELimits::kNone) {
+    std::printf("# %s: %llu grants (waiters granted on release)\n", name,
+                static_cast<unsigned long long>(s.grants - grants0));
+  }
+  if (s.running != 0 || s.pending_tasks != 0 || s.limit_keys != 0 || s.limit_holders != 0 ||
+      s.limit_waiters != 0) {
+    Die(std::string(name) + " ended with running " + std::to_string(s.running) + ", pending " +
+        std::to_string(s.pending_tasks) + ", limit keys/holders/waiters " +
+        std::to_string(s.limit_keys) + "/" + std::to_string(s.limit_holders) + "/" +
+        std::to_string(s.limit_waiters));
+  }
+  Check(e->Close(), "Close");
+}
+
+// Grant latency: one fixed key with max 1; every job but the holder is parked on it. A waiter
+// thread sits in Lease(wait_ms 1000); the main thread calls Complete() on the holder, which
+// releases the slot and grants the oldest waiter, and the blocked Lease must return it.
+// Measured: from just before Complete() to the moment that Lease returns (steady clock).
+void RunGrantLatency(const Flags& f, sluice::Durability d) {
+  const uint64_t grants = f.jobs ? f.jobs : DefaultJobs("grant_latency", d, 1);
+  Store store(f.dir);
+  Prefill(store.path(), f.prefill, std::string(f.payload, 'x'), f.batch);
+  auto e = Open(store.path(), d);
+  std::vector<sluice::JobSpec> specs = Specs(f.batch, std::string(f.payload, 'x'));
+  for (auto& s : specs) {
+    sluice::ConcurrencyLimit l;
+    l.key = "one";
+    l.max = 1;
+    s.limits = {l};
+  }
+  const uint64_t n = grants + 1;
+  for (uint64_t sent = 0; sent < n;) {
+    const size_t k = static_cast<size_t>(std::min<uint64_t>(f.batch, n - sent));
+    auto r = e->EnqueueBatch(std::span<const sluice::JobSpec>(specs.data(), k));
+    if (!r.ok()) Die("EnqueueBatch: " + r.status().ToString());
+    sent += k;
+  }
+  sluice::LeaseRequest req;
+  req.queue = kQueue;
+  req.worker_id = "holder";
+  req.max_tasks = 1;
+  auto first = e->Lease(req);
+  if (!first.ok() || first->size() != 1) Die("grant_latency: first Lease did not return 1 task");
+  sluice::Task holder = (*first)[0];
+  // Park every other job in the key's waiter queue (Lease pops them; the key is full).
+  req.max_tasks = 1000;
+  for (;;) {
+    auto r = e->Lease(req);
+    if (!r.ok()) Die("Lease: " + r.status().ToString());
+    if (!r->empty()) Die("grant_latency: a second job was leased while the key (max 1) was held");
+    if (e->Stats().limit_waiters >= grants) break;
+  }
+
+  std::mutex mu;
+  std::condition_variable cv;
+  bool waiter_calling = false;  // the waiter is about to call (or is in) Lease
+  bool have_result = false;
+  sluice::Task next;
+  Clock::time_point returned_at;
+  bool stop = false;
+  std::atomic<uint64_t> granted_so_far{0};
+  std::thread waiter([&] {
+    sluice::LeaseRequest wr;
+    wr.queue = kQueue;
+    wr.worker_id = "waiter";
+    wr.max_tasks = 1;
+    wr.wait_ms = 1000;
+    for (uint64_t i = 0; i < grants; ++i) {
+      {
+        std::unique_lock<std::mutex> l(mu);
+        cv.wait(l, [&] { return stop || !have_result; });
+        if (stop) return;
+        waiter_calling = true;
+      }
+      cv.notify_all();
+      auto r = e->Lease(wr);
+      const auto at = Clock::now();
+      if (!r.ok()) Die("waiter Lease: " + r.status().ToString());
+      if (r->empty()) {
+        const sluice::EngineStats s = e->Stats();
+        Die("grant_latency: the blocked Lease timed out (1 s) without a grant after " +
+            std::to_string(granted_so_far.load()) + " grants (stats: grants " +
+            std::to_string(s.grants) + ", pending_tasks " + std::to_string(s.pending_tasks) +
+            ", running " + std::to_string(s.running) + ", limit holders " +
+            std::to_string(s.limit_holders) + ", waiters " + std::to_string(s.limit_waiters) +
+            ")");
+      }
+      {
+        std::lock_guard<std::mutex> l(mu);
+        next = (*r)[0];
+        returned_at = at;
+        have_result = true;
+        waiter_calling = false;
+      }
+      cv.notify_all();
+    }
+  });
+
+  std::vector<double> lat_us, complete_us;
+  lat_us.reserve(grants);
+  complete_us.reserve(grants);
+  const auto t_all = Clock::now();
+  for (uint64_t i = 0; i < grants; ++i) {
+    {
+      std::unique_lock<std::mutex> l(mu);
+      cv.wait(l, [&] { return waiter_calling; });
+    }
+    // Let the waiter get into its long-poll (nothing is leasable until the Complete below).
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    const auto t0 = Clock::now();
+    Check(e->Complete(holder.tenant, holder.task_id, holder.lease_token,
+                      sluice::Outcome::Success()),
+          "Complete");
+    const auto t1 = Clock::now();
+    std::unique_lock<std::mutex> l(mu);
+    cv.wait(l, [&] { return have_result; });
+    lat_us.push_back(std::chrono::duration<double, std::micro>(returned_at - t0).count());
+    complete_us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+    holder = next;
+    have_result = false;
+    granted_so_far.fetch_add(1, std::memory_order_relaxed);
+    l.unlock();
+    cv.notify_all();
+  }
+  {
+    std::lock_guard<std::mutex> l(mu);
+    stop = true;
+  }
+  cv.notify_all();
+  waiter.join();
+  const double secs = Seconds(t_all);
+  Check(e->Complete(holder.tenant, holder.task_id, holder.lease_token, sluice::Outcome::Success()),
+        "Complete");
+
+  auto pct = [](std::vector<double> v, double p) {
+    std::sort(v.begin(), v.end());
+    const size_t i = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
+    return v[i];
+  };
+  std::printf(
+      "scenario=grant_latency durability=%s prefill=%llu payload=%zu grants=%llu seconds=%.3f "
+      "complete_p50_us=%.0f grant_p50_us=%.0f grant_p99_us=%.0f grant_max_us=%.0f\n",
+      DurabilityName(d), static_cast<unsigned long long>(f.prefill), f.payload,
+      static_cast<unsigned long long>(grants), secs, pct(complete_us, 0.5), pct(lat_us, 0.5),
+      pct(lat_us, 0.99), pct(lat_us, 1.0));
+  std::fflush(stdout);
+  const sluice::EngineStats s = e->Stats();
+  if (s.running != 0 || s.pending_tasks != 0 || s.limit_keys != 0) {
+    Die("grant_latency ended with running " + std::to_string(s.running) + ", pending " +
+        std::to_string(s.pending_tasks) + ", limit keys " + std::to_string(s.limit_keys));
   }
   Check(e->Close(), "Close");
 }
@@ -323,9 +520,17 @@ int main(int argc, char** argv) {
       for (int t : f.threads) RunEnqueue(f, d, t);
     }
     if (all || f.scenario == "batch") RunBatch(f, d);
-    if (all || f.scenario == "e2e") {
+    const bool limits = f.scenario == "limits";
+    if (all || limits || f.scenario == "e2e") {
       for (int t : f.threads) RunE2E(f, d, t);
     }
+    if (limits || f.scenario == "limits_key4") {
+      for (int t : f.threads) RunE2E(f, d, t, E2ELimits::kHotKey4);
+    }
+    if (limits || f.scenario == "limits_10k") {
+      for (int t : f.threads) RunE2E(f, d, t, E2ELimits::kKeys10k);
+    }
+    if (limits || f.scenario == "grant_latency") RunGrantLatency(f, d);
   }
   return 0;
 }
