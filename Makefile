@@ -60,7 +60,7 @@ sanitize: deps
 
 tsan: deps
 	$(MAKE) build BUILD=build-tsan CMAKE_FLAGS="-DSLUICE_TSAN=ON -DSLUICE_BUILD_BENCH=OFF"
-	cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j1 --timeout 1200
+	cd build-tsan && TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp" ctest --output-on-failure -j1 --timeout 1200
 
 soak: build
 	SLUICE_SOAK=1 ./$(BUILD)/tests/stress/sluice_stress_tests
