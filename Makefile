@@ -18,7 +18,8 @@ DATA_DIR ?= data
 
 APT_PACKAGES := build-essential cmake ninja-build ccache pkg-config git \
   librocksdb-dev libprotobuf-dev protobuf-compiler libgtest-dev libgmock-dev \
-  libbenchmark-dev clang-format clang-tidy
+  libbenchmark-dev clang-format clang-tidy \
+  pybind11-dev python3-dev python3-pytest python3-venv
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

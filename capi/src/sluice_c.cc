@@ -3,7 +3,9 @@
 // sluice_status (docs/errors.md).
 #include "sluice/sluice.h"
 
+#include <atomic>
 #include <cstdlib>
+#include <map>
 #include <cstring>
 #include <deque>
 #include <exception>
@@ -22,6 +24,7 @@ struct sluice_error {
 
 struct sluice_engine {
   std::unique_ptr<sluice::Engine> engine;
+  std::atomic<bool> closed{false};
 };
 
 namespace {
@@ -199,6 +202,27 @@ bool ConvertSpec(const sluice_job_spec* in, sluice::JobSpec* out, std::string* w
 
 }  // namespace
 
+namespace {
+
+template <typename H>
+void FillFloating(H* h, const sluice::FloatingLimitState& r, sluice_floating_limit* out) {
+  sluice_floating_limit& o = *out;
+  o.tenant = h->Str(r.tenant);
+  o.key = h->Str(r.key);
+  o.current_max = r.current_max;
+  o.default_max = r.default_max;
+  o.refresh_interval_ms = r.refresh_interval_ms;
+  o.last_refreshed_ms = r.last_refreshed_ms;
+  o.metadata = h->Kvs(r.metadata, &o.metadata_len);
+  o.consecutive_failures = r.consecutive_failures;
+  o.next_refresh_ms = r.next_refresh_ms;
+  o.refresh_in_flight = r.refresh_in_flight;
+  o.holders = r.holders;
+  o.waiters = r.waiters;
+}
+
+}  // namespace
+
 extern "C" {
 
 sluice_status sluice_error_status(const sluice_error* error) {
@@ -274,6 +298,7 @@ sluice_status sluice_engine_open(sluice_engine** out, sluice_str path,
 sluice_status sluice_engine_close(sluice_engine* engine, sluice_error** err) {
   return Guard(err, [&]() -> sluice_status {
     SLUICE_ENGINE(engine);
+    engine->closed.store(true);
     return FromStatus(engine->engine->Close(), err);
   });
 }
@@ -384,6 +409,7 @@ sluice_status sluice_lease(sluice_lease_response** out, sluice_engine* engine,
       o.metadata = h->Kvs(t.metadata, &o.metadata_len);
       o.lease_token = t.lease_token;
       o.lease_expires_ms = t.lease_expires_ms;
+      o.worker_id = h->Str(req.worker_id);
       h->tasks.push_back(o);
     }
     h->refreshes.reserve(resp.refreshes.size());
@@ -616,6 +642,29 @@ sluice_status sluice_refresh_complete(sluice_engine* engine, sluice_str tenant, 
   });
 }
 
+
+sluice_status sluice_floating_limit_list(sluice_floating_limits** out, sluice_engine* engine,
+                                         sluice_str tenant, sluice_str after_key, uint32_t limit,
+                                         sluice_error** err) {
+  return Guard(err, [&]() -> sluice_status {
+    SLUICE_REQUIRE(out != nullptr, "out must not be NULL");
+    *out = nullptr;
+    SLUICE_ENGINE(engine);
+    auto r = engine->engine->ListFloatingLimits(View(tenant), View(after_key), limit);
+    if (!r.ok()) return FromStatus(r.status(), err);
+    struct List : Holder<sluice_floating_limits> {
+      std::vector<sluice_floating_limit> items;
+    };
+    auto h = std::make_unique<List>();
+    h->items.resize(r->size());
+    for (size_t i = 0; i < r->size(); ++i) FillFloating(h.get(), (*r)[i], &h->items[i]);
+    h->pub.items = h->items.data();
+    h->pub.len = h->items.size();
+    *out = h.release()->Release();
+    return SLUICE_OK;
+  });
+}
+
 sluice_status sluice_floating_limit_get(sluice_floating_limit** out, sluice_engine* engine,
                                         sluice_str tenant, sluice_str key, sluice_error** err) {
   return Guard(err, [&]() -> sluice_status {
@@ -625,19 +674,7 @@ sluice_status sluice_floating_limit_get(sluice_floating_limit** out, sluice_engi
     auto r = engine->engine->GetFloatingLimit(View(tenant), View(key));
     if (!r.ok()) return FromStatus(r.status(), err);
     auto h = Make<sluice_floating_limit>();
-    sluice_floating_limit& o = h->pub;
-    o.tenant = h->Str(r->tenant);
-    o.key = h->Str(r->key);
-    o.current_max = r->current_max;
-    o.default_max = r->default_max;
-    o.refresh_interval_ms = r->refresh_interval_ms;
-    o.last_refreshed_ms = r->last_refreshed_ms;
-    o.metadata = h->Kvs(r->metadata, &o.metadata_len);
-    o.consecutive_failures = r->consecutive_failures;
-    o.next_refresh_ms = r->next_refresh_ms;
-    o.refresh_in_flight = r->refresh_in_flight;
-    o.holders = r->holders;
-    o.waiters = r->waiters;
+    FillFloating(h.get(), *r, &h->pub);
     *out = h.release()->Release();
     return SLUICE_OK;
   });
@@ -677,6 +714,7 @@ sluice_status sluice_engine_stats(sluice_stats** out, sluice_engine* engine, slu
     SLUICE_REQUIRE(out != nullptr, "out must not be NULL");
     *out = nullptr;
     SLUICE_ENGINE(engine);
+    if (engine->closed.load()) return Fail(err, SLUICE_CLOSED, "the engine is closed");
     const sluice::EngineStats s = engine->engine->Stats();
     auto h = Make<sluice_stats>();
     h->pub = sluice_stats{s.enqueued,      s.leased,        s.succeeded,    s.failed,

@@ -86,6 +86,7 @@ static void test_lifecycle(sluice_engine *e) {
   CHECK(lease->tasks[0].metadata_len == 1 &&
         strcmp(lease->tasks[0].metadata[0].value.ptr, "acme") == 0);
   CHECK(lease->tasks[0].attempt == 1);
+  CHECK(strcmp(lease->tasks[0].worker_id.ptr, "c-worker") == 0);
   CHECK(sluice_heartbeat(&expires, &cancel, e, lease->tasks[0].tenant, lease->tasks[0].task_id,
                          S("c-worker"), lease->tasks[0].lease_token, &err) == SLUICE_OK);
   CHECK(expires > 0 && !cancel);
@@ -259,6 +260,13 @@ static void test_limits(sluice_engine *e) {
     sluice_free(fl);
     CHECK(sluice_floating_limit_set(e, S(""), S("api"), 2, &err) == SLUICE_OK);
   }
+  {
+    sluice_floating_limits *all = NULL;
+    CHECK(sluice_floating_limit_list(&all, e, S(""), S(""), 10, &err) == SLUICE_OK);
+    CHECK(all != NULL && all->len == 1 && strcmp(all->items[0].key.ptr, "api") == 0 &&
+          all->items[0].current_max == 2);
+    sluice_free(all);
+  }
   sluice_free(lease);
 }
 
@@ -289,6 +297,7 @@ int main(int argc, char **argv) {
   CHECK(stats != NULL && stats->enqueued >= 5);
   sluice_free(stats);
   CHECK(sluice_engine_close(e, &err) == SLUICE_OK);
+  expect_error(sluice_engine_stats(&stats, e, &err), &err, SLUICE_CLOSED);
   /* After close, calls return SLUICE_CLOSED. */
   expect_error(sluice_restart(e, S(""), S("x"), &err), &err, SLUICE_CLOSED);
   sluice_engine_destroy(e);

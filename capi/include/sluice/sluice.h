@@ -9,9 +9,10 @@
  *    message (free it with sluice_error_free). Messages never depend on the calling thread.
  *  - Strings are (pointer, length) pairs, sluice_str, and need not be NUL-terminated. Bytes are
  *    (const uint8_t *, size_t). Input memory stays the caller's; the library copies what it keeps.
- *  - Output objects (sluice_job *, sluice_task_list *, ...) are allocated by the library as one
+ *  - Output objects (sluice_job *, sluice_lease_response *, ...) are allocated by the library as one
  *    block each and are released with sluice_free(). Their strings are NUL-terminated as well as
- *    length-counted. Output structs may grow at the end in later versions: read them through the
+ *    length-counted. Output bytes (payloads, results, error data) are sluice_str too: use len,
+ *    they may contain NUL bytes. Output structs may grow at the end in later versions: read them through the
  *    pointer the library returned, never copy them by value into your own storage for reuse.
  *  - Input option structs start with `uint32_t version`; initialise them with their _INIT macro.
  *    They only grow at the end; a version this library does not know is SLUICE_INVALID_ARGUMENT.
@@ -234,6 +235,7 @@ typedef struct sluice_task {
   size_t metadata_len;
   uint64_t lease_token;
   int64_t lease_expires_ms;
+  sluice_str worker_id; /* the worker that leased it (present it to sluice_heartbeat) */
 } sluice_task;
 
 /* A floating-limit refresh: compute the key's max and report it with sluice_refresh_complete. */
@@ -257,7 +259,9 @@ typedef struct sluice_lease_response {
   size_t refreshes_len;
 } sluice_lease_response;
 
-/* Leases due tasks (long-polls up to wait_ms when none is due; an empty response on timeout). */
+/* Leases due tasks (long-polls up to wait_ms when none is due; an empty response on timeout).
+ * wait_ms is capped at 60 s; only closing the engine interrupts a wait early, so keep waits
+ * short where the caller must react to its own signals. */
 SLUICE_EXPORT sluice_status sluice_lease(sluice_lease_response **out, sluice_engine *engine,
                                          const sluice_lease_request *request, sluice_error **err);
 
@@ -412,6 +416,18 @@ typedef struct sluice_floating_limit {
 SLUICE_EXPORT sluice_status sluice_floating_limit_get(sluice_floating_limit **out,
                                                       sluice_engine *engine, sluice_str tenant,
                                                       sluice_str key, sluice_error **err);
+/* A page of floating keys of a tenant, in key order. Free with sluice_free. */
+typedef struct sluice_floating_limits {
+  const sluice_floating_limit *items;
+  size_t len;
+} sluice_floating_limits;
+
+/* Lists up to `limit` (1..10000) floating keys of `tenant` after `after_key` ("" = first). */
+SLUICE_EXPORT sluice_status sluice_floating_limit_list(sluice_floating_limits **out,
+                                                       sluice_engine *engine, sluice_str tenant,
+                                                       sluice_str after_key, uint32_t limit,
+                                                       sluice_error **err);
+
 /* Operator override: sets the current max now; a raise grants waiters at once. */
 SLUICE_EXPORT sluice_status sluice_floating_limit_set(sluice_engine *engine, sluice_str tenant,
                                                       sluice_str key, uint32_t max,
@@ -424,7 +440,7 @@ SLUICE_EXPORT sluice_status sluice_concurrency_key_get(uint64_t *out_holders,
                                                        uint32_t kind, sluice_str key,
                                                        sluice_error **err);
 
-/* Engine counters and gauges. Free with sluice_free. */
+/* Engine counters and gauges. Free with sluice_free. SLUICE_CLOSED after close. */
 typedef struct sluice_stats {
   uint64_t enqueued;
   uint64_t leased;
