@@ -2,7 +2,7 @@
 #
 #   make deps    install missing system packages (apt-get; quiet and idempotent)
 #   make build   configure and build everything C++ into build/ (ccache, -j$(JOBS))
-#   make test    deps + build + every test suite
+#   make test    deps + build + every test suite (C++, C, Python, Node)
 #   make run     deps + build + start the demo (the sluiced server replaces it)
 #   make bench   run the benchmark matrix (docs/BENCHMARKS.md)
 #   make lint    clang-format check + clang-tidy on our sources
@@ -41,8 +41,10 @@ $(BUILD)/build.ninja: CMakeLists.txt
 build: deps $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j$(JOBS)
 
+# C++, C and Python suites through ctest, then the Node binding (npm ci, node-gyp, node --test).
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) --timeout 600
+	JOBS=$(JOBS) bindings/node/run_tests.sh
 
 run: build
 	@echo "sluice: running the engine demo against $(DATA_DIR)/demo (the gRPC server replaces this)"

@@ -20,7 +20,11 @@
  *  - Threads: every call on an engine handle is thread-safe. sluice_engine_close() may be called
  *    from any thread while others are inside calls: they drain and later calls return
  *    SLUICE_CLOSED. sluice_engine_destroy() frees the handle and must be the last call on it.
- *  - Blocking: only sluice_lease() blocks, for at most its request's wait_ms.
+ *  - Blocking: sluice_lease() waits for work for at most its request's wait_ms. Every write
+ *    waits for its fsync under sync durability (about 1 ms); sluice_engine_close() and
+ *    sluice_engine_destroy() wait for calls in flight. Run these off event loops.
+ *  - Lease tokens are 64-bit and exceed 2^53: JavaScript and JSON consumers need BigInt or
+ *    strings for them.
  *
  * The header includes only <stdint.h>, <stddef.h> and <stdbool.h>, and compiles as C99.
  */
@@ -153,6 +157,10 @@ typedef struct sluice_retry_policy {
   double multiplier;
   bool jitter;
 } sluice_retry_policy;
+/* The engine's default policy: 3 retries, 1 s initial backoff, x2, capped at 60 s, no jitter.
+ * This struct is frozen (it is embedded in sluice_job); new retry settings would come as a new
+ * struct. */
+#define SLUICE_RETRY_POLICY_INIT {3, 1000, 60000, 2.0, false}
 
 #define SLUICE_JOB_SPEC_VERSION 1
 /* A job to enqueue. */
