@@ -61,9 +61,10 @@ sanitize: deps
 	$(MAKE) build BUILD=build-asan CMAKE_FLAGS="-DSLUICE_SANITIZE=ON -DSLUICE_BUILD_BENCH=OFF"
 	cd build-asan && ctest --output-on-failure -j$(JOBS) --timeout 900
 
+# detect_deadlocks=0: batch leases hold more than the 64 mutexes TSan's deadlock detector tracks.
 tsan: deps
 	$(MAKE) build BUILD=build-tsan CMAKE_FLAGS="-DSLUICE_TSAN=ON -DSLUICE_BUILD_BENCH=OFF"
-	cd build-tsan && TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp" ctest --output-on-failure -j1 --timeout 1200
+	cd build-tsan && TSAN_OPTIONS="detect_deadlocks=0 suppressions=$(CURDIR)/tests/tsan.supp" ctest --output-on-failure -j1 --timeout 1200
 
 soak: build
 	SLUICE_SOAK=1 ./$(BUILD)/tests/stress/sluice_stress_tests

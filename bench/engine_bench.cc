@@ -216,8 +216,7 @@ void Work(sluice::Engine& e, const std::string& worker_id, uint32_t max_tasks,
     auto r = e.Lease(req);
     if (!r.ok()) Die("Lease: " + r.status().ToString());
     for (const sluice::Task& t : *r) {
-      Check(e.Complete(t.tenant, t.task_id, t.lease_token, sluice::Outcome::Success()),
-            "Complete");
+      Check(e.Complete(t.tenant, t.task_id, t.lease_token, sluice::Outcome::Success()), "Complete");
       done.fetch_add(1, std::memory_order_relaxed);
     }
   }
@@ -247,8 +246,8 @@ void Prefill(const std::string& path, uint64_t n, const std::string& payload, si
   std::fflush(stdout);
 }
 
-void Report(const char* scenario, sluice::Durability d, int threads, const Flags& f,
-            uint64_t jobs, double seconds) {
+void Report(const char* scenario, sluice::Durability d, int threads, const Flags& f, uint64_t jobs,
+            double seconds) {
   std::printf(
       "scenario=%s durability=%s threads=%d prefill=%llu payload=%zu jobs=%llu seconds=%.3f "
       "jobs_per_s=%.0f\n",
@@ -310,9 +309,12 @@ enum class E2ELimits { kNone, kHotKey4, kKeys10k };
 
 const char* E2EName(E2ELimits l) {
   switch (l) {
-    case E2ELimits::kNone: return "e2e";
-    case E2ELimits::kHotKey4: return "limits_key4";
-    case E2ELimits::kKeys10k: return "limits_10k";
+    case E2ELimits::kNone:
+      return "e2e";
+    case E2ELimits::kHotKey4:
+      return "limits_key4";
+    case E2ELimits::kKeys10k:
+      return "limits_10k";
   }
   return "?";
 }
@@ -440,8 +442,7 @@ void RunGrantLatency(const Flags& f, sluice::Durability d) {
             std::to_string(granted_so_far.load()) + " grants (stats: grants " +
             std::to_string(s.grants) + ", pending_tasks " + std::to_string(s.pending_tasks) +
             ", running " + std::to_string(s.running) + ", limit holders " +
-            std::to_string(s.limit_holders) + ", waiters " + std::to_string(s.limit_waiters) +
-            ")");
+            std::to_string(s.limit_holders) + ", waiters " + std::to_string(s.limit_waiters) + ")");
       }
       {
         std::lock_guard<std::mutex> l(mu);
@@ -466,9 +467,9 @@ void RunGrantLatency(const Flags& f, sluice::Durability d) {
     // Let the waiter get into its long-poll (nothing is leasable until the Complete below).
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
     const auto t0 = Clock::now();
-    Check(e->Complete(holder.tenant, holder.task_id, holder.lease_token,
-                      sluice::Outcome::Success()),
-          "Complete");
+    Check(
+        e->Complete(holder.tenant, holder.task_id, holder.lease_token, sluice::Outcome::Success()),
+        "Complete");
     const auto t1 = Clock::now();
     std::unique_lock<std::mutex> l(mu);
     cv.wait(l, [&] { return have_result; });

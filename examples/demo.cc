@@ -66,8 +66,8 @@ int main(int argc, char** argv) {
         if (!s.ok()) Die(s);
         std::printf("  -> failed with smtp_down; retry scheduled\n");
       } else {
-        sluice::Status s = engine->Complete(t.tenant, t.task_id, t.lease_token,
-                                            sluice::Outcome::Success("sent"));
+        sluice::Status s =
+            engine->Complete(t.tenant, t.task_id, t.lease_token, sluice::Outcome::Success("sent"));
         if (!s.ok()) Die(s);
         std::printf("  -> succeeded\n");
       }
@@ -80,8 +80,7 @@ int main(int argc, char** argv) {
                 std::string(sluice::JobStatusName(job->status)).c_str(), job->attempt_count);
     for (const auto& at : job->attempts) {
       std::printf("  attempt %u by %s: %s %s\n", at.number, at.worker_id.c_str(),
-                  std::string(sluice::AttemptStatusName(at.status)).c_str(),
-                  at.error.code.c_str());
+                  std::string(sluice::AttemptStatusName(at.status)).c_str(), at.error.code.c_str());
     }
   }
   sluice::Status s = engine->Close();

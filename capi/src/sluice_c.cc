@@ -1,14 +1,12 @@
 // The C ABI over sluice::Engine. Every entry point catches every exception (none crosses the
 // ABI), validates pointers and struct versions, and maps core StatusCode values one-to-one onto
 // sluice_status (docs/errors.md).
-#include "sluice/sluice.h"
-
 #include <atomic>
 #include <cstdlib>
-#include <map>
 #include <cstring>
 #include <deque>
 #include <exception>
+#include <map>
 #include <memory>
 #include <new>
 #include <string>
@@ -16,6 +14,7 @@
 #include <vector>
 
 #include "sluice/engine.h"
+#include "sluice/sluice.h"
 
 struct sluice_error {
   sluice_status status;
@@ -77,9 +76,9 @@ sluice_status Guard(sluice_error** err, F&& body) {
   }
 }
 
-#define SLUICE_REQUIRE(cond, what)                                           \
-  do {                                                                       \
-    if (!(cond)) return Fail(err, SLUICE_INVALID_ARGUMENT, what);            \
+#define SLUICE_REQUIRE(cond, what)                                \
+  do {                                                            \
+    if (!(cond)) return Fail(err, SLUICE_INVALID_ARGUMENT, what); \
   } while (0)
 
 #define SLUICE_ENGINE(e) \
@@ -147,8 +146,8 @@ bool ConvertSpec(const sluice_job_spec* in, sluice::JobSpec* out, std::string* w
     return false;
   }
   if (in->version != SLUICE_JOB_SPEC_VERSION) {
-    *why = "spec.version " + std::to_string(in->version) + " is not supported (this library: " +
-           std::to_string(SLUICE_JOB_SPEC_VERSION) + ")";
+    *why = "spec.version " + std::to_string(in->version) +
+           " is not supported (this library: " + std::to_string(SLUICE_JOB_SPEC_VERSION) + ")";
     return false;
   }
   if ((in->payload == nullptr && in->payload_len > 0) ||
@@ -481,9 +480,8 @@ sluice_status sluice_complete(sluice_engine* engine, sluice_str tenant, sluice_s
   });
 }
 
-sluice_status sluice_cancel(uint32_t* out_status, bool* out_cancel_requested,
-                            sluice_engine* engine, sluice_str tenant, sluice_str id,
-                            sluice_error** err) {
+sluice_status sluice_cancel(uint32_t* out_status, bool* out_cancel_requested, sluice_engine* engine,
+                            sluice_str tenant, sluice_str id, sluice_error** err) {
   return Guard(err, [&]() -> sluice_status {
     SLUICE_ENGINE(engine);
     auto r = engine->engine->Cancel(View(tenant), View(id));
@@ -586,8 +584,8 @@ sluice_status sluice_get_job(sluice_job** out, sluice_engine* engine, sluice_str
   });
 }
 
-sluice_status sluice_get_result(sluice_job_result** out, sluice_engine* engine,
-                                sluice_str tenant, sluice_str id, sluice_error** err) {
+sluice_status sluice_get_result(sluice_job_result** out, sluice_engine* engine, sluice_str tenant,
+                                sluice_str id, sluice_error** err) {
   return Guard(err, [&]() -> sluice_status {
     SLUICE_REQUIRE(out != nullptr, "out must not be NULL");
     *out = nullptr;
@@ -642,7 +640,6 @@ sluice_status sluice_refresh_complete(sluice_engine* engine, sluice_str tenant, 
   });
 }
 
-
 sluice_status sluice_floating_limit_list(sluice_floating_limits** out, sluice_engine* engine,
                                          sluice_str tenant, sluice_str after_key, uint32_t limit,
                                          sluice_error** err) {
@@ -696,11 +693,11 @@ sluice_status sluice_concurrency_key_get(uint64_t* out_holders, uint64_t* out_wa
     SLUICE_ENGINE(engine);
     SLUICE_REQUIRE(kind == SLUICE_LIMIT_FIXED || kind == SLUICE_LIMIT_FLOATING,
                    "kind must be SLUICE_LIMIT_FIXED or SLUICE_LIMIT_FLOATING");
-    auto r = engine->engine->GetConcurrencyKey(
-        View(tenant),
-        kind == SLUICE_LIMIT_FLOATING ? sluice::ConcurrencyLimit::Kind::kFloating
-                                      : sluice::ConcurrencyLimit::Kind::kFixed,
-        View(key));
+    auto r = engine->engine->GetConcurrencyKey(View(tenant),
+                                               kind == SLUICE_LIMIT_FLOATING
+                                                   ? sluice::ConcurrencyLimit::Kind::kFloating
+                                                   : sluice::ConcurrencyLimit::Kind::kFixed,
+                                               View(key));
     if (!r.ok()) return FromStatus(r.status(), err);
     if (out_holders != nullptr) *out_holders = r->holders;
     if (out_waiters != nullptr) *out_waiters = r->waiters;
@@ -717,9 +714,9 @@ sluice_status sluice_engine_stats(sluice_stats** out, sluice_engine* engine, slu
     if (engine->closed.load()) return Fail(err, SLUICE_CLOSED, "the engine is closed");
     const sluice::EngineStats s = engine->engine->Stats();
     auto h = Make<sluice_stats>();
-    h->pub = sluice_stats{s.enqueued,      s.leased,        s.succeeded,    s.failed,
-                          s.cancelled,     s.retried,       s.lease_expired, s.pending_tasks,
-                          s.running,       s.limit_keys,    s.limit_holders, s.limit_waiters};
+    h->pub = sluice_stats{s.enqueued,  s.leased,     s.succeeded,     s.failed,
+                          s.cancelled, s.retried,    s.lease_expired, s.pending_tasks,
+                          s.running,   s.limit_keys, s.limit_holders, s.limit_waiters};
     *out = h.release()->Release();
     return SLUICE_OK;
   });

@@ -21,8 +21,8 @@ Result<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }
 
-#define SLUICE_ADMIT()                     \
-  Impl::CallGuard guard(impl_.get());      \
+#define SLUICE_ADMIT()                \
+  Impl::CallGuard guard(impl_.get()); \
   if (!guard.status().ok()) return guard.status()
 
 namespace {
@@ -77,15 +77,14 @@ Result<int64_t> Engine::HeartbeatRefresh(std::string_view tenant, std::string_vi
   return impl_->HeartbeatRefresh(tenant, key, lease_token);
 }
 
-Status Engine::CompleteRefresh(std::string_view tenant, std::string_view key,
-                               uint64_t lease_token, const RefreshOutcome& outcome) {
+Status Engine::CompleteRefresh(std::string_view tenant, std::string_view key, uint64_t lease_token,
+                               const RefreshOutcome& outcome) {
   SLUICE_ADMIT();
   return WithGrants(impl_.get(), impl_->CompleteRefresh(tenant, key, lease_token, outcome),
                     impl_->GrantBudget());
 }
 
-Result<FloatingLimitState> Engine::GetFloatingLimit(std::string_view tenant,
-                                                    std::string_view key) {
+Result<FloatingLimitState> Engine::GetFloatingLimit(std::string_view tenant, std::string_view key) {
   SLUICE_ADMIT();
   return impl_->GetFloatingLimit(tenant, key);
 }
@@ -99,8 +98,7 @@ Result<std::vector<FloatingLimitState>> Engine::ListFloatingLimits(std::string_v
 
 Status Engine::SetFloatingLimit(std::string_view tenant, std::string_view key, uint32_t max) {
   SLUICE_ADMIT();
-  return WithGrants(impl_.get(), impl_->SetFloatingLimit(tenant, key, max),
-                    impl_->GrantBudget());
+  return WithGrants(impl_.get(), impl_->SetFloatingLimit(tenant, key, max), impl_->GrantBudget());
 }
 
 Result<ConcurrencyKeyInfo> Engine::GetConcurrencyKey(std::string_view tenant,

@@ -32,8 +32,8 @@ void Engine::Impl::RemovePendingCommitted(std::string_view tenant, std::string_v
   }
   {
     std::lock_guard<std::mutex> lock(index_mu_);
-    index_.RemoveTask(keys::QueuePrefix(tenant, before.queue()), before.priority(),
-                      before.due_ms(), before.task_seq());
+    index_.RemoveTask(keys::QueuePrefix(tenant, before.queue()), before.priority(), before.due_ms(),
+                      before.task_seq());
   }
   if (before.holds_limits()) ReleaseCommitted(tenant, id, before);
 }
@@ -91,8 +91,7 @@ Result<CancelResult> Engine::Impl::Cancel(std::string_view tenant, std::string_v
     case storage::STORED_STATUS_CANCELLED:
       return CancelResult{JobStatus::kCancelled, false};
     default:
-      return Status::FailedPrecondition("job \"" + std::string(id) + "\" is " +
-                                        StateName(st, now) +
+      return Status::FailedPrecondition("job \"" + std::string(id) + "\" is " + StateName(st, now) +
                                         "; only scheduled, waiting or running jobs can be "
                                         "cancelled");
   }
@@ -205,8 +204,9 @@ Result<Job> Engine::Impl::GetJob(std::string_view tenant, std::string_view id,
   storage::JobState st;
   if (!st.ParseFromString(raw)) return Status::Corruption("job record is malformed");
   rs = db_->Get(ro, keys::BodyKey(tenant, id), &raw);
-  if (!rs.ok()) return rs.IsNotFound() ? Status::Corruption("job body is missing")
-                                        : StorageError(rs, "read job body");
+  if (!rs.ok())
+    return rs.IsNotFound() ? Status::Corruption("job body is missing")
+                           : StorageError(rs, "read job body");
   storage::JobBody body;
   if (!body.ParseFromString(raw)) return Status::Corruption("job body is malformed");
 
@@ -250,8 +250,9 @@ Result<Job> Engine::Impl::GetJob(std::string_view tenant, std::string_view id,
         break;
       }
       rs = db_->Get(ro, keys::AttemptKey(tenant, id, a), &raw);
-      if (!rs.ok()) return rs.IsNotFound() ? Status::Corruption("an attempt record is missing")
-                                            : StorageError(rs, "read attempt");
+      if (!rs.ok())
+        return rs.IsNotFound() ? Status::Corruption("an attempt record is missing")
+                               : StorageError(rs, "read attempt");
       storage::AttemptRecord ar;
       if (!ar.ParseFromString(raw)) return Status::Corruption("attempt record is malformed");
       j.attempts.push_back(codec::FromRecord(id, ar));
@@ -272,8 +273,9 @@ Result<JobResult> Engine::Impl::GetResult(std::string_view tenant, std::string_v
   if (!r.finished || st.attempts() == 0) return r;
   std::string raw;
   rocksdb::Status rs = db_->Get(read_options_, keys::AttemptKey(tenant, id, st.attempts()), &raw);
-  if (!rs.ok()) return rs.IsNotFound() ? Status::Corruption("the last attempt record is missing")
-                                        : StorageError(rs, "read attempt");
+  if (!rs.ok())
+    return rs.IsNotFound() ? Status::Corruption("the last attempt record is missing")
+                           : StorageError(rs, "read attempt");
   storage::AttemptRecord ar;
   if (!ar.ParseFromString(raw)) return Status::Corruption("attempt record is malformed");
   r.result = ar.result();

@@ -15,10 +15,14 @@
 #ifndef SLUICE_CORE_SRC_ENGINE_IMPL_H_
 #define SLUICE_CORE_SRC_ENGINE_IMPL_H_
 
+#include <rocksdb/utilities/optimistic_transaction_db.h>
+#include <rocksdb/utilities/write_batch_with_index.h>
+#include <rocksdb/write_batch.h>
+
 #include <array>
-#include <functional>
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -27,10 +31,6 @@
 #include <string_view>
 #include <thread>
 #include <vector>
-
-#include <rocksdb/utilities/optimistic_transaction_db.h>
-#include <rocksdb/utilities/write_batch_with_index.h>
-#include <rocksdb/write_batch.h>
 
 #include "codec.h"
 #include "ids.h"
@@ -73,14 +73,16 @@ class Engine::Impl {
                                                              std::string_view after_key,
                                                              uint32_t limit);
   Status SetFloatingLimit(std::string_view tenant, std::string_view key, uint32_t max);
-  Result<ConcurrencyKeyInfo> GetConcurrencyKey(std::string_view tenant,
-                                               ConcurrencyLimit::Kind kind, std::string_view key);
+  Result<ConcurrencyKeyInfo> GetConcurrencyKey(std::string_view tenant, ConcurrencyLimit::Kind kind,
+                                               std::string_view key);
   std::vector<ConcurrencyKeyInfo> ListConcurrencyKeys(uint32_t limit) const;
   // Grants waiters of dirty keys, at most `budget` grants; returns whether work is left.
   // Leftovers are picked up by the next call and by the reaper.
   bool RunGrants(size_t budget);
   // Grants a releasing call runs itself: enough for one release burst, bounded.
-  size_t GrantBudget() const { return 4 * static_cast<size_t>(options_.max_grants_per_key_per_pass); }
+  size_t GrantBudget() const {
+    return 4 * static_cast<size_t>(options_.max_grants_per_key_per_pass);
+  }
 
   // engine_admin.cc — operator transitions and reads.
   Result<CancelResult> Cancel(std::string_view tenant, std::string_view id);
@@ -164,8 +166,7 @@ class Engine::Impl {
                         std::vector<storage::FloatingRecord>* recs);
   // Decides acquisition for one job (caller holds its stripe and limits_mu_) and reserves or
   // parks it in memory; the caller writes the matching records.
-  Acquire DecideAcquire(std::string_view tenant, std::string_view id,
-                        const storage::JobState& st,
+  Acquire DecideAcquire(std::string_view tenant, std::string_view id, const storage::JobState& st,
                         const std::vector<storage::FloatingRecord>& recs);
   // Adds the writes that take every slot (H keys) / park on limit i (W key) / release them.
   void PutHolds(std::string_view tenant, std::string_view id, storage::JobState* st,
@@ -178,8 +179,7 @@ class Engine::Impl {
                     rocksdb::WriteBatchBase* batch);
   // After the write committed: give back the job's slots / drop its waiter entry in memory,
   // and mark the keys for a grant pass.
-  void ReleaseCommitted(std::string_view tenant, std::string_view id,
-                        const storage::JobState& st);
+  void ReleaseCommitted(std::string_view tenant, std::string_view id, const storage::JobState& st);
   void UnparkCommitted(std::string_view tenant, const storage::JobState& st, int index);
   bool GrantOne(const std::string& key_id);
   // Removes a pending job from the ready range or its waiter queue (releasing slots of a
@@ -239,8 +239,8 @@ class Engine::Impl {
   std::mt19937_64 rng_;
 
   struct Counters {
-    std::atomic<uint64_t> enqueued{0}, leased{0}, succeeded{0}, failed{0}, cancelled{0},
-        retried{0}, lease_expired{0}, grants{0}, refreshes_issued{0};
+    std::atomic<uint64_t> enqueued{0}, leased{0}, succeeded{0}, failed{0}, cancelled{0}, retried{0},
+        lease_expired{0}, grants{0}, refreshes_issued{0};
   } counters_;
 
   friend class Engine;

@@ -1,12 +1,12 @@
 // Engine::Impl lifecycle: opening the store and rebuilding the in-memory index, admission of
 // calls, the background reaper, statistics, and Close.
-#include <chrono>
-#include <functional>
-
 #include <rocksdb/cache.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
+
+#include <chrono>
+#include <functional>
 
 #include "engine_impl.h"
 #include "keys.h"
@@ -244,7 +244,7 @@ EngineStats Engine::Impl::Stats() const {
 }
 
 size_t Engine::Impl::StripeOf(std::string_view tenant, std::string_view id) const {
-  const size_t h = std::hash<std::string_view>{}(id) * 31 + std::hash<std::string_view>{}(tenant);
+  const size_t h = std::hash<std::string_view>{}(id)*31 + std::hash<std::string_view>{}(tenant);
   return h % kStripes;
 }
 

@@ -24,9 +24,7 @@ bool IsFloating(const storage::LimitRecord& l) {
   return l.kind() == static_cast<uint32_t>(ConcurrencyLimit::Kind::kFloating);
 }
 
-std::string LimKeyOf(const storage::LimitRecord& l) {
-  return keys::LimKey(IsFloating(l), l.key());
-}
+std::string LimKeyOf(const storage::LimitRecord& l) { return keys::LimKey(IsFloating(l), l.key()); }
 
 void PutClaim(std::string* out, const LimitClaim& c) {
   keys::PutU64(out, c.enqueue_seq);
@@ -63,7 +61,7 @@ std::string PrefixEnd(std::string prefix) {
 }  // namespace
 
 std::mutex& Engine::Impl::FloatStripe(std::string_view tenant, std::string_view key) {
-  const size_t h = std::hash<std::string_view>{}(key) * 31 + std::hash<std::string_view>{}(tenant);
+  const size_t h = std::hash<std::string_view>{}(key)*31 + std::hash<std::string_view>{}(tenant);
   return float_stripes_[h % float_stripes_.size()];
 }
 
@@ -135,8 +133,8 @@ Engine::Impl::Acquire Engine::Impl::DecideAcquire(
   return a;
 }
 
-void Engine::Impl::PutHolds(std::string_view tenant, std::string_view id,
-                            storage::JobState* st, rocksdb::WriteBatchBase* batch) {
+void Engine::Impl::PutHolds(std::string_view tenant, std::string_view id, storage::JobState* st,
+                            rocksdb::WriteBatchBase* batch) {
   for (const auto& l : st->limits()) {
     std::string v;
     PutClaim(&v, ClaimOf(*st, l));
@@ -146,19 +144,18 @@ void Engine::Impl::PutHolds(std::string_view tenant, std::string_view id,
   st->set_waiting_on(0);
 }
 
-void Engine::Impl::PutWaiter(std::string_view tenant, std::string_view id,
-                             storage::JobState* st, int index, rocksdb::WriteBatchBase* batch) {
+void Engine::Impl::PutWaiter(std::string_view tenant, std::string_view id, storage::JobState* st,
+                             int index, rocksdb::WriteBatchBase* batch) {
   const storage::LimitRecord& l = st->limits(index);
   std::string v;
   PutClaim(&v, ClaimOf(*st, l));
   v.append(id);
-  batch->Put(keys::WaiterKey(tenant, LimKeyOf(l), st->priority(), st->due_ms(), st->task_seq()),
-             v);
+  batch->Put(keys::WaiterKey(tenant, LimKeyOf(l), st->priority(), st->due_ms(), st->task_seq()), v);
   st->set_waiting_on(static_cast<uint32_t>(index) + 1);
 }
 
-void Engine::Impl::PutRelease(std::string_view tenant, std::string_view id,
-                              storage::JobState* st, rocksdb::WriteBatchBase* batch) {
+void Engine::Impl::PutRelease(std::string_view tenant, std::string_view id, storage::JobState* st,
+                              rocksdb::WriteBatchBase* batch) {
   for (const auto& l : st->limits()) batch->Delete(keys::HolderKey(tenant, LimKeyOf(l), id));
   st->set_holds_limits(false);
 }
@@ -166,8 +163,7 @@ void Engine::Impl::PutRelease(std::string_view tenant, std::string_view id,
 void Engine::Impl::DeleteWaiter(std::string_view tenant, const storage::JobState& st,
                                 rocksdb::WriteBatchBase* batch) {
   const storage::LimitRecord& l = st.limits(static_cast<int>(st.waiting_on()) - 1);
-  batch->Delete(
-      keys::WaiterKey(tenant, LimKeyOf(l), st.priority(), st.due_ms(), st.task_seq()));
+  batch->Delete(keys::WaiterKey(tenant, LimKeyOf(l), st.priority(), st.due_ms(), st.task_seq()));
 }
 
 void Engine::Impl::ReleaseCommitted(std::string_view tenant, std::string_view id,
@@ -242,8 +238,7 @@ bool Engine::Impl::GrantOne(const std::string& key_id) {
   const bool parked_here =
       s.ok() && st.status() == storage::STORED_STATUS_PENDING && st.waiting_on() > 0 &&
       static_cast<int>(st.waiting_on()) <= st.limits_size() && st.task_seq() == w.seq &&
-      LimitIndex::Id(tenant, LimKeyOf(st.limits(static_cast<int>(st.waiting_on()) - 1))) ==
-          key_id;
+      LimitIndex::Id(tenant, LimKeyOf(st.limits(static_cast<int>(st.waiting_on()) - 1))) == key_id;
   if (!parked_here) {
     // The store says this job no longer waits here: drop the stale memory entry.
     std::lock_guard<std::mutex> lock(limits_mu_);
@@ -396,8 +391,8 @@ Status Engine::Impl::ApplyFloating(std::string_view tenant, std::string_view key
   return Status::Ok();
 }
 
-Status Engine::Impl::CompleteRefresh(std::string_view tenant, std::string_view key,
-                                     uint64_t token, const RefreshOutcome& outcome) {
+Status Engine::Impl::CompleteRefresh(std::string_view tenant, std::string_view key, uint64_t token,
+                                     const RefreshOutcome& outcome) {
   Status s = validate::JobRef(tenant, key, options_.limits);
   if (!s.ok()) return s;
   if (!outcome.ok) {
@@ -428,8 +423,7 @@ Status Engine::Impl::CompleteRefresh(std::string_view tenant, std::string_view k
       token);
 }
 
-Status Engine::Impl::SetFloatingLimit(std::string_view tenant, std::string_view key,
-                                      uint32_t max) {
+Status Engine::Impl::SetFloatingLimit(std::string_view tenant, std::string_view key, uint32_t max) {
   Status s = validate::JobRef(tenant, key, options_.limits);
   if (!s.ok()) return s;
   const int64_t now = Now();
@@ -458,10 +452,9 @@ FloatingLimitState StateOf(std::string_view tenant, std::string_view key,
   f.last_refreshed_ms = rec.last_refreshed_ms();
   f.metadata.insert(rec.metadata().begin(), rec.metadata().end());
   f.consecutive_failures = rec.failures();
-  f.next_refresh_ms =
-      rec.failures() > 0
-          ? rec.next_retry_ms()
-          : rec.last_refreshed_ms() + static_cast<int64_t>(rec.refresh_interval_ms());
+  f.next_refresh_ms = rec.failures() > 0 ? rec.next_retry_ms()
+                                         : rec.last_refreshed_ms() +
+                                               static_cast<int64_t>(rec.refresh_interval_ms());
   if (rec.failures() == 0 && rec.last_refreshed_ms() == 0) f.next_refresh_ms = 0;
   return f;
 }
@@ -493,8 +486,9 @@ Result<FloatingLimitState> Engine::Impl::GetFloatingLimit(std::string_view tenan
   return StateOf(tenant, key, rec);
 }
 
-Result<std::vector<FloatingLimitState>> Engine::Impl::ListFloatingLimits(
-    std::string_view tenant, std::string_view after_key, uint32_t limit) {
+Result<std::vector<FloatingLimitState>> Engine::Impl::ListFloatingLimits(std::string_view tenant,
+                                                                         std::string_view after_key,
+                                                                         uint32_t limit) {
   Status s = validate::JobRef(tenant, "x", options_.limits);
   if (!s.ok()) return s;
   if (limit == 0 || limit > 10'000) {
@@ -580,8 +574,7 @@ Status Engine::Impl::RebuildLimits() {
                               storage::FloatingRecord* rec) -> Status {
     if (limkey.empty() || limkey[0] != 'f') return Status::Ok();
     std::string raw;
-    rocksdb::Status rs =
-        db_->Get(read_options_, keys::FloatingKey(tenant, limkey.substr(1)), &raw);
+    rocksdb::Status rs = db_->Get(read_options_, keys::FloatingKey(tenant, limkey.substr(1)), &raw);
     if (!rs.ok() || !rec->ParseFromString(raw)) {
       return Status::Corruption("active floating limit without a readable record");
     }

@@ -1,10 +1,10 @@
 // The hot transitions: enqueue, lease, heartbeat, complete, and lease expiry.
 // Each is one atomic RocksDB write under the job's stripe lock (engine_impl.h).
+#include <rocksdb/utilities/transaction.h>
+
 #include <chrono>
 #include <limits>
 #include <unordered_map>
-
-#include <rocksdb/utilities/transaction.h>
 
 #include "backoff.h"
 #include "engine_impl.h"
@@ -50,8 +50,7 @@ TaskRef Engine::Impl::PutTask(std::string_view tenant, std::string_view id,
   return ref;
 }
 
-void Engine::Impl::PublishTasks(std::vector<std::pair<std::string, TaskRef>>* tasks,
-                                int64_t now) {
+void Engine::Impl::PublishTasks(std::vector<std::pair<std::string, TaskRef>>* tasks, int64_t now) {
   if (tasks->empty()) return;
   std::lock_guard<std::mutex> lock(index_mu_);
   const std::string* last = nullptr;
@@ -65,7 +64,7 @@ void Engine::Impl::PublishTasks(std::vector<std::pair<std::string, TaskRef>>* ta
 }
 
 Result<std::vector<EnqueueResult>> Engine::Impl::EnqueueMany(std::span<const JobSpec> specs,
-                                                              bool batch) {
+                                                             bool batch) {
   const SizeLimits& lim = options_.limits;
   if (batch && specs.size() > lim.max_batch_jobs) {
     return Status::TooLarge("batch has " + std::to_string(specs.size()) + " jobs; the limit is " +
@@ -160,8 +159,7 @@ Result<std::vector<EnqueueResult>> Engine::Impl::EnqueueMany(std::span<const Job
   return results;
 }
 
-Result<LeaseResponse> Engine::Impl::LeaseTasks(const LeaseRequest& request,
-                                               bool with_refreshes) {
+Result<LeaseResponse> Engine::Impl::LeaseTasks(const LeaseRequest& request, bool with_refreshes) {
   Status s = validate::LeaseRequest(request, options_);
   if (!s.ok()) return s;
   const auto wait = std::chrono::milliseconds(std::min(request.wait_ms, options_.max_wait_ms));
@@ -445,7 +443,7 @@ Engine::Impl::Finish Engine::Impl::FinishAttempt(std::string_view tenant, std::s
     f.job_status = JobStatus::kFailed;
   }
   if (!f.requeued) {
-    st->set_status(f.job_status == JobStatus::kSucceeded ? storage::STORED_STATUS_SUCCEEDED
+    st->set_status(f.job_status == JobStatus::kSucceeded   ? storage::STORED_STATUS_SUCCEEDED
                    : f.job_status == JobStatus::kCancelled ? storage::STORED_STATUS_CANCELLED
                                                            : storage::STORED_STATUS_FAILED);
     st->set_finished_ms(now);
@@ -570,8 +568,8 @@ Status Engine::Impl::ReapOne(const std::string& lease_key, int64_t now) {
   s = ReadJobState(tenant, id, &st);
   if (!s.ok()) return s;
   rocksdb::WriteBatch batch;
-  Outcome expired = Outcome::Failure("lease_expired",
-                                     "the lease expired before the worker reported an outcome");
+  Outcome expired =
+      Outcome::Failure("lease_expired", "the lease expired before the worker reported an outcome");
   Finish f = FinishAttempt(tenant, id, &st, lv, expired, now, &batch);
   s = Write(&batch);
   if (!s.ok()) return s;

@@ -5,11 +5,13 @@ namespace sluice::keys {
 void PutU8(std::string* out, uint8_t v) { out->push_back(static_cast<char>(v)); }
 
 void PutU32(std::string* out, uint32_t v) {
-  for (int shift = 24; shift >= 0; shift -= 8) out->push_back(static_cast<char>((v >> shift) & 0xff));
+  for (int shift = 24; shift >= 0; shift -= 8)
+    out->push_back(static_cast<char>((v >> shift) & 0xff));
 }
 
 void PutU64(std::string* out, uint64_t v) {
-  for (int shift = 56; shift >= 0; shift -= 8) out->push_back(static_cast<char>((v >> shift) & 0xff));
+  for (int shift = 56; shift >= 0; shift -= 8)
+    out->push_back(static_cast<char>((v >> shift) & 0xff));
 }
 
 void PutStr(std::string* out, std::string_view s) {
@@ -47,8 +49,8 @@ bool Reader::GetU64(uint64_t* v) {
 
 bool Reader::GetStr(std::string_view* s) {
   if (in_.size() < 2) return false;
-  const size_t n = (static_cast<size_t>(static_cast<uint8_t>(in_[0])) << 8) |
-                   static_cast<uint8_t>(in_[1]);
+  const size_t n =
+      (static_cast<size_t>(static_cast<uint8_t>(in_[0])) << 8) | static_cast<uint8_t>(in_[1]);
   if (in_.size() < 2 + n) return false;
   *s = in_.substr(2, n);
   in_.remove_prefix(2 + n);

@@ -67,8 +67,7 @@ std::string AttemptPrefix(std::string_view tenant, std::string_view id);
 std::string LeaseKey(std::string_view tenant, std::string_view id);
 // The queue part of a task key: 'T' str(tenant) str(queue). Also the in-memory queue id.
 std::string QueuePrefix(std::string_view tenant, std::string_view queue);
-std::string TaskKey(std::string_view queue_prefix, uint32_t priority, int64_t due_ms,
-                    uint64_t seq);
+std::string TaskKey(std::string_view queue_prefix, uint32_t priority, int64_t due_ms, uint64_t seq);
 
 // The limit key id: kind byte + key.
 std::string LimKey(bool floating, std::string_view key);

@@ -121,9 +121,8 @@ void LimitIndex::Reschedule(KeyState* ks) {
   }
 }
 
-KeyState* LimitIndex::IssueRefresh(std::string_view tenant, std::string_view queue,
-                                   int64_t now_ms, uint64_t token, int64_t expires_ms,
-                                   size_t scan) {
+KeyState* LimitIndex::IssueRefresh(std::string_view tenant, std::string_view queue, int64_t now_ms,
+                                   uint64_t token, int64_t expires_ms, size_t scan) {
   size_t seen = 0;
   for (auto it = refresh_due_.begin(); it != refresh_due_.end() && seen < scan; ++it, ++seen) {
     if (it->first > now_ms) break;
@@ -143,8 +142,7 @@ KeyState* LimitIndex::IssueRefresh(std::string_view tenant, std::string_view que
 }
 
 int64_t LimitIndex::NextRefreshDueMs() const {
-  return refresh_due_.empty() ? std::numeric_limits<int64_t>::max()
-                              : refresh_due_.begin()->first;
+  return refresh_due_.empty() ? std::numeric_limits<int64_t>::max() : refresh_due_.begin()->first;
 }
 
 size_t LimitIndex::ExpireRefreshes(int64_t now_ms) {

@@ -60,7 +60,7 @@ struct KeyState {
   bool floating = false;
   std::unordered_map<std::string, LimitClaim> holders;  // job id -> claim
   std::set<LimitWaiter, WaiterOrder> waiters;
-  std::map<uint64_t, uint32_t> carried;  // enqueue_seq -> fixed max, of holders and waiters
+  std::map<uint64_t, uint32_t> carried;    // enqueue_seq -> fixed max, of holders and waiters
   std::map<std::string, uint32_t> queues;  // queue -> holders + waiters from it
 
   // Floating keys only.

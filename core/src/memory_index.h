@@ -67,8 +67,7 @@ class MemoryIndex {
 
   void AddTask(const std::string& queue_prefix, TaskRef ref, int64_t now_ms);
   // Removes the task (priority, due_ms, seq) if present; returns whether it was.
-  bool RemoveTask(const std::string& queue_prefix, uint32_t priority, int64_t due_ms,
-                  uint64_t seq);
+  bool RemoveTask(const std::string& queue_prefix, uint32_t priority, int64_t due_ms, uint64_t seq);
   // Moves tasks due by now_ms to ready, then removes and returns up to n in ready order.
   std::vector<TaskRef> Pop(QueueIndex* q, size_t n, int64_t now_ms);
   // Earliest due time of a future task, or INT64_MAX.

@@ -33,10 +33,9 @@ Status Required(std::string_view where, std::string_view field, std::string_view
 Status Metadata(const std::map<std::string, std::string>& md, const SizeLimits& limits,
                 std::string_view where, std::string_view field) {
   if (md.size() > limits.max_metadata_entries) {
-    return Status::TooLarge(Prefix(where, field) + " has " + std::to_string(md.size()) +
-                            " entries; the limit is " +
-                            std::to_string(limits.max_metadata_entries) +
-                            " (max_metadata_entries)");
+    return Status::TooLarge(
+        Prefix(where, field) + " has " + std::to_string(md.size()) + " entries; the limit is " +
+        std::to_string(limits.max_metadata_entries) + " (max_metadata_entries)");
   }
   for (const auto& [k, v] : md) {
     if (k.empty()) return Status::InvalidArgument(Prefix(where, field) + " key must not be empty");
@@ -95,21 +94,22 @@ Status Retry(const RetryPolicy& p, std::string_view where) {
     return Status::InvalidArgument(Prefix(where, "retry.multiplier") + " must be >= 1.0");
   }
   if (p.max_retries > kMaxRetries) {
-    return Status::InvalidArgument(Prefix(where, "retry.max_retries") + " must be <= " +
-                                   std::to_string(kMaxRetries));
+    return Status::InvalidArgument(Prefix(where, "retry.max_retries") +
+                                   " must be <= " + std::to_string(kMaxRetries));
   }
   return Status::Ok();
 }
 
 Status Spec(const JobSpec& spec, const SizeLimits& limits, std::string_view where) {
   Status s = CheckSize(where, "id", spec.id.size(), limits.max_id_bytes, "max_id_bytes");
-  if (s.ok()) s = CheckSize(where, "tenant", spec.tenant.size(), limits.max_tenant_bytes,
-                            "max_tenant_bytes");
+  if (s.ok())
+    s = CheckSize(where, "tenant", spec.tenant.size(), limits.max_tenant_bytes, "max_tenant_bytes");
   if (s.ok()) s = Required(where, "queue", spec.queue);
-  if (s.ok()) s = CheckSize(where, "queue", spec.queue.size(), limits.max_queue_bytes,
-                            "max_queue_bytes");
-  if (s.ok()) s = CheckSize(where, "payload", spec.payload.size(), limits.max_payload_bytes,
-                            "max_payload_bytes");
+  if (s.ok())
+    s = CheckSize(where, "queue", spec.queue.size(), limits.max_queue_bytes, "max_queue_bytes");
+  if (s.ok())
+    s = CheckSize(where, "payload", spec.payload.size(), limits.max_payload_bytes,
+                  "max_payload_bytes");
   if (!s.ok()) return s;
   if (spec.priority > kMaxPriority) {
     return Status::InvalidArgument(Prefix(where, "priority") + " is " +
@@ -119,8 +119,8 @@ Status Spec(const JobSpec& spec, const SizeLimits& limits, std::string_view wher
     return Status::InvalidArgument(Prefix(where, "start_at_ms") + " must not be negative");
   }
   if (spec.lease_ms > kMaxLeaseMs) {
-    return Status::InvalidArgument(Prefix(where, "lease_ms") + " must be <= " +
-                                   std::to_string(kMaxLeaseMs) + " (24 h)");
+    return Status::InvalidArgument(Prefix(where, "lease_ms") +
+                                   " must be <= " + std::to_string(kMaxLeaseMs) + " (24 h)");
   }
   if (spec.retry) {
     s = Retry(*spec.retry, where);
@@ -140,8 +140,9 @@ Status JobRef(std::string_view tenant, std::string_view id, const SizeLimits& li
 
 Status WorkerId(std::string_view worker_id, const SizeLimits& limits) {
   Status s = Required({}, "worker_id", worker_id);
-  if (s.ok()) s = CheckSize({}, "worker_id", worker_id.size(), limits.max_worker_id_bytes,
-                            "max_worker_id_bytes");
+  if (s.ok())
+    s = CheckSize({}, "worker_id", worker_id.size(), limits.max_worker_id_bytes,
+                  "max_worker_id_bytes");
   return s;
 }
 
@@ -149,8 +150,7 @@ Status LeaseRequest(const sluice::LeaseRequest& r, const EngineOptions& options)
   const SizeLimits& limits = options.limits;
   Status s = CheckSize({}, "tenant", r.tenant.size(), limits.max_tenant_bytes, "max_tenant_bytes");
   if (s.ok()) s = Required({}, "queue", r.queue);
-  if (s.ok()) s = CheckSize({}, "queue", r.queue.size(), limits.max_queue_bytes,
-                            "max_queue_bytes");
+  if (s.ok()) s = CheckSize({}, "queue", r.queue.size(), limits.max_queue_bytes, "max_queue_bytes");
   if (s.ok()) s = WorkerId(r.worker_id, limits);
   if (!s.ok()) return s;
   if (r.max_tasks == 0 || r.max_tasks > options.max_lease_batch) {
@@ -164,16 +164,18 @@ Status LeaseRequest(const sluice::LeaseRequest& r, const EngineOptions& options)
 Status TaskOutcome(const Outcome& o, const SizeLimits& limits) {
   switch (o.kind) {
     case Outcome::Kind::kSuccess:
-      return CheckSize({}, "result", o.result.size(), limits.max_result_bytes,
-                       "max_result_bytes");
+      return CheckSize({}, "result", o.result.size(), limits.max_result_bytes, "max_result_bytes");
     case Outcome::Kind::kFailure: {
       Status s = Required({}, "error.code", o.error.code);
-      if (s.ok()) s = CheckSize({}, "error.code", o.error.code.size(),
-                                limits.max_error_code_bytes, "max_error_code_bytes");
-      if (s.ok()) s = CheckSize({}, "error.message", o.error.message.size(),
-                                limits.max_error_message_bytes, "max_error_message_bytes");
-      if (s.ok()) s = CheckSize({}, "error.data", o.error.data.size(),
-                                limits.max_error_data_bytes, "max_error_data_bytes");
+      if (s.ok())
+        s = CheckSize({}, "error.code", o.error.code.size(), limits.max_error_code_bytes,
+                      "max_error_code_bytes");
+      if (s.ok())
+        s = CheckSize({}, "error.message", o.error.message.size(), limits.max_error_message_bytes,
+                      "max_error_message_bytes");
+      if (s.ok())
+        s = CheckSize({}, "error.data", o.error.data.size(), limits.max_error_data_bytes,
+                      "max_error_data_bytes");
       return s;
     }
     case Outcome::Kind::kCancelled:
@@ -192,8 +194,9 @@ Status Options(const EngineOptions& o) {
   }
   if (o.limits.max_id_bytes > 4096 || o.limits.max_tenant_bytes > 4096 ||
       o.limits.max_queue_bytes > 4096 || o.limits.max_limit_key_bytes > 4096) {
-    return Status::InvalidArgument("options.limits: id, tenant, queue and limit keys are capped "
-                                   "at 4096 bytes");
+    return Status::InvalidArgument(
+        "options.limits: id, tenant, queue and limit keys are capped "
+        "at 4096 bytes");
   }
   return Retry(o.default_retry, "options.default_");
 }

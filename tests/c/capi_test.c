@@ -10,14 +10,14 @@
 static int passed = 0;
 static int failed = 0;
 
-#define CHECK(cond)                                                    \
-  do {                                                                 \
-    if (cond) {                                                        \
-      ++passed;                                                        \
-    } else {                                                           \
-      ++failed;                                                        \
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    if (cond) {                                                                \
+      ++passed;                                                                \
+    } else {                                                                   \
+      ++failed;                                                                \
       fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-    }                                                                  \
+    }                                                                          \
   } while (0)
 
 static sluice_str S(const char *s) {
@@ -248,8 +248,8 @@ static void test_limits(sluice_engine *e) {
   CHECK(sluice_concurrency_key_get(&holders, &waiters, &max, e, S(""), SLUICE_LIMIT_FLOATING,
                                    S("api"), &err) == SLUICE_OK);
   CHECK(holders == 1 && waiters == 2 && max == 1);
-  CHECK(sluice_refresh_complete(e, S(""), S("api"), lease->refreshes[0].lease_token, true, 3,
-                                S(""), S(""), &err) == SLUICE_OK);
+  CHECK(sluice_refresh_complete(e, S(""), S("api"), lease->refreshes[0].lease_token, true, 3, S(""),
+                                S(""), &err) == SLUICE_OK);
   CHECK(sluice_concurrency_key_get(&holders, &waiters, &max, e, S(""), SLUICE_LIMIT_FLOATING,
                                    S("api"), &err) == SLUICE_OK);
   CHECK(holders == 3 && waiters == 0 && max == 3);

@@ -1,5 +1,9 @@
 // Operator transitions: Cancel, Restart, Expedite, Delete, and not-found for unknown ids and
 // for other tenants' ids (DESIGN.md §3).
+#include <gtest/gtest.h>
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -7,10 +11,6 @@
 #include <ostream>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <rocksdb/db.h>
-#include <rocksdb/options.h>
 
 #include "core/test_util.h"
 #include "sluice/clock.h"
@@ -313,8 +313,8 @@ TEST_F(AdminTest, RestartFailedGoesWaitingWithNextAttemptAndFreshBudget) {
   ASSERT_TRUE(IsOk(r));
   ASSERT_EQ(r->size(), 1u);
   EXPECT_EQ((*r)[0].attempt, 4u);
-  ASSERT_TRUE(IsOk(engine_->Complete("", (*r)[0].task_id, (*r)[0].lease_token,
-                                     Outcome::Failure("e"))));
+  ASSERT_TRUE(
+      IsOk(engine_->Complete("", (*r)[0].task_id, (*r)[0].lease_token, Outcome::Failure("e"))));
   EXPECT_EQ(MustGet("f").status, JobStatus::kFailed);
   EXPECT_EQ(MustGet("f").attempts.size(), 4u);
 }
@@ -350,8 +350,8 @@ TEST_F(AdminTest, RestartClearsCancelRequest) {
   ASSERT_TRUE(IsOk(hb));
   EXPECT_FALSE(hb->cancel_requested);
   // A failure now retries: the old cancel request is gone.
-  ASSERT_TRUE(IsOk(engine_->Complete("", (*r)[0].task_id, (*r)[0].lease_token,
-                                     Outcome::Failure("e"))));
+  ASSERT_TRUE(
+      IsOk(engine_->Complete("", (*r)[0].task_id, (*r)[0].lease_token, Outcome::Failure("e"))));
   EXPECT_EQ(MustGet("x").status, JobStatus::kScheduled);
 }
 
@@ -433,8 +433,7 @@ TEST_F(AdminTest, ExpediteRunningOrTerminalIsFailedPrecondition) {
 
 // ---- Delete ----
 
-class AdminDeleteTest : public AdminTest,
-                        public ::testing::WithParamInterface<std::string> {};
+class AdminDeleteTest : public AdminTest, public ::testing::WithParamInterface<std::string> {};
 
 TEST_P(AdminDeleteTest, DeleteRemovesJobEntirely) {
   const std::string state = GetParam();
@@ -521,8 +520,8 @@ TEST_F(AdminTest, DeleteLeavesNoRecordInTheStore) {
   auto r = engine_->Lease(req);
   ASSERT_TRUE(IsOk(r));
   ASSERT_EQ(r->size(), 1u);
-  ASSERT_TRUE(IsOk(engine_->Complete("", (*r)[0].task_id, (*r)[0].lease_token,
-                                     Outcome::Failure("e"))));
+  ASSERT_TRUE(
+      IsOk(engine_->Complete("", (*r)[0].task_id, (*r)[0].lease_token, Outcome::Failure("e"))));
   ASSERT_TRUE(IsOk(engine_->Expedite("", "zq-del-7")));
   r = engine_->Lease(req);
   ASSERT_TRUE(IsOk(r));
@@ -544,8 +543,8 @@ TEST_F(AdminTest, DeleteLeavesNoRecordInTheStore) {
   EXPECT_FALSE(RecordsMentioning(dir_.path(), "keep-me").empty()) << "the scan sees records";
   for (const char* id : {"zq-del-7", "zq-del-8"}) {
     const std::vector<std::string> left = RecordsMentioning(dir_.path(), id);
-    EXPECT_TRUE(left.empty()) << id << ": " << left.size() << " records survive, first: "
-                              << (left.empty() ? "" : left[0]);
+    EXPECT_TRUE(left.empty()) << id << ": " << left.size()
+                              << " records survive, first: " << (left.empty() ? "" : left[0]);
   }
 }
 
@@ -569,8 +568,8 @@ TEST_F(AdminTest, DeleteThenReenqueueFencesTheOldIncarnationsWorker) {
   EXPECT_NE((*r)[0].lease_token, old.lease_token);
   EXPECT_TRUE(HasCode(engine_->Complete("", old.task_id, old.lease_token, Outcome::Success("x")),
                       StatusCode::kLeaseLost));
-  EXPECT_TRUE(HasCode(engine_->Heartbeat("", old.task_id, "w", old.lease_token),
-                      StatusCode::kLeaseLost));
+  EXPECT_TRUE(
+      HasCode(engine_->Heartbeat("", old.task_id, "w", old.lease_token), StatusCode::kLeaseLost));
   EXPECT_EQ(MustGet("re").status, JobStatus::kRunning);
 }
 
@@ -607,8 +606,8 @@ TEST_F(AdminTest, OtherTenantsIdIsNotFoundAndUntouched) {
   auto r = engine_->Lease(req);
   ASSERT_TRUE(IsOk(r));
   ASSERT_EQ(r->size(), 1u);
-  ASSERT_TRUE(IsOk(engine_->Complete("a", (*r)[0].task_id, (*r)[0].lease_token,
-                                     Outcome::Failure("e"))));
+  ASSERT_TRUE(
+      IsOk(engine_->Complete("a", (*r)[0].task_id, (*r)[0].lease_token, Outcome::Failure("e"))));
 
   for (const char* id : {"waiting", "scheduled", "failed"}) {
     const Job before = MustGet(id, "a");

@@ -1,14 +1,14 @@
 // Complete: success, failure with and without retries (exact backoff), no_retry, worker
 // cancellation, reports after a cancel request, and fencing of stale or late reports
 // (DESIGN.md §2, §3; LESSONS.md "Leases and delivery").
+#include <gtest/gtest.h>
+
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "core/test_util.h"
 #include "sluice/clock.h"
@@ -321,9 +321,9 @@ TEST_F(CompleteTest, StaleTokenIsLeaseLostAndChangesNothing) {
   const Task t = LeaseOne();
   EXPECT_TRUE(HasCode(engine_->Complete("", t.task_id, t.lease_token + 1, Outcome::Success("x")),
                       StatusCode::kLeaseLost));
-  EXPECT_TRUE(HasCode(engine_->Complete("", t.task_id, t.lease_token ^ 0xFFFF,
-                                        Outcome::Failure("e")),
-                      StatusCode::kLeaseLost));
+  EXPECT_TRUE(
+      HasCode(engine_->Complete("", t.task_id, t.lease_token ^ 0xFFFF, Outcome::Failure("e")),
+              StatusCode::kLeaseLost));
   Job job = MustGet("j");
   EXPECT_EQ(job.status, JobStatus::kRunning);
   ASSERT_EQ(job.attempts.size(), 1u);
@@ -415,10 +415,10 @@ TEST_F(CompleteTest, CompletionsOfDifferentJobsAreIndependent) {
   auto tasks = LeaseQ(2);
   ASSERT_EQ(tasks.size(), 2u);
   // The token of one job does not complete the other.
-  EXPECT_FALSE(engine_->Complete("", tasks[0].task_id, tasks[1].lease_token,
-                                 Outcome::Success()).ok());
-  ASSERT_TRUE(IsOk(engine_->Complete("", tasks[1].task_id, tasks[1].lease_token,
-                                     Outcome::Success("b"))));
+  EXPECT_FALSE(
+      engine_->Complete("", tasks[0].task_id, tasks[1].lease_token, Outcome::Success()).ok());
+  ASSERT_TRUE(
+      IsOk(engine_->Complete("", tasks[1].task_id, tasks[1].lease_token, Outcome::Success("b"))));
   EXPECT_EQ(MustGet(tasks[0].job_id).status, JobStatus::kRunning);
   EXPECT_EQ(MustGet(tasks[1].job_id).status, JobStatus::kSucceeded);
 }

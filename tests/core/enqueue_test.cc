@@ -1,5 +1,7 @@
 // Enqueue and EnqueueBatch: generated ids, idempotency, tenant scoping, batch order and
 // scheduled-vs-waiting status derived from the clock (DESIGN.md §2, §3).
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cstdint>
@@ -7,8 +9,6 @@
 #include <ostream>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "core/test_util.h"
 #include "sluice/clock.h"
@@ -230,8 +230,8 @@ TEST_F(EnqueueTest, SameIdOfFinishedJobDoesNotRevive) {
   ASSERT_TRUE(IsOk(engine_->Enqueue(SpecWithId("q", "f"))));
   auto tasks = LeaseAll("q");
   ASSERT_EQ(tasks.size(), 1u);
-  ASSERT_TRUE(IsOk(engine_->Complete("", tasks[0].task_id, tasks[0].lease_token,
-                                     Outcome::Success("done"))));
+  ASSERT_TRUE(IsOk(
+      engine_->Complete("", tasks[0].task_id, tasks[0].lease_token, Outcome::Success("done"))));
   auto again = engine_->Enqueue(SpecWithId("q", "f"));
   ASSERT_TRUE(IsOk(again));
   EXPECT_FALSE(again->created);

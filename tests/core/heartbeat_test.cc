@@ -1,12 +1,12 @@
 // Heartbeat: extends a live lease, rejects stale tokens, other workers and expired leases
 // without changing anything, and reports cancel requests (DESIGN.md §2, §3; LESSONS.md).
+#include <gtest/gtest.h>
+
 #include <cstdint>
 #include <memory>
 #include <ostream>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "core/test_util.h"
 #include "sluice/clock.h"
@@ -178,8 +178,8 @@ TEST_F(HeartbeatTest, OtherTenantCannotHeartbeat) {
 TEST_F(HeartbeatTest, AfterExpiryIsLeaseLostAndChangesNothing) {
   const Task t = EnqueueAndLease("j");
   clock_->Set(t.lease_expires_ms + 1);  // expired, not reaped yet
-  EXPECT_TRUE(HasCode(engine_->Heartbeat("", t.task_id, kWorker, t.lease_token),
-                      StatusCode::kLeaseLost));
+  EXPECT_TRUE(
+      HasCode(engine_->Heartbeat("", t.task_id, kWorker, t.lease_token), StatusCode::kLeaseLost));
   auto job = engine_->GetJob("", "j", /*include_attempts=*/true);
   ASSERT_TRUE(IsOk(job));
   EXPECT_EQ(job->status, JobStatus::kRunning) << "the heartbeat itself changes nothing";
@@ -190,15 +190,15 @@ TEST_F(HeartbeatTest, AfterExpiryIsLeaseLostAndChangesNothing) {
   auto reaped = engine_->ReapExpired();
   ASSERT_TRUE(IsOk(reaped));
   EXPECT_EQ(*reaped, 1u);
-  EXPECT_TRUE(HasCode(engine_->Heartbeat("", t.task_id, kWorker, t.lease_token),
-                      StatusCode::kLeaseLost));
+  EXPECT_TRUE(
+      HasCode(engine_->Heartbeat("", t.task_id, kWorker, t.lease_token), StatusCode::kLeaseLost));
 }
 
 TEST_F(HeartbeatTest, AfterCompleteIsLeaseLost) {
   const Task t = EnqueueAndLease("j");
   ASSERT_TRUE(IsOk(engine_->Complete("", t.task_id, t.lease_token, Outcome::Success())));
-  EXPECT_TRUE(HasCode(engine_->Heartbeat("", t.task_id, kWorker, t.lease_token),
-                      StatusCode::kLeaseLost));
+  EXPECT_TRUE(
+      HasCode(engine_->Heartbeat("", t.task_id, kWorker, t.lease_token), StatusCode::kLeaseLost));
   auto job = engine_->GetJob("", "j");
   ASSERT_TRUE(IsOk(job));
   EXPECT_EQ(job->status, JobStatus::kSucceeded);

@@ -1,5 +1,6 @@
 // Lease: ready order, batching, tenant and queue isolation, scheduling, long-poll and the
 // contents of a leased task (DESIGN.md §2, §3, §5).
+#include <gtest/gtest.h>
 #include <time.h>
 
 #include <chrono>
@@ -9,8 +10,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "core/test_util.h"
 #include "sluice/clock.h"
@@ -63,8 +62,7 @@ std::vector<std::string> JobIds(const std::vector<Task>& tasks) {
 }
 
 int64_t MillisSince(SteadyClock::time_point start) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - start)
-      .count();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - start).count();
 }
 
 int64_t ThreadCpuMillis() {
@@ -107,8 +105,7 @@ TEST_F(LeaseTest, OrdersByPriorityFirst) {
     MustEnqueue(s);
   }
   auto tasks = MustLease(Request("q", 10));
-  EXPECT_EQ(JobIds(tasks),
-            (std::vector<std::string>{"p0", "p10", "p11", "p50", "p90", "p99"}));
+  EXPECT_EQ(JobIds(tasks), (std::vector<std::string>{"p0", "p10", "p11", "p50", "p90", "p99"}));
   for (const auto& t : tasks) {
     EXPECT_EQ(t.priority, std::stoul(t.job_id.substr(1)));
   }

@@ -136,8 +136,7 @@ TEST_F(LimitsTest, ReleaseOnFailureRetryWaitsWithoutHolding) {
   auto t = Lease();
   ASSERT_EQ(t.size(), 1u);
   EXPECT_EQ(t[0].job_id, a);
-  ASSERT_TRUE(engine_->Complete("", t[0].task_id, t[0].lease_token,
-                                Outcome::Failure("boom")).ok());
+  ASSERT_TRUE(engine_->Complete("", t[0].task_id, t[0].lease_token, Outcome::Failure("boom")).ok());
   // a is in backoff and holds nothing; b got the slot.
   EXPECT_EQ(Key("k").holders, 1u);
   auto tb = Lease();
@@ -157,8 +156,7 @@ TEST_F(LimitsTest, ReleaseOnFinalFailure) {
   Enqueue({Fixed("k", 1)});
   std::string b = Enqueue({Fixed("k", 1)});
   auto t = Lease();
-  ASSERT_TRUE(engine_->Complete("", t[0].task_id, t[0].lease_token,
-                                Outcome::Failure("boom")).ok());
+  ASSERT_TRUE(engine_->Complete("", t[0].task_id, t[0].lease_token, Outcome::Failure("boom")).ok());
   auto tb = Lease();
   ASSERT_EQ(tb.size(), 1u);
   EXPECT_EQ(tb[0].job_id, b);
@@ -239,7 +237,7 @@ TEST_F(LimitsTest, DeleteOfParkedAndOfGrantedJobs) {
   Lease(1);
   ASSERT_TRUE(engine_->Delete("", c).ok());  // parked
   EXPECT_EQ(Key("k").waiters, 1u);
-  Succeed(t[0]);                              // grants b
+  Succeed(t[0]);                             // grants b
   ASSERT_TRUE(engine_->Delete("", b).ok());  // granted, not leased: slot released
   EXPECT_TRUE(Lease().empty());
   ExpectIdle();
@@ -249,8 +247,7 @@ TEST_F(LimitsTest, DeleteOfParkedAndOfGrantedJobs) {
 TEST_F(LimitsTest, RestartReacquires) {
   std::string a = Enqueue({Fixed("k", 1)});
   auto t = Lease();
-  ASSERT_TRUE(engine_->Complete("", t[0].task_id, t[0].lease_token,
-                                Outcome::Failure("x")).ok());
+  ASSERT_TRUE(engine_->Complete("", t[0].task_id, t[0].lease_token, Outcome::Failure("x")).ok());
   ExpectIdle();
   std::string b = Enqueue({Fixed("k", 1)});
   auto tb = Lease();
@@ -426,15 +423,14 @@ TEST_F(LimitsTest, RefreshIssuedOnlyWhileJobsAreEnqueuedAndOnlyOneAtATime) {
   std::string a = Enqueue({Floating("api", 1, 1000)});
   std::string b = Enqueue({Floating("api", 1, 1000)});
   LeaseResponse r = LeaseTasks();
-  ASSERT_EQ(r.tasks.size(), 1u);  // default max 1
+  ASSERT_EQ(r.tasks.size(), 1u);      // default max 1
   ASSERT_EQ(r.refreshes.size(), 1u);  // never refreshed: due at once
   const RefreshTask rt = r.refreshes[0];
   EXPECT_EQ(rt.key, "api");
   EXPECT_EQ(rt.current_max, 1u);
   EXPECT_EQ(rt.metadata.at("region"), "eu");
   EXPECT_TRUE(LeaseTasks().refreshes.empty());  // one in flight at a time
-  ASSERT_TRUE(engine_->CompleteRefresh("", "api", rt.lease_token,
-                                       RefreshOutcome::Success(2)).ok());
+  ASSERT_TRUE(engine_->CompleteRefresh("", "api", rt.lease_token, RefreshOutcome::Success(2)).ok());
   // The raise granted the waiter at once.
   auto next = LeaseTasks();
   ASSERT_EQ(next.tasks.size(), 1u);
@@ -442,8 +438,9 @@ TEST_F(LimitsTest, RefreshIssuedOnlyWhileJobsAreEnqueuedAndOnlyOneAtATime) {
   clock_->Advance(1000);
   auto due = LeaseTasks();
   ASSERT_EQ(due.refreshes.size(), 1u);  // older than its interval, jobs still hold the key
-  ASSERT_TRUE(engine_->CompleteRefresh("", "api", due.refreshes[0].lease_token,
-                                       RefreshOutcome::Success(2)).ok());
+  ASSERT_TRUE(
+      engine_->CompleteRefresh("", "api", due.refreshes[0].lease_token, RefreshOutcome::Success(2))
+          .ok());
   Succeed(r.tasks[0]);
   Succeed(next.tasks[0]);
   ExpectIdle();
@@ -459,8 +456,9 @@ TEST_F(LimitsTest, RefreshRaiseGrantsWaitersAtOnce) {
   ASSERT_EQ(r.tasks.size(), 1u);
   ASSERT_EQ(r.refreshes.size(), 1u);
   EXPECT_EQ(Key("api", Kind::kFloating).waiters, 4u);
-  ASSERT_TRUE(engine_->CompleteRefresh("", "api", r.refreshes[0].lease_token,
-                                       RefreshOutcome::Success(5)).ok());
+  ASSERT_TRUE(
+      engine_->CompleteRefresh("", "api", r.refreshes[0].lease_token, RefreshOutcome::Success(5))
+          .ok());
   EXPECT_EQ(Key("api", Kind::kFloating).holders, 5u);
   EXPECT_EQ(Key("api", Kind::kFloating).waiters, 0u);
   EXPECT_EQ(LeaseTasks().tasks.size(), 4u);
@@ -470,8 +468,10 @@ TEST_F(LimitsTest, RefreshFailureBacksOffAndKeepsValue) {
   Enqueue({Floating("api", 3, 60'000)});
   LeaseResponse r = LeaseTasks();
   ASSERT_EQ(r.refreshes.size(), 1u);
-  ASSERT_TRUE(engine_->CompleteRefresh("", "api", r.refreshes[0].lease_token,
-                                       RefreshOutcome::Failure("upstream_down")).ok());
+  ASSERT_TRUE(engine_
+                  ->CompleteRefresh("", "api", r.refreshes[0].lease_token,
+                                    RefreshOutcome::Failure("upstream_down"))
+                  .ok());
   auto st = engine_->GetFloatingLimit("", "api");
   ASSERT_TRUE(st.ok());
   EXPECT_EQ(st->current_max, 3u);
@@ -482,8 +482,10 @@ TEST_F(LimitsTest, RefreshFailureBacksOffAndKeepsValue) {
   clock_->Advance(1);
   r = LeaseTasks();
   ASSERT_EQ(r.refreshes.size(), 1u);
-  ASSERT_TRUE(engine_->CompleteRefresh("", "api", r.refreshes[0].lease_token,
-                                       RefreshOutcome::Failure("upstream_down")).ok());
+  ASSERT_TRUE(engine_
+                  ->CompleteRefresh("", "api", r.refreshes[0].lease_token,
+                                    RefreshOutcome::Failure("upstream_down"))
+                  .ok());
   st = engine_->GetFloatingLimit("", "api");
   EXPECT_EQ(st->consecutive_failures, 2u);
   EXPECT_EQ(st->next_refresh_ms, clock_->NowMs() + 2000);
@@ -491,8 +493,9 @@ TEST_F(LimitsTest, RefreshFailureBacksOffAndKeepsValue) {
   clock_->Advance(2000);
   r = LeaseTasks();
   ASSERT_EQ(r.refreshes.size(), 1u);
-  ASSERT_TRUE(engine_->CompleteRefresh("", "api", r.refreshes[0].lease_token,
-                                       RefreshOutcome::Success(7)).ok());
+  ASSERT_TRUE(
+      engine_->CompleteRefresh("", "api", r.refreshes[0].lease_token, RefreshOutcome::Success(7))
+          .ok());
   st = engine_->GetFloatingLimit("", "api");
   EXPECT_EQ(st->consecutive_failures, 0u);
   EXPECT_EQ(st->current_max, 7u);

@@ -1,6 +1,8 @@
 // ReapExpired: expired leases become failed attempts ("lease_expired") that retry or fail the
 // job, or cancel it when requested; heartbeats prevent reaping; stale workers are fenced off
 // (LESSONS.md: River #1302, Bull #1416, Bull #308); cost is O(expired) (DESIGN.md §5).
+#include <gtest/gtest.h>
+
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -9,8 +11,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "core/test_util.h"
 #include "sluice/clock.h"
@@ -255,18 +255,18 @@ TEST_F(ReaperTest, StaleWorkerCannotOverwriteNewAttempt) {
   ASSERT_EQ(fresh.attempt, 2u);
 
   // Every report of worker 1 is fenced off (Bull #1416, #308).
-  EXPECT_TRUE(HasCode(engine_->Complete("", stale.task_id, stale.lease_token,
-                                        Outcome::Success("stale")),
-                      StatusCode::kLeaseLost));
-  EXPECT_TRUE(HasCode(engine_->Complete("", stale.task_id, stale.lease_token,
-                                        Outcome::Failure("stale")),
-                      StatusCode::kLeaseLost));
+  EXPECT_TRUE(
+      HasCode(engine_->Complete("", stale.task_id, stale.lease_token, Outcome::Success("stale")),
+              StatusCode::kLeaseLost));
+  EXPECT_TRUE(
+      HasCode(engine_->Complete("", stale.task_id, stale.lease_token, Outcome::Failure("stale")),
+              StatusCode::kLeaseLost));
   EXPECT_TRUE(HasCode(engine_->Heartbeat("", stale.task_id, "w1", stale.lease_token),
                       StatusCode::kLeaseLost));
   // Guessing the new task id with the old token does not help either.
-  EXPECT_TRUE(HasCode(engine_->Complete("", fresh.task_id, stale.lease_token,
-                                        Outcome::Success("stale")),
-                      StatusCode::kLeaseLost));
+  EXPECT_TRUE(
+      HasCode(engine_->Complete("", fresh.task_id, stale.lease_token, Outcome::Success("stale")),
+              StatusCode::kLeaseLost));
   EXPECT_TRUE(HasCode(engine_->Heartbeat("", fresh.task_id, "w1", stale.lease_token),
                       StatusCode::kLeaseLost));
 
@@ -280,8 +280,8 @@ TEST_F(ReaperTest, StaleWorkerCannotOverwriteNewAttempt) {
 
   // Worker 2 finishes normally and its result is the one kept.
   ASSERT_TRUE(IsOk(engine_->Heartbeat("", fresh.task_id, "w2", fresh.lease_token)));
-  ASSERT_TRUE(IsOk(engine_->Complete("", fresh.task_id, fresh.lease_token,
-                                     Outcome::Success("fresh"))));
+  ASSERT_TRUE(
+      IsOk(engine_->Complete("", fresh.task_id, fresh.lease_token, Outcome::Success("fresh"))));
   auto res = engine_->GetResult("", "j");
   ASSERT_TRUE(IsOk(res));
   EXPECT_EQ(res->status, JobStatus::kSucceeded);
@@ -297,12 +297,12 @@ TEST_F(ReaperTest, StaleReportBetweenReapAndReleaseChangesNothing) {
   EXPECT_EQ(Reap(), 1u);
   const Job before = MustGet("j");
   ASSERT_EQ(before.status, JobStatus::kScheduled);
-  EXPECT_TRUE(HasCode(engine_->Complete("", stale.task_id, stale.lease_token,
-                                        Outcome::Success("late")),
-                      StatusCode::kLeaseLost));
-  EXPECT_TRUE(HasCode(engine_->Complete("", stale.task_id, stale.lease_token,
-                                        Outcome::Failure("late")),
-                      StatusCode::kLeaseLost));
+  EXPECT_TRUE(
+      HasCode(engine_->Complete("", stale.task_id, stale.lease_token, Outcome::Success("late")),
+              StatusCode::kLeaseLost));
+  EXPECT_TRUE(
+      HasCode(engine_->Complete("", stale.task_id, stale.lease_token, Outcome::Failure("late")),
+              StatusCode::kLeaseLost));
   const Job after = MustGet("j");
   EXPECT_EQ(after.status, JobStatus::kScheduled);
   EXPECT_EQ(after.next_run_ms, before.next_run_ms);

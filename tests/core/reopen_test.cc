@@ -1,6 +1,8 @@
 // Close and reopen: everything durable survives (pending, scheduled, running leases with their
 // tokens, terminal jobs with attempts and results) and the in-memory indexes are rebuilt;
 // calls after Close() are kClosed; Close() wakes a blocked long-poll (DESIGN.md §3, §4, §5).
+#include <gtest/gtest.h>
+
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -8,8 +10,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "core/test_util.h"
 #include "sluice/clock.h"
@@ -124,12 +124,12 @@ TEST_F(ReopenTest, KeepsEveryStateAcrossReopen) {
   const Task running = LeaseOneFrom("run");
   ASSERT_TRUE(IsOk(engine_->Enqueue(MakeSpec("retry", "retrying"))));
   const Task r1 = LeaseOneFrom("retry");
-  ASSERT_TRUE(IsOk(engine_->Complete("", r1.task_id, r1.lease_token,
-                                     Outcome::Failure("flaky", "once"))));
+  ASSERT_TRUE(
+      IsOk(engine_->Complete("", r1.task_id, r1.lease_token, Outcome::Failure("flaky", "once"))));
   ASSERT_TRUE(IsOk(engine_->Enqueue(MakeSpec("done", "ok"))));
   const Task ok = LeaseOneFrom("done");
-  ASSERT_TRUE(IsOk(engine_->Complete("", ok.task_id, ok.lease_token,
-                                     Outcome::Success(std::string("r\0s", 3)))));
+  ASSERT_TRUE(IsOk(
+      engine_->Complete("", ok.task_id, ok.lease_token, Outcome::Success(std::string("r\0s", 3)))));
   ASSERT_TRUE(IsOk(engine_->Enqueue(MakeSpec("done", "bad", 0))));
   const Task bad = LeaseOneFrom("done");
   ASSERT_TRUE(IsOk(engine_->Complete("", bad.task_id, bad.lease_token,
@@ -141,8 +141,8 @@ TEST_F(ReopenTest, KeepsEveryStateAcrossReopen) {
   ASSERT_TRUE(IsOk(engine_->Cancel("", "running")));  // cancel_requested must survive too
 
   const std::vector<std::pair<std::string, std::string>> ids = {
-      {"", "w-low"}, {"", "w-high"}, {"", "sched"},    {"", "running"},
-      {"", "retrying"}, {"", "ok"},  {"", "bad"},      {"t2", "cancelled"}};
+      {"", "w-low"},    {"", "w-high"}, {"", "sched"}, {"", "running"},
+      {"", "retrying"}, {"", "ok"},     {"", "bad"},   {"t2", "cancelled"}};
   std::vector<Job> before;
   for (const auto& [tenant, id] : ids) before.push_back(MustGet(id, tenant));
 
@@ -226,8 +226,8 @@ TEST_F(ReopenTest, RunningLeaseTokenStaysValid) {
   auto hb = engine_->Heartbeat("", t.task_id, "w", t.lease_token);
   ASSERT_TRUE(IsOk(hb)) << "the lease survives reopen";
   EXPECT_EQ(hb->lease_expires_ms, clock_->NowMs() + 60'000);
-  EXPECT_TRUE(HasCode(engine_->Heartbeat("", t.task_id, "w", t.lease_token + 1),
-                      StatusCode::kLeaseLost));
+  EXPECT_TRUE(
+      HasCode(engine_->Heartbeat("", t.task_id, "w", t.lease_token + 1), StatusCode::kLeaseLost));
   ASSERT_TRUE(IsOk(engine_->Complete("", t.task_id, t.lease_token, Outcome::Success("after"))));
   auto res = engine_->GetResult("", "j");
   ASSERT_TRUE(IsOk(res));
@@ -248,12 +248,12 @@ TEST_F(ReopenTest, NewLeaseTokensAfterReopenDoNotCollideWithOldOnes) {
   ASSERT_EQ(second.attempt, 2u);
   EXPECT_NE(second.lease_token, first.lease_token)
       << "a fencing token reused after restart would let a stale worker through";
-  EXPECT_TRUE(HasCode(engine_->Complete("", first.task_id, first.lease_token,
-                                        Outcome::Success("stale")),
-                      StatusCode::kLeaseLost));
-  EXPECT_TRUE(HasCode(engine_->Complete("", second.task_id, first.lease_token,
-                                        Outcome::Success("stale")),
-                      StatusCode::kLeaseLost));
+  EXPECT_TRUE(
+      HasCode(engine_->Complete("", first.task_id, first.lease_token, Outcome::Success("stale")),
+              StatusCode::kLeaseLost));
+  EXPECT_TRUE(
+      HasCode(engine_->Complete("", second.task_id, first.lease_token, Outcome::Success("stale")),
+              StatusCode::kLeaseLost));
 }
 
 TEST_F(ReopenTest, LeaseExpiryIndexIsRebuilt) {
@@ -336,7 +336,7 @@ TEST_F(ReopenTest, StoreHoldsNoStaleTasksOrLeasesAfterTransitions) {
   ASSERT_TRUE(IsOk(engine_->Restart("", "e")));
   enqueue("h");  // heartbeats, then success
   const Task h = LeaseOneFrom("h");
-  enqueue("f");  // expires and is reaped: pending retry
+  enqueue("f");                         // expires and is reaped: pending retry
   JobSpec g_spec = MakeSpec("g", "g");  // stays running with a long lease
   g_spec.lease_ms = 36'000'000;
   ASSERT_TRUE(IsOk(engine_->Enqueue(g_spec)));
@@ -391,9 +391,9 @@ TEST_F(ReopenTest, FencingTokensStayUniqueWhenTheClockStepsBackAcrossReopen) {
   const Task fresh = LeaseOneFrom("q");
   ASSERT_EQ(fresh.task_id, old.task_id);
   EXPECT_NE(fresh.lease_token, old.lease_token);
-  EXPECT_TRUE(HasCode(engine_->Complete("", old.task_id, old.lease_token,
-                                        Outcome::Success("stale")),
-                      StatusCode::kLeaseLost));
+  EXPECT_TRUE(
+      HasCode(engine_->Complete("", old.task_id, old.lease_token, Outcome::Success("stale")),
+              StatusCode::kLeaseLost));
 }
 
 TEST_F(ReopenTest, CallsAfterCloseAreClosed) {
@@ -414,8 +414,8 @@ TEST_F(ReopenTest, CallsAfterCloseAreClosed) {
   req.wait_ms = 1'000;
   EXPECT_TRUE(HasCode(engine_->Lease(req), kClosed));
   EXPECT_TRUE(HasCode(engine_->Heartbeat("", t.task_id, "w", t.lease_token), kClosed));
-  EXPECT_TRUE(HasCode(engine_->Complete("", t.task_id, t.lease_token, Outcome::Success()),
-                      kClosed));
+  EXPECT_TRUE(
+      HasCode(engine_->Complete("", t.task_id, t.lease_token, Outcome::Success()), kClosed));
   EXPECT_TRUE(HasCode(engine_->Cancel("", "other"), kClosed));
   EXPECT_TRUE(HasCode(engine_->Restart("", "other"), kClosed));
   EXPECT_TRUE(HasCode(engine_->Expedite("", "other"), kClosed));

@@ -1,6 +1,8 @@
 // Bad input at the edge (DESIGN.md §9): every rejected call returns kInvalidArgument (malformed)
 // or kTooLarge (over a SizeLimits cap), names the offending field, and changes nothing. Each
 // cap is also checked at its boundary: exactly the limit is accepted.
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -10,8 +12,6 @@
 #include <ostream>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "core/test_util.h"
 #include "sluice/clock.h"
@@ -50,8 +50,7 @@ bool ContainsWord(const std::string& text, const std::string& word) {
   for (size_t pos = text.find(word); pos != std::string::npos; pos = text.find(word, pos + 1)) {
     const bool left = pos == 0 || !std::isalnum(static_cast<unsigned char>(text[pos - 1]));
     const size_t end = pos + word.size();
-    const bool right =
-        end == text.size() || !std::isalnum(static_cast<unsigned char>(text[end]));
+    const bool right = end == text.size() || !std::isalnum(static_cast<unsigned char>(text[end]));
     if (left && right) return true;
   }
   return false;
@@ -60,9 +59,8 @@ bool ContainsWord(const std::string& text, const std::string& word) {
 // `s` has code `want` and its message names `field` (case-insensitive).
 ::testing::AssertionResult Rejected(const Status& s, StatusCode want, const std::string& field) {
   if (s.code() != want) {
-    return ::testing::AssertionFailure() << "want " << StatusCodeName(want) << " naming '"
-                                         << field << "', got "
-                                         << (s.ok() ? "ok" : s.ToString());
+    return ::testing::AssertionFailure() << "want " << StatusCodeName(want) << " naming '" << field
+                                         << "', got " << (s.ok() ? "ok" : s.ToString());
   }
   const std::string msg = Lower(s.message());
   if (msg.find(Lower(field)) == std::string::npos) {
@@ -72,8 +70,7 @@ bool ContainsWord(const std::string& text, const std::string& word) {
   return ::testing::AssertionSuccess();
 }
 template <typename T>
-::testing::AssertionResult Rejected(const Result<T>& r, StatusCode want,
-                                    const std::string& field) {
+::testing::AssertionResult Rejected(const Result<T>& r, StatusCode want, const std::string& field) {
   return Rejected(r.status(), want, field);
 }
 
@@ -451,8 +448,8 @@ TEST_F(ValidateTest, HeartbeatBadInput) {
                        StatusCode::kInvalidArgument, "worker"));
   EXPECT_TRUE(Rejected(engine_->Heartbeat("", t.task_id, std::string(9, 'w'), t.lease_token),
                        StatusCode::kTooLarge, "worker"));
-  EXPECT_TRUE(Rejected(engine_->Heartbeat("", "", "w", t.lease_token),
-                       StatusCode::kInvalidArgument, "task"));
+  EXPECT_TRUE(Rejected(engine_->Heartbeat("", "", "w", t.lease_token), StatusCode::kInvalidArgument,
+                       "task"));
   EXPECT_TRUE(IsOk(engine_->Heartbeat("", t.task_id, "w", t.lease_token)));
 }
 
@@ -471,10 +468,10 @@ void ExpectCompleteRejected(Engine& engine, const Task& t, const Outcome& o, Sta
 
 TEST_F(ValidateTest, CompleteResultSize) {
   const Task t = LeaseOne();
-  ExpectCompleteRejected(*engine_, t, Outcome::Success(std::string(17, 'r')),
-                         StatusCode::kTooLarge, "result");
-  ASSERT_TRUE(IsOk(engine_->Complete("", t.task_id, t.lease_token,
-                                     Outcome::Success(std::string(16, 'r')))));
+  ExpectCompleteRejected(*engine_, t, Outcome::Success(std::string(17, 'r')), StatusCode::kTooLarge,
+                         "result");
+  ASSERT_TRUE(IsOk(
+      engine_->Complete("", t.task_id, t.lease_token, Outcome::Success(std::string(16, 'r')))));
   auto res = engine_->GetResult("", "job");
   ASSERT_TRUE(IsOk(res));
   EXPECT_EQ(res->status, JobStatus::kSucceeded);
@@ -483,17 +480,16 @@ TEST_F(ValidateTest, CompleteResultSize) {
 
 TEST_F(ValidateTest, CompleteErrorCodeRequired) {
   const Task t = LeaseOne();
-  ExpectCompleteRejected(*engine_, t, Outcome::Failure(""), StatusCode::kInvalidArgument,
-                         "code");
+  ExpectCompleteRejected(*engine_, t, Outcome::Failure(""), StatusCode::kInvalidArgument, "code");
   EXPECT_TRUE(IsOk(engine_->Complete("", t.task_id, t.lease_token, Outcome::Failure("e"))));
 }
 
 TEST_F(ValidateTest, CompleteErrorCodeSize) {
   const Task t = LeaseOne();
-  ExpectCompleteRejected(*engine_, t, Outcome::Failure(std::string(9, 'c')),
-                         StatusCode::kTooLarge, "code");
-  EXPECT_TRUE(IsOk(engine_->Complete("", t.task_id, t.lease_token,
-                                     Outcome::Failure(std::string(8, 'c')))));
+  ExpectCompleteRejected(*engine_, t, Outcome::Failure(std::string(9, 'c')), StatusCode::kTooLarge,
+                         "code");
+  EXPECT_TRUE(
+      IsOk(engine_->Complete("", t.task_id, t.lease_token, Outcome::Failure(std::string(8, 'c')))));
 }
 
 TEST_F(ValidateTest, CompleteErrorMessageSize) {

@@ -3,11 +3,10 @@
 // here first), counts them, and forwards to libc.
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <atomic>
-
-#include <gtest/gtest.h>
 
 #include "core/test_util.h"
 #include "sluice/engine.h"

@@ -17,12 +17,11 @@
 // The log needs no fsync: only the process is killed, the page cache survives, and a line is
 // written only after the engine call returned. A torn last line is ignored.
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
@@ -168,7 +167,8 @@ int RunChild(const std::string& db, const std::string& log, uint64_t seed, int r
   {
     std::mt19937_64 rng(seed ^ 0x5eed);
     for (int i = 0; i < 50 && !before.enqueued.empty(); ++i) {
-      const auto& [tenant, id] = before.enqueued[Uniform<size_t>(rng, 0, before.enqueued.size() - 1)];
+      const auto& [tenant, id] =
+          before.enqueued[Uniform<size_t>(rng, 0, before.enqueued.size() - 1)];
       if (id.rfind("c", 0) != 0) continue;  // engine-generated ids cannot be resubmitted as such
       JobSpec s;
       s.tenant = tenant;
@@ -210,12 +210,16 @@ int RunChild(const std::string& db, const std::string& log, uint64_t seed, int r
       std::vector<EnqueueResult> acked;
       if (n == 1) {
         auto r = engine->Enqueue(specs[0]);
-        if (r.ok()) acked.push_back(*r);
-        else LogLine("V\tEnqueue failed: " + r.status().ToString());
+        if (r.ok())
+          acked.push_back(*r);
+        else
+          LogLine("V\tEnqueue failed: " + r.status().ToString());
       } else {
         auto r = engine->EnqueueBatch(specs);
-        if (r.ok()) acked = *r;
-        else LogLine("V\tEnqueueBatch failed: " + r.status().ToString());
+        if (r.ok())
+          acked = *r;
+        else
+          LogLine("V\tEnqueueBatch failed: " + r.status().ToString());
       }
       for (size_t i = 0; i < acked.size(); ++i) {
         LogLine("E\t" + specs[i].tenant + "\t" + acked[i].id);
@@ -277,8 +281,8 @@ std::string ReadTail(const std::string& path, size_t max = 4000) {
 
 std::vector<std::string> CheckHistory(const Job& j) {
   std::vector<std::string> bad;
-  const std::string who = "job '" + j.tenant + "'/" + j.id + " (" +
-                          std::string(JobStatusName(j.status)) + ")";
+  const std::string who =
+      "job '" + j.tenant + "'/" + j.id + " (" + std::string(JobStatusName(j.status)) + ")";
   if (j.attempts.size() != j.attempt_count) {
     bad.push_back(who + ": attempt_count " + std::to_string(j.attempt_count) + " but " +
                   std::to_string(j.attempts.size()) + " attempts");
@@ -344,7 +348,7 @@ TEST(CrashTest, AcknowledgedWritesSurviveKill9) {
         ::dup2(fd, 2);
       }
       const char* argv[] = {"sluice_crash_tests", "--crash-child", db.c_str(), log.c_str(),
-                            seed.c_str(), round_s.c_str(), nullptr};
+                            seed.c_str(),         round_s.c_str(), nullptr};
       ::execv("/proc/self/exe", const_cast<char* const*>(argv));
       std::_Exit(127);
     }
@@ -363,23 +367,24 @@ TEST(CrashTest, AcknowledgedWritesSurviveKill9) {
     ASSERT_EQ(done, pid);
     ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
         << "round " << round << ": child ended on its own (exit "
-        << (WIFEXITED(status) ? WEXITSTATUS(status) : -1) << ") before the kill at "
-        << kill_after << " ms; its output:\n"
+        << (WIFEXITED(status) ? WEXITSTATUS(status) : -1) << ") before the kill at " << kill_after
+        << " ms; its output:\n"
         << ReadTail(out);
     const LogRecords so_far = ReadLog(log);
-    std::printf("round %d: killed after %lld ms; log so far: %zu enqueues, %zu successes\n",
-                round, static_cast<long long>(kill_after), so_far.enqueued.size(),
+    std::printf("round %d: killed after %lld ms; log so far: %zu enqueues, %zu successes\n", round,
+                static_cast<long long>(kill_after), so_far.enqueued.size(),
                 so_far.succeeded.size());
   }
 
   const LogRecords recs = ReadLog(log);
-  std::printf("%d rounds, %zu opened; %zu acknowledged enqueues, %zu acknowledged successes, "
-              "%zu torn line(s)\n",
-              kRounds, recs.opened_rounds.size(), recs.enqueued.size(), recs.succeeded.size(),
-              recs.torn);
+  std::printf(
+      "%d rounds, %zu opened; %zu acknowledged enqueues, %zu acknowledged successes, "
+      "%zu torn line(s)\n",
+      kRounds, recs.opened_rounds.size(), recs.enqueued.size(), recs.succeeded.size(), recs.torn);
   EXPECT_TRUE(recs.violations.empty()) << "child-side violations:\n" << Join(recs.violations);
   EXPECT_GE(recs.opened_rounds.size(), static_cast<size_t>(kRounds - 1))
-      << "the child did not get the engine open in most rounds:\n" << ReadTail(out);
+      << "the child did not get the engine open in most rounds:\n"
+      << ReadTail(out);
   EXPECT_GT(recs.enqueued.size(), 200u) << "too little load to mean anything";
   EXPECT_GT(recs.succeeded.size(), 50u) << "too little load to mean anything";
 
@@ -394,8 +399,8 @@ TEST(CrashTest, AcknowledgedWritesSurviveKill9) {
   for (const auto& [tenant, id] : jobs) {
     auto r = engine->GetJob(tenant, id, true);
     if (!r.ok()) {
-      bad.push_back("acknowledged enqueue '" + tenant + "'/" + id + " lost: " +
-                    r.status().ToString());
+      bad.push_back("acknowledged enqueue '" + tenant + "'/" + id +
+                    " lost: " + r.status().ToString());
       continue;
     }
     for (auto& v : CheckHistory(*r)) bad.push_back("after the kills: " + v);
@@ -411,8 +416,8 @@ TEST(CrashTest, AcknowledgedWritesSurviveKill9) {
     // the engine's ack and the producer's log write while a worker already ran the job.)
     auto r = engine->GetJob(tenant, id, true);
     if (!r.ok()) {
-      bad.push_back("job '" + tenant + "'/" + id + " with an acknowledged success lost: " +
-                    r.status().ToString());
+      bad.push_back("job '" + tenant + "'/" + id +
+                    " with an acknowledged success lost: " + r.status().ToString());
       continue;
     }
     if (r->status != JobStatus::kSucceeded) {
@@ -483,14 +488,13 @@ TEST(CrashTest, AcknowledgedWritesSurviveKill9) {
     }
     ++by_status[static_cast<int>(r->status)];
     if (!IsTerminal(r->status)) {
-      bad.push_back("job '" + tenant + "'/" + id + " not terminal: " +
-                    std::string(JobStatusName(r->status)) + ", next_run_ms - now " +
-                    std::to_string(r->next_run_ms - WallNow()) + ", priority " +
-                    std::to_string(r->priority) + ", " + std::to_string(r->attempt_count) +
-                    " attempts" +
-                    (r->attempts.empty() ? std::string()
-                                         : ", last " + std::string(AttemptStatusName(
-                                                           r->attempts.back().status))));
+      bad.push_back(
+          "job '" + tenant + "'/" + id + " not terminal: " + std::string(JobStatusName(r->status)) +
+          ", next_run_ms - now " + std::to_string(r->next_run_ms - WallNow()) + ", priority " +
+          std::to_string(r->priority) + ", " + std::to_string(r->attempt_count) + " attempts" +
+          (r->attempts.empty()
+               ? std::string()
+               : ", last " + std::string(AttemptStatusName(r->attempts.back().status))));
     }
     for (auto& v : CheckHistory(*r)) bad.push_back("after the drain: " + v);
     auto si = success_of.find({tenant, id});

@@ -88,9 +88,12 @@ enum class Category : uint8_t { kStatic, kChanging, kFloating };
 
 const char* CategoryName(Category c) {
   switch (c) {
-    case Category::kStatic: return "static";
-    case Category::kChanging: return "changing";
-    case Category::kFloating: return "floating";
+    case Category::kStatic:
+      return "static";
+    case Category::kChanging:
+      return "changing";
+    case Category::kFloating:
+      return "floating";
   }
   return "?";
 }
@@ -101,10 +104,10 @@ struct KeyState {
   std::string name;
   Kind kind = Kind::kFixed;
   Category category = Category::kStatic;
-  uint32_t static_max = 0;           // static keys
-  uint32_t default_max = 0;          // floating keys
-  uint64_t refresh_interval_ms = 0;  // floating keys
-  std::atomic<uint32_t> max_ever{0}; // floating: largest value ever set (bumped before the call)
+  uint32_t static_max = 0;            // static keys
+  uint32_t default_max = 0;           // floating keys
+  uint64_t refresh_interval_ms = 0;   // floating keys
+  std::atomic<uint32_t> max_ever{0};  // floating: largest value ever set (bumped before the call)
   std::atomic<uint64_t> max_holders_seen{0};
 
   // Static keys: tasks being executed by workers (task id -> latest known lease expiry).
@@ -206,17 +209,16 @@ class LimitsRandomizedTest : public ::testing::TestWithParam<uint64_t> {
   void CheckInfo(KeyState& k, const ConcurrencyKeyInfo& info, const std::string& ctx) {
     counters_.checks.fetch_add(1, std::memory_order_relaxed);
     uint64_t seen = k.max_holders_seen.load(std::memory_order_relaxed);
-    while (info.holders > seen &&
-           !k.max_holders_seen.compare_exchange_weak(seen, info.holders)) {
+    while (info.holders > seen && !k.max_holders_seen.compare_exchange_weak(seen, info.holders)) {
     }
     const bool active = info.holders + info.waiters > 0;
     std::ostringstream os;
     switch (k.category) {
       case Category::kStatic:
         if (info.holders > k.static_max) {
-          os << k.Label() << " (every job carries max " << k.static_max << ") has "
-             << info.holders << " holders (waiters " << info.waiters << ", reported max "
-             << info.max << ") after " << ctx;
+          os << k.Label() << " (every job carries max " << k.static_max << ") has " << info.holders
+             << " holders (waiters " << info.waiters << ", reported max " << info.max << ") after "
+             << ctx;
         } else if (active && info.max != k.static_max) {
           os << k.Label() << " reports max " << info.max << " but every job carries max "
              << k.static_max << " (holders " << info.holders << ", waiters " << info.waiters
@@ -237,8 +239,8 @@ class LimitsRandomizedTest : public ::testing::TestWithParam<uint64_t> {
         const uint32_t ever = k.max_ever.load();  // read after the query: only grows
         if (info.holders > ever) {
           os << k.Label() << " has " << info.holders << " holders but its value was never above "
-             << ever << " (reported max " << info.max << ", waiters " << info.waiters
-             << ") after " << ctx;
+             << ever << " (reported max " << info.max << ", waiters " << info.waiters << ") after "
+             << ctx;
         } else if (info.max > ever) {
           os << k.Label() << " reports max " << info.max << " but was never set above " << ever
              << " after " << ctx;
@@ -281,8 +283,7 @@ class LimitsRandomizedTest : public ::testing::TestWithParam<uint64_t> {
       if (live > k->static_max) {
         std::ostringstream os;
         os << k->Label() << " (max " << k->static_max << "): workers execute " << live
-           << " tasks with live leases after receiving " << t.task_id << " at " << t_ret
-           << ":";
+           << " tasks with live leases after receiving " << t.task_id << " at " << t_ret << ":";
         for (const auto& [id, expires] : k->executing) os << " " << id << "(exp " << expires << ")";
         Violation(os.str());
       }
@@ -312,8 +313,7 @@ class LimitsRandomizedTest : public ::testing::TestWithParam<uint64_t> {
     auto j = std::make_unique<JobRec>();
     j->tenant = kTenants[Uniform(rng, 0, 1)];
     j->queue = kQueues[Uniform(rng, 0, 1)];
-    j->id = "s" + std::to_string(seed_) + "-p" + std::to_string(producer) + "-" +
-            std::to_string(n);
+    j->id = "s" + std::to_string(seed_) + "-p" + std::to_string(producer) + "-" + std::to_string(n);
     s = JobSpec{};
     s.id = j->id;
     s.tenant = j->tenant;
@@ -352,8 +352,12 @@ class LimitsRandomizedTest : public ::testing::TestWithParam<uint64_t> {
       l.kind = k->kind;
       l.key = k->name;
       switch (k->category) {
-        case Category::kStatic: l.max = k->static_max; break;
-        case Category::kChanging: l.max = Uniform<uint32_t>(rng, 1, kChangingMaxCap); break;
+        case Category::kStatic:
+          l.max = k->static_max;
+          break;
+        case Category::kChanging:
+          l.max = Uniform<uint32_t>(rng, 1, kChangingMaxCap);
+          break;
         case Category::kFloating:
           l.max = k->default_max;
           l.refresh_interval_ms = k->refresh_interval_ms;
@@ -409,8 +413,8 @@ class LimitsRandomizedTest : public ::testing::TestWithParam<uint64_t> {
         for (size_t i = 0; i < k; ++i) recs.push_back(NewJob(rng, p, n++, specs[i]));
         auto r = engine_->EnqueueBatch(specs);
         if (!r.ok() || r->size() != k) {
-          Violation("EnqueueBatch failed: " + (r.ok() ? std::to_string(r->size()) + " results"
-                                                      : r.status().ToString()));
+          Violation("EnqueueBatch failed: " +
+                    (r.ok() ? std::to_string(r->size()) + " results" : r.status().ToString()));
           continue;
         }
         for (size_t i = 0; i < k; ++i) Acked(recs[i], (*r)[i]);
@@ -450,9 +454,9 @@ class LimitsRandomizedTest : public ::testing::TestWithParam<uint64_t> {
       const ConcurrencyKeyInfo info = CheckKey(k, "lease of " + t.task_id);
       if (info.holders == 0 && WallNow() + kMarginMs < t.lease_expires_ms) {
         Violation("task " + t.task_id + " is leased (lease live until " +
-                  std::to_string(t.lease_expires_ms) + ") but " + k.Label() +
-                  " (limit #" + std::to_string(i + 1) + " of " +
-                  std::to_string(j->keys.size()) + ") has 0 holders");
+                  std::to_string(t.lease_expires_ms) + ") but " + k.Label() + " (limit #" +
+                  std::to_string(i + 1) + " of " + std::to_string(j->keys.size()) +
+                  ") has 0 holders");
       }
     }
     if (Chance(rng, 0.2)) SleepMs(Uniform<int64_t>(rng, 0, 2));
@@ -474,8 +478,7 @@ class LimitsRandomizedTest : public ::testing::TestWithParam<uint64_t> {
         expires = hb->lease_expires_ms;
         OnHeartbeat(*j, t, expires);
         CheckJobKeys(*j, "heartbeat of " + t.task_id);
-      } else if (hb.status().code() != StatusCode::kLeaseLost ||
-                 WallNow() + kMarginMs < expires) {
+      } else if (hb.status().code() != StatusCode::kLeaseLost || WallNow() + kMarginMs < expires) {
         Violation("Heartbeat(" + t.task_id + ") on a live lease: " + hb.status().ToString());
       }
       out = Outcome::Success("ok");
@@ -494,11 +497,15 @@ class LimitsRandomizedTest : public ::testing::TestWithParam<uint64_t> {
     Status s = engine_->Complete(t.tenant, t.task_id, t.lease_token, out);
     if (s.ok()) {
       switch (out.kind) {
-        case Outcome::Kind::kSuccess: counters_.successes.fetch_add(1); break;
+        case Outcome::Kind::kSuccess:
+          counters_.successes.fetch_add(1);
+          break;
         case Outcome::Kind::kFailure:
           (out.no_retry ? counters_.no_retry : counters_.failures).fetch_add(1);
           break;
-        case Outcome::Kind::kCancelled: counters_.cancels_reported.fetch_add(1); break;
+        case Outcome::Kind::kCancelled:
+          counters_.cancels_reported.fetch_add(1);
+          break;
       }
       CheckJobKeys(*j, "Complete of " + t.task_id);
     } else if (s.code() == StatusCode::kLeaseLost && called + kMarginMs >= expires) {
@@ -530,10 +537,9 @@ class LimitsRandomizedTest : public ::testing::TestWithParam<uint64_t> {
       auto hb = engine_->HeartbeatRefresh(rt.tenant, rt.key, rt.lease_token);
       if (hb.ok()) {
         expires = *hb;
-      } else if (hb.status().code() != StatusCode::kLeaseLost ||
-                 WallNow() + kMarginMs < expires) {
-        Violation("HeartbeatRefresh(" + k->Label() + ") on a live lease: " +
-                  hb.status().ToString());
+      } else if (hb.status().code() != StatusCode::kLeaseLost || WallNow() + kMarginMs < expires) {
+        Violation("HeartbeatRefresh(" + k->Label() +
+                  ") on a live lease: " + hb.status().ToString());
       }
     }
     RefreshOutcome out;
@@ -558,8 +564,7 @@ class LimitsRandomizedTest : public ::testing::TestWithParam<uint64_t> {
       CheckKey(*k, "CompleteRefresh(" + std::to_string(out.new_max) + ")");
     } else if (s.code() != StatusCode::kLeaseLost || called + kMarginMs < expires) {
       Violation("CompleteRefresh(" + k->Label() + ") called at " + std::to_string(called) +
-                " on a refresh lease live until " + std::to_string(expires) + ": " +
-                s.ToString());
+                " on a refresh lease live until " + std::to_string(expires) + ": " + s.ToString());
     }
   }
 
@@ -825,9 +830,8 @@ TEST_P(LimitsRandomizedTest, LimitsHoldAndDrainToZero) {
     std::ostringstream os;
     os << open.size() << " jobs not terminal " << drain_ms << " ms into the drain; first:\n";
     for (auto& [j, job] : stuck) {
-      os << "  " << j->id << " status " << JobStatusName(job.status)
-         << " next_run_ms " << job.next_run_ms << " attempts " << job.attempt_count
-         << DescribeKeys(*j) << "\n";
+      os << "  " << j->id << " status " << JobStatusName(job.status) << " next_run_ms "
+         << job.next_run_ms << " attempts " << job.attempt_count << DescribeKeys(*j) << "\n";
     }
     const EngineStats s = engine_->Stats();
     os << "  stats: running " << s.running << " pending " << s.pending_tasks << " limit_keys "
@@ -863,7 +867,9 @@ TEST_P(LimitsRandomizedTest, LimitsHoldAndDrainToZero) {
         max_exec = std::max(max_exec, k->max_executing_seen);
         break;
       }
-      case Category::kChanging: max_changing = std::max(max_changing, h); break;
+      case Category::kChanging:
+        max_changing = std::max(max_changing, h);
+        break;
       case Category::kFloating:
         max_floating = std::max(max_floating, h);
         max_float_val = std::max<uint64_t>(max_float_val, k->max_ever.load());
@@ -895,9 +901,9 @@ TEST_P(LimitsRandomizedTest, LimitsHoldAndDrainToZero) {
       static_cast<unsigned long long>(counters_.admin_refused.load()),
       static_cast<unsigned long long>(counters_.checks.load()),
       static_cast<unsigned long long>(max_static), static_cast<unsigned long long>(max_changing),
-      static_cast<unsigned long long>(max_floating),
-      static_cast<unsigned long long>(max_float_val), static_cast<unsigned long long>(max_exec),
-      static_cast<long long>(drain_ms), static_cast<long long>(WallNow() - t0));
+      static_cast<unsigned long long>(max_floating), static_cast<unsigned long long>(max_float_val),
+      static_cast<unsigned long long>(max_exec), static_cast<long long>(drain_ms),
+      static_cast<long long>(WallNow() - t0));
   std::fflush(stdout);
 
   // Rebuilt from the store: still idle.
@@ -909,11 +915,12 @@ TEST_P(LimitsRandomizedTest, LimitsHoldAndDrainToZero) {
   EXPECT_GT(s.grants, 100u) << "too few grants: limits were hardly contended";
   EXPECT_GT(counters_.refreshes_done.load(), 10u) << "too few refreshes";
   std::lock_guard<std::mutex> l(mu_);
-  EXPECT_EQ(violation_count_, 0u) << "first violations:\n" << [&] {
-    std::string all;
-    for (const auto& v : violations_) all += "  " + v + "\n";
-    return all;
-  }();
+  EXPECT_EQ(violation_count_, 0u) << "first violations:\n"
+                                  << [&] {
+                                       std::string all;
+                                       for (const auto& v : violations_) all += "  " + v + "\n";
+                                       return all;
+                                     }();
 }
 
 INSTANTIATE_TEST_SUITE_P(Seeds, LimitsRandomizedTest, ::testing::Values(11u, 22u, 33u),

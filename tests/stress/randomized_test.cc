@@ -25,8 +25,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -85,20 +85,24 @@ struct Hold {
   std::string key;  // tenant \x1f job id
   Task task;
   int worker = 0;
-  int64_t expires_ms = 0;       // latest expiry known (lease, then heartbeats)
-  int64_t granted_by_ms = 0;    // wall time just after Lease returned: the grant came before
-  int64_t completing_since = 0; // > 0 while the holder's Complete is in flight
-  bool superseded_live = false; // a newer attempt was handed out while this Complete ran
+  int64_t expires_ms = 0;        // latest expiry known (lease, then heartbeats)
+  int64_t granted_by_ms = 0;     // wall time just after Lease returned: the grant came before
+  int64_t completing_since = 0;  // > 0 while the holder's Complete is in flight
+  bool superseded_live = false;  // a newer attempt was handed out while this Complete ran
 };
 
 enum class Report : uint8_t { kSuccess, kFailure, kFailureNoRetry, kCancelled };
 
 const char* ReportName(Report r) {
   switch (r) {
-    case Report::kSuccess: return "success";
-    case Report::kFailure: return "failure";
-    case Report::kFailureNoRetry: return "failure(no_retry)";
-    case Report::kCancelled: return "cancelled";
+    case Report::kSuccess:
+      return "success";
+    case Report::kFailure:
+      return "failure";
+    case Report::kFailureNoRetry:
+      return "failure(no_retry)";
+    case Report::kCancelled:
+      return "cancelled";
   }
   return "?";
 }
@@ -242,8 +246,8 @@ class RandomizedTest : public ::testing::TestWithParam<uint64_t> {
         if (dup_of < n) {
           const EnqueueResult& d = r->back();
           if (d.created || d.id != (*r)[dup_of].id) {
-            Violation("repeated id " + specs[dup_of].id + " in a batch: created=" +
-                      std::to_string(d.created) + " id=" + d.id);
+            Violation("repeated id " + specs[dup_of].id +
+                      " in a batch: created=" + std::to_string(d.created) + " id=" + d.id);
           }
         }
       } else {
@@ -299,8 +303,8 @@ class RandomizedTest : public ::testing::TestWithParam<uint64_t> {
     }
     auto [it, inserted] = t.leased.emplace(task.attempt, w);
     if (!inserted) {
-      ViolationLocked(who + " handed out twice (workers " + std::to_string(it->second) +
-                      " and " + std::to_string(w) + ")");
+      ViolationLocked(who + " handed out twice (workers " + std::to_string(it->second) + " and " +
+                      std::to_string(w) + ")");
     }
 
     auto cur = held_.find(h->key);
@@ -317,10 +321,10 @@ class RandomizedTest : public ::testing::TestWithParam<uint64_t> {
     if (newer.granted_by_ms < older.expires_ms) {
       std::ostringstream os;
       os << "two live leases on job " << task.job_id << ": attempt " << older.task.attempt
-         << " (worker " << older.worker << ", token " << older.task.lease_token
-         << ", expires " << older.expires_ms << ") and attempt " << newer.task.attempt
-         << " (worker " << newer.worker << ", token " << newer.task.lease_token
-         << ", granted by " << newer.granted_by_ms << ")";
+         << " (worker " << older.worker << ", token " << older.task.lease_token << ", expires "
+         << older.expires_ms << ") and attempt " << newer.task.attempt << " (worker "
+         << newer.worker << ", token " << newer.task.lease_token << ", granted by "
+         << newer.granted_by_ms << ")";
       if (older.completing_since == 0 || newer.granted_by_ms < older.completing_since) {
         ViolationLocked(os.str() + (older.completing_since == 0
                                         ? "; the older holder had not reported"
@@ -348,13 +352,19 @@ class RandomizedTest : public ::testing::TestWithParam<uint64_t> {
   Status ReportOutcome(const std::shared_ptr<Hold>& h, Report kind) {
     Outcome o;
     switch (kind) {
-      case Report::kSuccess: o = Outcome::Success("r-" + h->task.task_id); break;
-      case Report::kFailure: o = Outcome::Failure("boom", "randomized failure"); break;
+      case Report::kSuccess:
+        o = Outcome::Success("r-" + h->task.task_id);
+        break;
+      case Report::kFailure:
+        o = Outcome::Failure("boom", "randomized failure");
+        break;
       case Report::kFailureNoRetry:
         o = Outcome::Failure("fatal", "randomized fatal failure");
         o.no_retry = true;
         break;
-      case Report::kCancelled: o = Outcome::Cancelled(); break;
+      case Report::kCancelled:
+        o = Outcome::Cancelled();
+        break;
     }
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -362,8 +372,7 @@ class RandomizedTest : public ::testing::TestWithParam<uint64_t> {
     }
     Status st = engine_->Complete(h->task.tenant, h->task.task_id, h->task.lease_token, o);
     const int64_t after = WallNow();
-    const std::string who =
-        "job " + h->task.job_id + " attempt " + std::to_string(h->task.attempt);
+    const std::string who = "job " + h->task.job_id + " attempt " + std::to_string(h->task.attempt);
     std::lock_guard<std::mutex> l(mu_);
     h->completing_since = 0;
     if (st.ok()) {
@@ -385,8 +394,10 @@ class RandomizedTest : public ::testing::TestWithParam<uint64_t> {
       }
     } else {
       if (h->superseded_live) {
-        ViolationLocked(who + ": a newer attempt was handed out while this lease was live, "
-                        "and this report was then refused: " + st.ToString());
+        ViolationLocked(who +
+                        ": a newer attempt was handed out while this lease was live, "
+                        "and this report was then refused: " +
+                        st.ToString());
       }
       const bool lost = st.code() == StatusCode::kLeaseLost || st.code() == StatusCode::kNotFound;
       if (!lost) {
@@ -411,8 +422,7 @@ class RandomizedTest : public ::testing::TestWithParam<uint64_t> {
     const int64_t after = WallNow();
     counters_.heartbeats.fetch_add(1);
     std::lock_guard<std::mutex> l(mu_);
-    const std::string who =
-        "job " + h->task.job_id + " attempt " + std::to_string(h->task.attempt);
+    const std::string who = "job " + h->task.job_id + " attempt " + std::to_string(h->task.attempt);
     if (r.ok()) {
       if (r->lease_expires_ms < h->expires_ms) {
         ViolationLocked(who + ": heartbeat moved the expiry back from " +
@@ -440,8 +450,7 @@ class RandomizedTest : public ::testing::TestWithParam<uint64_t> {
 
   // Reports on (or heartbeats) leases this worker abandoned once they have expired by the
   // clock: the engine must refuse them (LESSONS: a stale worker never overwrites).
-  void TryZombies(std::vector<std::shared_ptr<Hold>>& zombies, std::mt19937_64& rng,
-                  bool all) {
+  void TryZombies(std::vector<std::shared_ptr<Hold>>& zombies, std::mt19937_64& rng, bool all) {
     const int64_t now = WallNow();
     for (size_t i = 0; i < zombies.size();) {
       auto& z = zombies[i];
@@ -562,24 +571,23 @@ class RandomizedTest : public ::testing::TestWithParam<uint64_t> {
     std::string who = where + " job " + j.id + " (" + std::string(JobStatusName(j.status)) + ")";
     if (j.attempts.size() != j.attempt_count) {
       Add(who + ": attempt_count " + std::to_string(j.attempt_count) + " but " +
-                std::to_string(j.attempts.size()) + " attempts");
+          std::to_string(j.attempts.size()) + " attempts");
     }
     for (size_t i = 0; i < j.attempts.size(); ++i) {
       const Attempt& a = j.attempts[i];
       if (a.number != i + 1) {
-        Add(who + ": attempt #" + std::to_string(i) + " numbered " +
-                  std::to_string(a.number));
+        Add(who + ": attempt #" + std::to_string(i) + " numbered " + std::to_string(a.number));
       }
       const bool last = i + 1 == j.attempts.size();
       if (a.status == AttemptStatus::kRunning) {
         if (!last) Add(who + ": attempt " + std::to_string(a.number) + " running, not last");
         if (j.status != JobStatus::kRunning) {
           Add(who + ": attempt " + std::to_string(a.number) + " running in a " +
-                    std::string(JobStatusName(j.status)) + " job");
+              std::string(JobStatusName(j.status)) + " job");
         }
       } else if (a.finished_ms < a.started_ms || a.finished_ms == 0) {
         Add(who + ": attempt " + std::to_string(a.number) + " finished_ms " +
-                  std::to_string(a.finished_ms) + " < started_ms " + std::to_string(a.started_ms));
+            std::to_string(a.finished_ms) + " < started_ms " + std::to_string(a.started_ms));
       }
     }
     if (j.status == JobStatus::kRunning &&
@@ -592,7 +600,7 @@ class RandomizedTest : public ::testing::TestWithParam<uint64_t> {
     }
     if (j.retries_used > j.retry.max_retries) {
       Add(who + ": retries_used " + std::to_string(j.retries_used) + " > max_retries " +
-                std::to_string(j.retry.max_retries));
+          std::to_string(j.retry.max_retries));
     }
     if (IsTerminal(j.status) && j.finished_ms == 0) Add(who + ": terminal, finished_ms 0");
     return bad;
@@ -686,10 +694,9 @@ class RandomizedTest : public ::testing::TestWithParam<uint64_t> {
         continue;
       }
       const Job& j = *r;
-      const std::string who =
-          "job " + t.id + " (" + std::string(JobStatusName(j.status)) + ", " +
-          std::to_string(j.attempt_count) + " attempts" + (t.cancel_ever ? ", cancelled once" : "") +
-          ")";
+      const std::string who = "job " + t.id + " (" + std::string(JobStatusName(j.status)) + ", " +
+                              std::to_string(j.attempt_count) + " attempts" +
+                              (t.cancel_ever ? ", cancelled once" : "") + ")";
       for (const auto& v : CheckShape(j, "(final)")) ViolationLocked(v);
       if (!IsTerminal(j.status)) {
         ViolationLocked(who + " not terminal after the drain");
@@ -803,11 +810,11 @@ class RandomizedTest : public ::testing::TestWithParam<uint64_t> {
   std::unique_ptr<Engine> engine_;
 
   std::mutex mu_;
-  std::unordered_map<std::string, JobTrack> jobs_;            // guarded by mu_
+  std::unordered_map<std::string, JobTrack> jobs_;               // guarded by mu_
   std::unordered_map<std::string, std::shared_ptr<Hold>> held_;  // guarded by mu_
-  std::vector<std::string> admin_pool_;                       // guarded by mu_
-  std::vector<std::string> violations_;                       // guarded by mu_
-  uint64_t violation_count_ = 0;                              // guarded by mu_
+  std::vector<std::string> admin_pool_;                          // guarded by mu_
+  std::vector<std::string> violations_;                          // guarded by mu_
+  uint64_t violation_count_ = 0;                                 // guarded by mu_
   Counters counters_;
 
   std::atomic<bool> draining_{false}, stop_workers_{false}, stop_admin_{false};
@@ -838,8 +845,8 @@ TEST_P(RandomizedTest, InvariantsHoldUnderConcurrentLoad) {
   for (auto& t : workers) t.join();
   std::printf("[seed %llu] drained in %lld ms\n", static_cast<unsigned long long>(seed_),
               static_cast<long long>(drain_ms));
-  EXPECT_GE(quiet, 3) << "not drained after " << kDrainDeadlineMs << " ms: running "
-                      << s.running << ", pending_tasks " << s.pending_tasks;
+  EXPECT_GE(quiet, 3) << "not drained after " << kDrainDeadlineMs << " ms: running " << s.running
+                      << ", pending_tasks " << s.pending_tasks;
 
   FinalCheck();
 
@@ -851,11 +858,12 @@ TEST_P(RandomizedTest, InvariantsHoldUnderConcurrentLoad) {
 
   std::lock_guard<std::mutex> l(mu_);
   EXPECT_GT(counters_.successes.load(), 1000u) << "too little work done to mean anything";
-  EXPECT_EQ(violation_count_, 0u) << "first violations:\n" << [&] {
-    std::string all;
-    for (const auto& v : violations_) all += "  " + v + "\n";
-    return all;
-  }();
+  EXPECT_EQ(violation_count_, 0u) << "first violations:\n"
+                                  << [&] {
+                                       std::string all;
+                                       for (const auto& v : violations_) all += "  " + v + "\n";
+                                       return all;
+                                     }();
 }
 
 INSTANTIATE_TEST_SUITE_P(Seeds, RandomizedTest, ::testing::Values(1u, 2u, 3u),

@@ -9,11 +9,11 @@
  *    message (free it with sluice_error_free). Messages never depend on the calling thread.
  *  - Strings are (pointer, length) pairs, sluice_str, and need not be NUL-terminated. Bytes are
  *    (const uint8_t *, size_t). Input memory stays the caller's; the library copies what it keeps.
- *  - Output objects (sluice_job *, sluice_lease_response *, ...) are allocated by the library as one
- *    block each and are released with sluice_free(). Their strings are NUL-terminated as well as
- *    length-counted. Output bytes (payloads, results, error data) are sluice_str too: use len,
- *    they may contain NUL bytes. Output structs may grow at the end in later versions: read them through the
- *    pointer the library returned, never copy them by value into your own storage for reuse.
+ *  - Output objects (sluice_job *, sluice_lease_response *, ...) are allocated by the library
+ *    as one block each and are released with sluice_free(). Their strings are NUL-terminated as
+ *    well as length-counted. Output bytes (payloads, results, error data) are sluice_str too:
+ *    use len, they may contain NUL bytes. Output structs may grow at the end in later versions:
+ *    read them through the pointer the library returned, never copy them by value for reuse.
  *  - Input option structs start with `uint32_t version`; initialise them with their _INIT macro.
  *    They only grow at the end; a version this library does not know is SLUICE_INVALID_ARGUMENT.
  *    A NULL options pointer means defaults.
@@ -50,7 +50,7 @@ extern "C" {
 #define SLUICE_VERSION_MINOR 1
 #define SLUICE_VERSION_PATCH 0
 
-/* ---- Status and errors --------------------------------------------------------------------- */
+/* ---- Status and errors ---- */
 
 /* Stable status codes. Values 0..11 equal the core's StatusCode; never renumbered or reused. */
 typedef enum sluice_status {
@@ -88,7 +88,7 @@ SLUICE_EXPORT void sluice_free(void *ptr);
 /* "0.1.0": the library's version, static storage. */
 SLUICE_EXPORT const char *sluice_version(void);
 
-/* ---- Small value types ------------------------------------------------------------------------ */
+/* ---- Small value types ---- */
 
 /* A borrowed string or byte range: `len` bytes at `ptr` (ptr may be NULL when len is 0). */
 typedef struct sluice_str {
@@ -102,7 +102,7 @@ typedef struct sluice_kv {
   sluice_str value;
 } sluice_kv;
 
-/* ---- Engine ----------------------------------------------------------------------------------- */
+/* ---- Engine ---- */
 
 typedef struct sluice_engine sluice_engine;
 
@@ -112,14 +112,15 @@ typedef struct sluice_engine sluice_engine;
 #define SLUICE_ENGINE_OPTIONS_VERSION 1
 /* Options of sluice_engine_open. Zero means the engine default for every numeric field. */
 typedef struct sluice_engine_options {
-  uint32_t version;          /* SLUICE_ENGINE_OPTIONS_VERSION */
-  uint32_t durability;       /* SLUICE_DURABILITY_* */
-  uint64_t default_lease_ms; /* 0: 30000 */
+  uint32_t version;            /* SLUICE_ENGINE_OPTIONS_VERSION */
+  uint32_t durability;         /* SLUICE_DURABILITY_* */
+  uint64_t default_lease_ms;   /* 0: 30000 */
   uint32_t reaper_interval_ms; /* 0: 100; the background reaper always runs */
-  uint32_t max_lease_batch;  /* 0: 1000 */
-  uint64_t max_payload_bytes; /* 0: 1 MiB; also caps results */
+  uint32_t max_lease_batch;    /* 0: 1000 */
+  uint64_t max_payload_bytes;  /* 0: 1 MiB; also caps results */
 } sluice_engine_options;
-#define SLUICE_ENGINE_OPTIONS_INIT {SLUICE_ENGINE_OPTIONS_VERSION, SLUICE_DURABILITY_SYNC, 0, 0, 0, 0}
+#define SLUICE_ENGINE_OPTIONS_INIT \
+  { SLUICE_ENGINE_OPTIONS_VERSION, SLUICE_DURABILITY_SYNC, 0, 0, 0, 0 }
 
 /* Opens (creating when missing) the store in directory `path`. On success *out is a handle to
  * release with sluice_engine_destroy. `options` may be NULL. */
@@ -134,14 +135,14 @@ SLUICE_EXPORT sluice_status sluice_engine_close(sluice_engine *engine, sluice_er
 /* Closes (if needed) and frees the handle. Must be the last call on it. NULL is a no-op. */
 SLUICE_EXPORT void sluice_engine_destroy(sluice_engine *engine);
 
-/* ---- Enqueue ---------------------------------------------------------------------------------- */
+/* ---- Enqueue ---- */
 
 #define SLUICE_LIMIT_FIXED 0
 #define SLUICE_LIMIT_FLOATING 1
 
 /* One concurrency limit of a job. */
 typedef struct sluice_limit {
-  uint32_t kind;                /* SLUICE_LIMIT_FIXED or SLUICE_LIMIT_FLOATING */
+  uint32_t kind; /* SLUICE_LIMIT_FIXED or SLUICE_LIMIT_FLOATING */
   sluice_str key;
   uint32_t max;                 /* fixed: max; floating: default max */
   uint64_t refresh_interval_ms; /* floating only */
@@ -160,19 +161,20 @@ typedef struct sluice_retry_policy {
 /* The engine's default policy: 3 retries, 1 s initial backoff, x2, capped at 60 s, no jitter.
  * This struct is frozen (it is embedded in sluice_job); new retry settings would come as a new
  * struct. */
-#define SLUICE_RETRY_POLICY_INIT {3, 1000, 60000, 2.0, false}
+#define SLUICE_RETRY_POLICY_INIT \
+  { 3, 1000, 60000, 2.0, false }
 
 #define SLUICE_JOB_SPEC_VERSION 1
 /* A job to enqueue. */
 typedef struct sluice_job_spec {
-  uint32_t version;          /* SLUICE_JOB_SPEC_VERSION */
-  sluice_str id;             /* empty: a UUIDv7 is generated */
-  sluice_str tenant;         /* empty: the default tenant */
-  sluice_str queue;          /* required */
-  uint32_t priority;         /* 0..99, 0 first; the INIT value is 50 */
-  int64_t start_at_ms;       /* 0: now */
+  uint32_t version;                 /* SLUICE_JOB_SPEC_VERSION */
+  sluice_str id;                    /* empty: a UUIDv7 is generated */
+  sluice_str tenant;                /* empty: the default tenant */
+  sluice_str queue;                 /* required */
+  uint32_t priority;                /* 0..99, 0 first; the INIT value is 50 */
+  int64_t start_at_ms;              /* 0: now */
   const sluice_retry_policy *retry; /* NULL: the engine default */
-  uint64_t lease_ms;         /* 0: the engine default */
+  uint64_t lease_ms;                /* 0: the engine default */
   const uint8_t *payload;
   size_t payload_len;
   const sluice_kv *metadata;
@@ -180,8 +182,11 @@ typedef struct sluice_job_spec {
   const sluice_limit *limits;
   size_t limits_len;
 } sluice_job_spec;
-#define SLUICE_JOB_SPEC_INIT \
-  {SLUICE_JOB_SPEC_VERSION, {NULL, 0}, {NULL, 0}, {NULL, 0}, 50, 0, NULL, 0, NULL, 0, NULL, 0, NULL, 0}
+#define SLUICE_JOB_SPEC_INIT                                                                    \
+  {                                                                                             \
+    SLUICE_JOB_SPEC_VERSION, {NULL, 0}, {NULL, 0}, {NULL, 0}, 50, 0, NULL, 0, NULL, 0, NULL, 0, \
+        NULL, 0                                                                                 \
+  }
 
 /* Job status (scheduled vs waiting is derived from the clock when read). */
 #define SLUICE_JOB_SCHEDULED 0
@@ -215,20 +220,20 @@ SLUICE_EXPORT sluice_status sluice_enqueue_batch(sluice_enqueue_results **out,
                                                  const sluice_job_spec *const *specs, size_t len,
                                                  sluice_error **err);
 
-/* ---- Leasing and reporting -------------------------------------------------------------------- */
+/* ---- Leasing and reporting ---- */
 
 #define SLUICE_LEASE_REQUEST_VERSION 1
 typedef struct sluice_lease_request {
-  uint32_t version;    /* SLUICE_LEASE_REQUEST_VERSION */
+  uint32_t version; /* SLUICE_LEASE_REQUEST_VERSION */
   sluice_str tenant;
-  sluice_str queue;    /* required */
+  sluice_str queue;     /* required */
   sluice_str worker_id; /* required */
-  uint32_t max_tasks;  /* 1..max_lease_batch */
-  uint32_t wait_ms;    /* long-poll bound */
-  bool with_refreshes; /* also hand out floating-limit refresh tasks */
+  uint32_t max_tasks;   /* 1..max_lease_batch */
+  uint32_t wait_ms;     /* long-poll bound */
+  bool with_refreshes;  /* also hand out floating-limit refresh tasks */
 } sluice_lease_request;
 #define SLUICE_LEASE_REQUEST_INIT \
-  {SLUICE_LEASE_REQUEST_VERSION, {NULL, 0}, {NULL, 0}, {NULL, 0}, 1, 0, false}
+  { SLUICE_LEASE_REQUEST_VERSION, {NULL, 0}, {NULL, 0}, {NULL, 0}, 1, 0, false }
 
 /* A leased attempt of a job. Present task_id and lease_token to heartbeat and complete. */
 typedef struct sluice_task {
@@ -287,25 +292,25 @@ SLUICE_EXPORT sluice_status sluice_heartbeat(int64_t *out_expires_ms, bool *out_
 #define SLUICE_OUTCOME_VERSION 1
 /* How an attempt ended. */
 typedef struct sluice_outcome {
-  uint32_t version;           /* SLUICE_OUTCOME_VERSION */
-  uint32_t kind;              /* SLUICE_OUTCOME_* */
-  const uint8_t *result;      /* success */
+  uint32_t version;      /* SLUICE_OUTCOME_VERSION */
+  uint32_t kind;         /* SLUICE_OUTCOME_* */
+  const uint8_t *result; /* success */
   size_t result_len;
-  sluice_str error_code;      /* failure: required */
+  sluice_str error_code; /* failure: required */
   sluice_str error_message;
   const uint8_t *error_data;
   size_t error_data_len;
-  bool no_retry;              /* failure: fail now even with retries left */
+  bool no_retry; /* failure: fail now even with retries left */
 } sluice_outcome;
 #define SLUICE_OUTCOME_INIT \
-  {SLUICE_OUTCOME_VERSION, SLUICE_OUTCOME_SUCCESS, NULL, 0, {NULL, 0}, {NULL, 0}, NULL, 0, false}
+  { SLUICE_OUTCOME_VERSION, SLUICE_OUTCOME_SUCCESS, NULL, 0, {NULL, 0}, {NULL, 0}, NULL, 0, false }
 
 /* Ends an attempt. SLUICE_LEASE_LOST when the token is stale or the lease expired. */
 SLUICE_EXPORT sluice_status sluice_complete(sluice_engine *engine, sluice_str tenant,
                                             sluice_str task_id, uint64_t lease_token,
                                             const sluice_outcome *outcome, sluice_error **err);
 
-/* ---- Operators -------------------------------------------------------------------------------- */
+/* ---- Operators ---- */
 
 /* Cancels a job: pending jobs end cancelled at once (*out_status SLUICE_JOB_CANCELLED); a
  * running job gets cancel_requested (*out_status SLUICE_JOB_RUNNING). Either out may be NULL. */
@@ -313,11 +318,11 @@ SLUICE_EXPORT sluice_status sluice_cancel(uint32_t *out_status, bool *out_cancel
                                           sluice_engine *engine, sluice_str tenant, sluice_str id,
                                           sluice_error **err);
 /* Failed or cancelled -> waiting, with a fresh retry budget. */
-SLUICE_EXPORT sluice_status sluice_restart(sluice_engine *engine, sluice_str tenant,
-                                           sluice_str id, sluice_error **err);
+SLUICE_EXPORT sluice_status sluice_restart(sluice_engine *engine, sluice_str tenant, sluice_str id,
+                                           sluice_error **err);
 /* Scheduled -> due now. */
-SLUICE_EXPORT sluice_status sluice_expedite(sluice_engine *engine, sluice_str tenant,
-                                            sluice_str id, sluice_error **err);
+SLUICE_EXPORT sluice_status sluice_expedite(sluice_engine *engine, sluice_str tenant, sluice_str id,
+                                            sluice_error **err);
 /* Removes a job that is not running. */
 SLUICE_EXPORT sluice_status sluice_delete(sluice_engine *engine, sluice_str tenant, sluice_str id,
                                           sluice_error **err);
@@ -369,8 +374,8 @@ typedef struct sluice_job {
 
 /* Reads a job (with its attempts when include_attempts). */
 SLUICE_EXPORT sluice_status sluice_get_job(sluice_job **out, sluice_engine *engine,
-                                           sluice_str tenant, sluice_str id,
-                                           bool include_attempts, sluice_error **err);
+                                           sluice_str tenant, sluice_str id, bool include_attempts,
+                                           sluice_error **err);
 
 /* A job's result: finished tells whether status is terminal. Free with sluice_free. */
 typedef struct sluice_job_result {
@@ -383,20 +388,18 @@ typedef struct sluice_job_result {
 } sluice_job_result;
 
 SLUICE_EXPORT sluice_status sluice_get_result(sluice_job_result **out, sluice_engine *engine,
-                                              sluice_str tenant, sluice_str id,
-                                              sluice_error **err);
+                                              sluice_str tenant, sluice_str id, sluice_error **err);
 
 /* Reaps expired leases now (the background reaper does this too); *out_reaped may be NULL. */
 SLUICE_EXPORT sluice_status sluice_reap_expired(size_t *out_reaped, sluice_engine *engine,
                                                 sluice_error **err);
 
-/* ---- Concurrency limits ----------------------------------------------------------------------- */
+/* ---- Concurrency limits ---- */
 
 /* Extends a refresh lease; *out_expires_ms may be NULL. */
-SLUICE_EXPORT sluice_status sluice_refresh_heartbeat(int64_t *out_expires_ms,
-                                                     sluice_engine *engine, sluice_str tenant,
-                                                     sluice_str key, uint64_t lease_token,
-                                                     sluice_error **err);
+SLUICE_EXPORT sluice_status sluice_refresh_heartbeat(int64_t *out_expires_ms, sluice_engine *engine,
+                                                     sluice_str tenant, sluice_str key,
+                                                     uint64_t lease_token, sluice_error **err);
 
 /* Reports a refresh: ok with new_max (0 pauses the key), or a failure with error_code. */
 SLUICE_EXPORT sluice_status sluice_refresh_complete(sluice_engine *engine, sluice_str tenant,
@@ -442,11 +445,10 @@ SLUICE_EXPORT sluice_status sluice_floating_limit_set(sluice_engine *engine, slu
                                                       sluice_error **err);
 
 /* Live holders, waiters and max of a key (zeros when idle). Outputs may be NULL. */
-SLUICE_EXPORT sluice_status sluice_concurrency_key_get(uint64_t *out_holders,
-                                                       uint64_t *out_waiters, uint32_t *out_max,
-                                                       sluice_engine *engine, sluice_str tenant,
-                                                       uint32_t kind, sluice_str key,
-                                                       sluice_error **err);
+SLUICE_EXPORT sluice_status sluice_concurrency_key_get(uint64_t *out_holders, uint64_t *out_waiters,
+                                                       uint32_t *out_max, sluice_engine *engine,
+                                                       sluice_str tenant, uint32_t kind,
+                                                       sluice_str key, sluice_error **err);
 
 /* Engine counters and gauges. Free with sluice_free. SLUICE_CLOSED after close. */
 typedef struct sluice_stats {

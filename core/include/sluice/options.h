@@ -27,8 +27,8 @@ struct SizeLimits {
   uint32_t max_tenant_bytes = 128;
   uint32_t max_queue_bytes = 128;
   uint32_t max_worker_id_bytes = 128;
-  uint64_t max_payload_bytes = 1 << 20;   // 1 MiB
-  uint64_t max_result_bytes = 1 << 20;    // 1 MiB
+  uint64_t max_payload_bytes = 1 << 20;  // 1 MiB
+  uint64_t max_result_bytes = 1 << 20;   // 1 MiB
   uint32_t max_error_code_bytes = 128;
   uint32_t max_error_message_bytes = 8192;
   uint64_t max_error_data_bytes = 64 << 10;  // 64 KiB
@@ -37,7 +37,7 @@ struct SizeLimits {
   uint32_t max_metadata_value_bytes = 1024;
   uint32_t max_limits_per_job = 8;
   uint32_t max_limit_key_bytes = 256;
-  uint32_t max_batch_jobs = 10'000;       // EnqueueBatch size
+  uint32_t max_batch_jobs = 10'000;  // EnqueueBatch size
 };
 
 struct EngineOptions {

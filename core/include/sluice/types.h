@@ -17,10 +17,10 @@ namespace sluice {
 //   d(r) = min(max_backoff_ms, initial_backoff_ms * multiplier^(r-1))
 // and, when jitter is set, a uniform draw from [0, d(r)] ("full jitter"). docs/decisions.md.
 struct RetryPolicy {
-  uint32_t max_retries = 3;          // retries after the first attempt; 0 = never retry
+  uint32_t max_retries = 3;  // retries after the first attempt; 0 = never retry
   uint64_t initial_backoff_ms = 1000;
   uint64_t max_backoff_ms = 60'000;
-  double multiplier = 2.0;           // >= 1.0
+  double multiplier = 2.0;  // >= 1.0
   bool jitter = false;
 };
 
@@ -29,19 +29,19 @@ struct RetryPolicy {
 struct ConcurrencyLimit {
   enum class Kind : uint8_t { kFixed = 0, kFloating = 1 };
   Kind kind = Kind::kFixed;
-  std::string key;                    // non-empty
-  uint32_t max = 1;                   // fixed: the max; floating: the default max
-  uint64_t refresh_interval_ms = 0;   // floating only; > 0
+  std::string key;                              // non-empty
+  uint32_t max = 1;                             // fixed: the max; floating: the default max
+  uint64_t refresh_interval_ms = 0;             // floating only; > 0
   std::map<std::string, std::string> metadata;  // floating only: handed to refresh handlers
 };
 
 // What a producer submits.
 struct JobSpec {
-  std::string id;          // empty: the engine generates a time-ordered UUIDv7
-  std::string tenant;      // "" is the default tenant; every key is tenant-scoped
-  std::string queue;       // required, non-empty
-  uint32_t priority = 50;  // 0..99, 0 runs first
-  int64_t start_at_ms = 0; // 0 or past: due now
+  std::string id;                    // empty: the engine generates a time-ordered UUIDv7
+  std::string tenant;                // "" is the default tenant; every key is tenant-scoped
+  std::string queue;                 // required, non-empty
+  uint32_t priority = 50;            // 0..99, 0 runs first
+  int64_t start_at_ms = 0;           // 0 or past: due now
   std::optional<RetryPolicy> retry;  // unset: EngineOptions::default_retry
   uint64_t lease_ms = 0;             // 0: EngineOptions::default_lease_ms
   std::string payload;               // opaque bytes
@@ -99,8 +99,8 @@ struct Job {
   std::string tenant;
   std::string queue;
   uint32_t priority = 0;
-  int64_t start_at_ms = 0;   // as enqueued (0 = immediately)
-  int64_t next_run_ms = 0;   // pending: when it becomes due; else 0
+  int64_t start_at_ms = 0;  // as enqueued (0 = immediately)
+  int64_t next_run_ms = 0;  // pending: when it becomes due; else 0
   RetryPolicy retry;
   uint64_t lease_ms = 0;
   std::string payload;
@@ -108,11 +108,11 @@ struct Job {
   std::vector<ConcurrencyLimit> limits;
   JobStatus status = JobStatus::kWaiting;
   bool cancel_requested = false;
-  uint32_t attempt_count = 0;   // attempts opened so far
-  uint32_t retries_used = 0;    // failed attempts retried since enqueue or last restart
+  uint32_t attempt_count = 0;  // attempts opened so far
+  uint32_t retries_used = 0;   // failed attempts retried since enqueue or last restart
   int64_t created_ms = 0;
   int64_t updated_ms = 0;
-  int64_t finished_ms = 0;      // terminal only
+  int64_t finished_ms = 0;        // terminal only
   std::vector<Attempt> attempts;  // filled only when asked for
 };
 
@@ -127,7 +127,7 @@ struct JobResult {
 // A unit of work handed to a worker by Lease: run attempt `attempt` of job `job_id`.
 // Present (task_id, lease_token) on Heartbeat and Complete.
 struct Task {
-  std::string task_id;   // "<job_id>#<attempt>"
+  std::string task_id;  // "<job_id>#<attempt>"
   std::string job_id;
   std::string tenant;
   std::string queue;
@@ -158,9 +158,9 @@ struct HeartbeatResult {
 struct Outcome {
   enum class Kind : uint8_t { kSuccess = 0, kFailure = 1, kCancelled = 2 };
   Kind kind = Kind::kSuccess;
-  std::string result;    // kSuccess
-  ErrorInfo error;       // kFailure (code required)
-  bool no_retry = false; // kFailure: fail the job now even if retries are left
+  std::string result;     // kSuccess
+  ErrorInfo error;        // kFailure (code required)
+  bool no_retry = false;  // kFailure: fail the job now even if retries are left
 
   static Outcome Success(std::string result = {}) {
     Outcome o;
@@ -188,19 +188,19 @@ struct CancelResult {
 
 // Engine-wide counters and gauges (for metrics and tests). A snapshot; thread-safe to take.
 struct EngineStats {
-  uint64_t enqueued = 0;        // jobs created since open
-  uint64_t leased = 0;          // tasks handed out since open
+  uint64_t enqueued = 0;  // jobs created since open
+  uint64_t leased = 0;    // tasks handed out since open
   uint64_t succeeded = 0;
-  uint64_t failed = 0;          // attempts that failed (retried or not)
-  uint64_t cancelled = 0;       // jobs that ended cancelled
-  uint64_t retried = 0;         // failed attempts rescheduled
-  uint64_t lease_expired = 0;   // leases reaped
-  uint64_t pending_tasks = 0;   // gauge: scheduled + waiting tasks in the in-memory index
-  uint64_t running = 0;         // gauge: live leases
-  uint64_t limit_keys = 0;      // gauge: concurrency keys with holders or waiters
-  uint64_t limit_holders = 0;   // gauge: slots held, summed over keys
-  uint64_t limit_waiters = 0;   // gauge: jobs parked in key waiter queues
-  uint64_t grants = 0;          // waiters granted since open
+  uint64_t failed = 0;         // attempts that failed (retried or not)
+  uint64_t cancelled = 0;      // jobs that ended cancelled
+  uint64_t retried = 0;        // failed attempts rescheduled
+  uint64_t lease_expired = 0;  // leases reaped
+  uint64_t pending_tasks = 0;  // gauge: scheduled + waiting tasks in the in-memory index
+  uint64_t running = 0;        // gauge: live leases
+  uint64_t limit_keys = 0;     // gauge: concurrency keys with holders or waiters
+  uint64_t limit_holders = 0;  // gauge: slots held, summed over keys
+  uint64_t limit_waiters = 0;  // gauge: jobs parked in key waiter queues
+  uint64_t grants = 0;         // waiters granted since open
   uint64_t refreshes_issued = 0;
 };
 
@@ -249,10 +249,10 @@ struct FloatingLimitState {
   uint32_t current_max = 0;
   uint32_t default_max = 0;
   uint64_t refresh_interval_ms = 0;
-  int64_t last_refreshed_ms = 0;     // 0: never refreshed
+  int64_t last_refreshed_ms = 0;  // 0: never refreshed
   std::map<std::string, std::string> metadata;
   uint32_t consecutive_failures = 0;
-  int64_t next_refresh_ms = 0;       // when a refresh is next due (if jobs use the key)
+  int64_t next_refresh_ms = 0;  // when a refresh is next due (if jobs use the key)
   bool refresh_in_flight = false;
   uint64_t holders = 0;
   uint64_t waiters = 0;
