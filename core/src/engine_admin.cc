@@ -136,7 +136,9 @@ Status Engine::Impl::Expedite(std::string_view tenant, std::string_view id) {
     return Status::FailedPrecondition("job \"" + std::string(id) + "\" is " + StateName(st, now) +
                                       "; only scheduled jobs can be expedited");
   }
-  if (st.due_ms() <= now) return Status::Ok();  // already waiting
+  // Already waiting (due, parked on a full key, or granted): nothing to move. A parked or
+  // granted job is due by construction even if the wall clock stepped back since.
+  if (st.due_ms() <= now || st.waiting_on() > 0 || st.holds_limits()) return Status::Ok();
   // The job->task index (due_ms, task_seq in the job record) names the task key: no scan.
   const std::string qp = keys::QueuePrefix(tenant, st.queue());
   const int64_t old_due = st.due_ms();

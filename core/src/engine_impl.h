@@ -130,6 +130,12 @@ class Engine::Impl {
   // Writes one batch; a failure poisons the engine (failed_) and returns kIoError.
   Status Write(rocksdb::WriteBatch* batch);
   Status StorageError(const rocksdb::Status& s, std::string_view what);
+  // Stops the engine (like a storage error) and returns `s`: for failures after which the
+  // in-memory indexes can no longer be trusted to match the store.
+  Status Fatal(Status s) {
+    failed_.store(true, std::memory_order_release);
+    return s;
+  }
 
   // Builds the write that ends the attempt described by `lease` of job (tenant, id) whose
   // state is `state` (mutated in place), given the worker's outcome.
@@ -182,6 +188,10 @@ class Engine::Impl {
   void ReleaseCommitted(std::string_view tenant, std::string_view id, const storage::JobState& st);
   void UnparkCommitted(std::string_view tenant, const storage::JobState& st, int index);
   bool GrantOne(const std::string& key_id);
+  // limits_.GetOrCreate, re-reading a floating key's stored record when it becomes active
+  // (caller holds limits_mu_).
+  KeyState* GetOrCreateKey(std::string_view tenant, const storage::LimitRecord& l,
+                           const storage::FloatingRecord* rec);
   // Removes a pending job from the ready range or its waiter queue (releasing slots of a
   // granted job) in `batch`; the Committed half updates memory after the write.
   void RemovePending(std::string_view tenant, std::string_view id, storage::JobState* st,

@@ -231,15 +231,17 @@ EngineStats Engine::Impl::Stats() const {
   s.cancelled = counters_.cancelled.load();
   s.retried = counters_.retried.load();
   s.lease_expired = counters_.lease_expired.load();
+  s.grants = counters_.grants.load();
+  s.refreshes_issued = counters_.refreshes_issued.load();
+  {
+    std::lock_guard<std::mutex> limits_lock(limits_mu_);
+    s.limit_keys = limits_.keys();
+    s.limit_holders = limits_.holders();
+    s.limit_waiters = limits_.waiters();
+  }
   std::lock_guard<std::mutex> lock(index_mu_);
   s.pending_tasks = index_.pending_tasks();
   s.running = index_.leases();
-  s.grants = counters_.grants.load();
-  s.refreshes_issued = counters_.refreshes_issued.load();
-  std::lock_guard<std::mutex> limits_lock(limits_mu_);
-  s.limit_keys = limits_.keys();
-  s.limit_holders = limits_.holders();
-  s.limit_waiters = limits_.waiters();
   return s;
 }
 

@@ -99,6 +99,23 @@ Status Engine::Impl::EnsureFloating(std::string_view tenant, const storage::JobS
   return Status::Ok();
 }
 
+KeyState* Engine::Impl::GetOrCreateKey(std::string_view tenant, const storage::LimitRecord& l,
+                                       const storage::FloatingRecord* rec) {
+  bool created = false;
+  KeyState* ks = limits_.GetOrCreate(tenant, LimKeyOf(l), rec, &created);
+  if (created && ks->floating) {
+    // Read the record again now, under limits_mu_: an override that wrote the store after our
+    // caller's read either lands before this read, or finds the key in memory and updates it.
+    std::string raw;
+    storage::FloatingRecord fresh;
+    if (db_->Get(read_options_, keys::FloatingKey(tenant, l.key()), &raw).ok() &&
+        fresh.ParseFromString(raw)) {
+      ks->rec = std::move(fresh);
+    }
+  }
+  return ks;
+}
+
 Engine::Impl::Acquire Engine::Impl::DecideAcquire(
     std::string_view tenant, std::string_view id, const storage::JobState& st,
     const std::vector<storage::FloatingRecord>& recs) {
@@ -111,7 +128,7 @@ Engine::Impl::Acquire Engine::Impl::DecideAcquire(
   me.seq = st.task_seq();
   for (int i = 0; i < n; ++i) {
     const storage::LimitRecord& l = st.limits(i);
-    ks[i] = limits_.GetOrCreate(tenant, LimKeyOf(l), &recs[i]);
+    ks[i] = GetOrCreateKey(tenant, l, &recs[i]);
     const LimitClaim claim = ClaimOf(st, l);
     // A newer job's fixed max rules the key (it may raise or lower it).
     const uint32_t max = ks[i]->MaxWith(claim);
@@ -265,7 +282,7 @@ bool Engine::Impl::GrantOne(const std::string& key_id) {
     const int n = st.limits_size();
     std::vector<KeyState*> ks(n);
     for (int i = 0; i < n; ++i) {
-      ks[i] = i == from ? here : limits_.GetOrCreate(tenant, LimKeyOf(st.limits(i)), &recs[i]);
+      ks[i] = i == from ? here : GetOrCreateKey(tenant, st.limits(i), &recs[i]);
       if (i != from && !ks[i]->HasRoomFor(ClaimOf(st, st.limits(i))) && to < 0) to = i;
     }
     limits_.RemoveWaiter(here, w.priority, w.due_ms, w.seq);
@@ -304,11 +321,14 @@ bool Engine::Impl::GrantOne(const std::string& key_id) {
 }
 
 std::optional<RefreshTask> Engine::Impl::IssueRefresh(const LeaseRequest& request, int64_t now) {
-  std::lock_guard<std::mutex> lock(limits_mu_);
-  if (limits_.NextRefreshDueMs() > now) return std::nullopt;
-  const uint64_t token = NextSeq();
+  {
+    std::lock_guard<std::mutex> lock(limits_mu_);
+    if (limits_.NextRefreshDueMs() > now) return std::nullopt;
+  }
+  const uint64_t token = NextSeq();  // may write (block reservation): never under limits_mu_
   const int64_t expires = now + static_cast<int64_t>(options_.refresh_lease_ms);
-  KeyState* ks = limits_.IssueRefresh(request.tenant, request.queue, now, token, expires, 64);
+  std::lock_guard<std::mutex> lock(limits_mu_);
+  KeyState* ks = limits_.IssueRefresh(request.tenant, request.queue, now, token, expires);
   if (ks == nullptr) return std::nullopt;
   counters_.refreshes_issued.fetch_add(1, std::memory_order_relaxed);
   RefreshTask t;
@@ -325,6 +345,8 @@ std::optional<RefreshTask> Engine::Impl::IssueRefresh(const LeaseRequest& reques
 
 Result<int64_t> Engine::Impl::HeartbeatRefresh(std::string_view tenant, std::string_view key,
                                                uint64_t token) {
+  Status s = validate::LimitKey(tenant, key, options_.limits);
+  if (!s.ok()) return s;
   std::lock_guard<std::mutex> lock(limits_mu_);
   KeyState* ks = limits_.Find(LimitIndex::Id(tenant, keys::LimKey(true, key)));
   const int64_t now = Now();
@@ -333,8 +355,7 @@ Result<int64_t> Engine::Impl::HeartbeatRefresh(std::string_view tenant, std::str
     return Status::LeaseLost("refresh of \"" + std::string(key) +
                              "\": the token is stale or the refresh lease expired");
   }
-  // The old expiry entry stays in the schedule and is skipped when it comes up.
-  ks->refresh_expires_ms = now + static_cast<int64_t>(options_.refresh_lease_ms);
+  limits_.ExtendRefresh(ks, now + static_cast<int64_t>(options_.refresh_lease_ms));
   return ks->refresh_expires_ms;
 }
 
@@ -388,12 +409,17 @@ Status Engine::Impl::ApplyFloating(std::string_view tenant, std::string_view key
     if (!ks->waiters.empty()) limits_.MarkDirty(ks);
     limits_.MaybeDrop(ks);
   }
+  {
+    // The refresh schedule moved: long-polls recompute when to wake (rare: one per refresh).
+    std::lock_guard<std::mutex> index_lock(index_mu_);
+    index_.NotifyAll();
+  }
   return Status::Ok();
 }
 
 Status Engine::Impl::CompleteRefresh(std::string_view tenant, std::string_view key, uint64_t token,
                                      const RefreshOutcome& outcome) {
-  Status s = validate::JobRef(tenant, key, options_.limits);
+  Status s = validate::LimitKey(tenant, key, options_.limits);
   if (!s.ok()) return s;
   if (!outcome.ok) {
     s = validate::TaskOutcome(Outcome::Failure(outcome.error.code, outcome.error.message),
@@ -424,7 +450,7 @@ Status Engine::Impl::CompleteRefresh(std::string_view tenant, std::string_view k
 }
 
 Status Engine::Impl::SetFloatingLimit(std::string_view tenant, std::string_view key, uint32_t max) {
-  Status s = validate::JobRef(tenant, key, options_.limits);
+  Status s = validate::LimitKey(tenant, key, options_.limits);
   if (!s.ok()) return s;
   const int64_t now = Now();
   return ApplyFloating(
@@ -463,7 +489,7 @@ FloatingLimitState StateOf(std::string_view tenant, std::string_view key,
 
 Result<FloatingLimitState> Engine::Impl::GetFloatingLimit(std::string_view tenant,
                                                           std::string_view key) {
-  Status s = validate::JobRef(tenant, key, options_.limits);
+  Status s = validate::LimitKey(tenant, key, options_.limits);
   if (!s.ok()) return s;
   {
     std::lock_guard<std::mutex> lock(limits_mu_);
@@ -489,7 +515,7 @@ Result<FloatingLimitState> Engine::Impl::GetFloatingLimit(std::string_view tenan
 Result<std::vector<FloatingLimitState>> Engine::Impl::ListFloatingLimits(std::string_view tenant,
                                                                          std::string_view after_key,
                                                                          uint32_t limit) {
-  Status s = validate::JobRef(tenant, "x", options_.limits);
+  Status s = validate::LimitKey(tenant, after_key.empty() ? "x" : after_key, options_.limits);
   if (!s.ok()) return s;
   if (limit == 0 || limit > 10'000) {
     return Status::InvalidArgument("limit must be 1..10000");
@@ -536,7 +562,7 @@ Result<std::vector<FloatingLimitState>> Engine::Impl::ListFloatingLimits(std::st
 Result<ConcurrencyKeyInfo> Engine::Impl::GetConcurrencyKey(std::string_view tenant,
                                                            ConcurrencyLimit::Kind kind,
                                                            std::string_view key) {
-  Status s = validate::JobRef(tenant, key, options_.limits);
+  Status s = validate::LimitKey(tenant, key, options_.limits);
   if (!s.ok()) return s;
   ConcurrencyKeyInfo info;
   info.tenant = std::string(tenant);

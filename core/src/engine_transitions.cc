@@ -252,7 +252,7 @@ std::vector<Task> Engine::Impl::LeaseRefs(const std::string& queue_prefix,
     Status s = ReadJobState(req.tenant, ref.job_id, &c.st);
     if (s.code() == StatusCode::kNotFound) continue;  // deleted since it was indexed
     if (!s.ok()) {
-      *status = s;
+      *status = Fatal(s);
       return {};
     }
     if (c.st.status() != storage::STORED_STATUS_PENDING || c.st.task_seq() != ref.seq ||
@@ -262,7 +262,7 @@ std::vector<Task> Engine::Impl::LeaseRefs(const std::string& queue_prefix,
     if (c.st.limits_size() > 0 && !c.st.holds_limits()) {
       s = EnsureFloating(req.tenant, c.st, &c.floating);
       if (!s.ok()) {
-        *status = s;
+        *status = Fatal(s);
         return {};
       }
       any_acquire = true;
@@ -304,8 +304,9 @@ std::vector<Task> Engine::Impl::LeaseRefs(const std::string& queue_prefix,
     rocksdb::Status rs = db_->Get(read_options_, keys::BodyKey(req.tenant, ref.job_id), &body_raw);
     storage::JobBody body;
     if (!rs.ok() || !body.ParseFromString(body_raw)) {
-      // Slots reserved above stay reserved in memory: the engine is stopping anyway.
-      *status = rs.ok() ? Status::Corruption("job \"" + ref.job_id + "\" body is malformed")
+      // Popped tasks and reserved slots cannot be put back consistently: stop the engine
+      // (reopening rebuilds everything from the store).
+      *status = rs.ok() ? Fatal(Status::Corruption("job \"" + ref.job_id + "\" body is malformed"))
                         : StorageError(rs, "read job body");
       return {};
     }
@@ -436,6 +437,7 @@ Engine::Impl::Finish Engine::Impl::FinishAttempt(std::string_view tenant, std::s
     st->set_retries_used(st->retries_used() + 1);
     const uint64_t delay =
         BackoffMs(codec::FromRecord(st->retry()), st->retries_used(), NextRandom());
+    // delay <= 30 days (validated): now + delay cannot overflow.
     f.task = PutTask(tenant, id, st, now + static_cast<int64_t>(delay), batch, &f.queue_prefix);
     f.requeued = true;
     f.job_status = delay > 0 ? JobStatus::kScheduled : JobStatus::kWaiting;

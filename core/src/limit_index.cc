@@ -37,9 +37,10 @@ KeyState* LimitIndex::Find(const std::string& id) {
 }
 
 KeyState* LimitIndex::GetOrCreate(std::string_view tenant, std::string_view limkey,
-                                  const storage::FloatingRecord* rec) {
+                                  const storage::FloatingRecord* rec, bool* created) {
   std::string id = Id(tenant, limkey);
   auto& slot = keys_[id];
+  if (created != nullptr) *created = !slot;
   if (!slot) {
     slot = std::make_unique<KeyState>();
     slot->id = std::move(id);
@@ -53,8 +54,28 @@ KeyState* LimitIndex::GetOrCreate(std::string_view tenant, std::string_view limk
 
 void LimitIndex::MaybeDrop(KeyState* ks) {
   if (ks->Active() || ks->refresh_in_flight) return;
-  if (ks->scheduled_ms >= 0) refresh_due_.erase({ks->scheduled_ms, ks->id});
+  Unschedule(ks);
   keys_.erase(ks->id);
+}
+
+std::string LimitIndex::QueueId(std::string_view tenant, std::string_view queue) {
+  std::string q;
+  keys::PutStr(&q, tenant);
+  keys::PutStr(&q, queue);
+  return q;
+}
+
+void LimitIndex::Unschedule(KeyState* ks) {
+  if (ks->scheduled_ms < 0) return;
+  refresh_due_.erase({ks->scheduled_ms, ks->id});
+  for (const std::string& q : ks->scheduled_queues) {
+    auto it = due_by_queue_.find(q);
+    if (it == due_by_queue_.end()) continue;
+    it->second.erase({ks->scheduled_ms, ks->id});
+    if (it->second.empty()) due_by_queue_.erase(it);
+  }
+  ks->scheduled_queues.clear();
+  ks->scheduled_ms = -1;
 }
 
 void LimitIndex::Claim(KeyState* ks, const LimitClaim& c) {
@@ -111,34 +132,37 @@ bool LimitIndex::RemoveWaiter(KeyState* ks, uint32_t priority, int64_t due_ms, u
 
 void LimitIndex::Reschedule(KeyState* ks) {
   if (!ks->floating) return;
-  if (ks->scheduled_ms >= 0) {
-    refresh_due_.erase({ks->scheduled_ms, ks->id});
-    ks->scheduled_ms = -1;
-  }
+  Unschedule(ks);
   if (ks->Active() && !ks->refresh_in_flight) {
     ks->scheduled_ms = std::max<int64_t>(0, ks->RefreshDueMs());
     refresh_due_.emplace(ks->scheduled_ms, ks->id);
+    for (const auto& [queue, count] : ks->queues) {
+      std::string q = QueueId(ks->tenant, queue);
+      due_by_queue_[q].emplace(ks->scheduled_ms, ks->id);
+      ks->scheduled_queues.push_back(std::move(q));
+    }
   }
 }
 
 KeyState* LimitIndex::IssueRefresh(std::string_view tenant, std::string_view queue, int64_t now_ms,
-                                   uint64_t token, int64_t expires_ms, size_t scan) {
-  size_t seen = 0;
-  for (auto it = refresh_due_.begin(); it != refresh_due_.end() && seen < scan; ++it, ++seen) {
-    if (it->first > now_ms) break;
-    KeyState* ks = Find(it->second);
-    if (ks == nullptr || ks->tenant != tenant || !ks->queues.contains(std::string(queue))) {
-      continue;
-    }
-    refresh_due_.erase(it);
-    ks->scheduled_ms = -1;
-    ks->refresh_in_flight = true;
-    ks->refresh_token = token;
-    ks->refresh_expires_ms = expires_ms;
-    refresh_expiry_.emplace(expires_ms, ks->id);
-    return ks;
-  }
-  return nullptr;
+                                   uint64_t token, int64_t expires_ms) {
+  auto qit = due_by_queue_.find(QueueId(tenant, queue));
+  if (qit == due_by_queue_.end() || qit->second.empty()) return nullptr;
+  if (qit->second.begin()->first > now_ms) return nullptr;
+  KeyState* ks = Find(qit->second.begin()->second);
+  if (ks == nullptr) return nullptr;  // unreachable: dropped keys are unscheduled
+  Unschedule(ks);                     // invalidates qit
+  ks->refresh_in_flight = true;
+  ks->refresh_token = token;
+  ks->refresh_expires_ms = expires_ms;
+  refresh_expiry_.emplace(expires_ms, ks->id);
+  return ks;
+}
+
+void LimitIndex::ExtendRefresh(KeyState* ks, int64_t expires_ms) {
+  // The old (expiry, id) entry stays and is skipped as stale when it comes up.
+  ks->refresh_expires_ms = expires_ms;
+  refresh_expiry_.emplace(expires_ms, ks->id);
 }
 
 int64_t LimitIndex::NextRefreshDueMs() const {
@@ -155,11 +179,10 @@ size_t LimitIndex::ExpireRefreshes(int64_t now_ms) {
     ks->refresh_in_flight = false;
     ks->refresh_token = 0;
     ++n;
-    // Reissued at once: the expired lease says nothing about the value.
+    // Due again as its record says (at once unless freshly set): an expired refresh lease
+    // says nothing about the value.
     if (ks->Active()) {
-      if (ks->scheduled_ms >= 0) refresh_due_.erase({ks->scheduled_ms, ks->id});
-      ks->scheduled_ms = 0;
-      refresh_due_.emplace(0, ks->id);
+      Reschedule(ks);
     } else {
       MaybeDrop(ks);
     }

@@ -68,7 +68,8 @@ struct KeyState {
   bool refresh_in_flight = false;
   uint64_t refresh_token = 0;
   int64_t refresh_expires_ms = 0;
-  int64_t scheduled_ms = -1;  // its entry in the refresh schedule, -1: none
+  int64_t scheduled_ms = -1;                  // its entry in the refresh schedule, -1: none
+  std::vector<std::string> scheduled_queues;  // the per-queue schedules it is filed in
 
   std::string_view key() const { return std::string_view(limkey).substr(1); }
   // Fixed: the max carried by the newest job using the key; floating: the current max.
@@ -87,9 +88,10 @@ class LimitIndex {
   static std::string Id(std::string_view tenant, std::string_view limkey);
 
   KeyState* Find(const std::string& id);
-  // Creates the key's state when missing; floating keys start from `rec`.
+  // Creates the key's state when missing (then *created is true); floating keys start from
+  // `rec`.
   KeyState* GetOrCreate(std::string_view tenant, std::string_view limkey,
-                        const storage::FloatingRecord* rec);
+                        const storage::FloatingRecord* rec, bool* created = nullptr);
   // Drops an idle key (no holders, waiters or refresh in flight).
   void MaybeDrop(KeyState* ks);
 
@@ -101,15 +103,17 @@ class LimitIndex {
 
   // Refresh schedule (floating keys): re-files the key after any change of its state.
   void Reschedule(KeyState* ks);
-  // Issues a refresh for the first due key (by now_ms) used by (tenant, queue): marks it in
-  // flight with `token` until expires_ms. Scans at most `scan` due entries. nullptr: none.
+  // Issues a refresh for the earliest due key (by now_ms) used by (tenant, queue): marks it in
+  // flight with `token` until expires_ms. O(log n). nullptr: none due.
   KeyState* IssueRefresh(std::string_view tenant, std::string_view queue, int64_t now_ms,
-                         uint64_t token, int64_t expires_ms, size_t scan);
+                         uint64_t token, int64_t expires_ms);
   // Earliest time a refresh becomes due, or INT64_MAX.
   int64_t NextRefreshDueMs() const;
   // Ends the refresh in flight of keys whose refresh lease expired by now_ms (they are due
   // again at once). Returns how many.
   size_t ExpireRefreshes(int64_t now_ms);
+  // Moves the refresh lease in flight of `ks` to expire at expires_ms.
+  void ExtendRefresh(KeyState* ks, int64_t expires_ms);
 
   // Grant work: keys whose waiters may be grantable.
   void MarkDirty(const KeyState* ks);
@@ -127,7 +131,13 @@ class LimitIndex {
   void Unclaim(KeyState* ks, const LimitClaim& c);
 
   std::unordered_map<std::string, std::unique_ptr<KeyState>> keys_;
-  std::set<std::pair<int64_t, std::string>> refresh_due_;     // (due, id), not in flight
+  static std::string QueueId(std::string_view tenant, std::string_view queue);
+  void Unschedule(KeyState* ks);
+
+  std::set<std::pair<int64_t, std::string>> refresh_due_;  // (due, id), not in flight
+  // The same entries filed under every (tenant, queue) whose jobs use the key, so a lease
+  // finds the refreshes it may take without walking other queues' entries.
+  std::unordered_map<std::string, std::set<std::pair<int64_t, std::string>>> due_by_queue_;
   std::set<std::pair<int64_t, std::string>> refresh_expiry_;  // (expires, id), in flight
   std::deque<std::string> dirty_;
   std::unordered_set<std::string> dirty_set_;

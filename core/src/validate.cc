@@ -8,6 +8,8 @@ namespace sluice::validate {
 namespace {
 
 constexpr uint64_t kMaxLeaseMs = 24ULL * 3600 * 1000;
+// Backoffs and refresh intervals: 30 days, far from any overflow of now + delay.
+constexpr uint64_t kMaxDelayMs = 30ULL * 24 * 3600 * 1000;
 constexpr uint32_t kMaxRetries = 100'000;
 constexpr uint32_t kMaxPriority = 99;
 
@@ -74,9 +76,9 @@ Status Limits(const std::vector<ConcurrencyLimit>& ls, const SizeLimits& limits,
         return Status::InvalidArgument(Prefix(where, field) + ".max must be at least 1");
       }
     } else if (l.kind == ConcurrencyLimit::Kind::kFloating) {
-      if (l.refresh_interval_ms == 0) {
-        return Status::InvalidArgument(Prefix(where, field) +
-                                       ".refresh_interval_ms must be positive");
+      if (l.refresh_interval_ms == 0 || l.refresh_interval_ms > kMaxDelayMs) {
+        return Status::InvalidArgument(Prefix(where, field) + ".refresh_interval_ms must be 1.." +
+                                       std::to_string(kMaxDelayMs) + " (30 days)");
       }
       s = Metadata(l.metadata, limits, where, field + ".metadata");
       if (!s.ok()) return s;
@@ -92,6 +94,10 @@ Status Limits(const std::vector<ConcurrencyLimit>& ls, const SizeLimits& limits,
 Status Retry(const RetryPolicy& p, std::string_view where) {
   if (!std::isfinite(p.multiplier) || p.multiplier < 1.0) {
     return Status::InvalidArgument(Prefix(where, "retry.multiplier") + " must be >= 1.0");
+  }
+  if (p.initial_backoff_ms > kMaxDelayMs || p.max_backoff_ms > kMaxDelayMs) {
+    return Status::InvalidArgument(Prefix(where, "retry") + " backoffs must be <= " +
+                                   std::to_string(kMaxDelayMs) + " ms (30 days)");
   }
   if (p.max_retries > kMaxRetries) {
     return Status::InvalidArgument(Prefix(where, "retry.max_retries") +
@@ -135,6 +141,15 @@ Status JobRef(std::string_view tenant, std::string_view id, const SizeLimits& li
   Status s = CheckSize({}, "tenant", tenant.size(), limits.max_tenant_bytes, "max_tenant_bytes");
   if (s.ok()) s = Required({}, "id", id);
   if (s.ok()) s = CheckSize({}, "id", id.size(), limits.max_id_bytes, "max_id_bytes");
+  return s;
+}
+
+Status LimitKey(std::string_view tenant, std::string_view key, const SizeLimits& limits) {
+  Status s = CheckSize({}, "tenant", tenant.size(), limits.max_tenant_bytes, "max_tenant_bytes");
+  if (s.ok()) s = Required({}, "key", key);
+  if (s.ok()) {
+    s = CheckSize({}, "key", key.size(), limits.max_limit_key_bytes, "max_limit_key_bytes");
+  }
   return s;
 }
 
@@ -188,6 +203,18 @@ Status Options(const EngineOptions& o) {
   if (o.path.empty()) return Status::InvalidArgument("options.path must not be empty");
   if (o.default_lease_ms == 0 || o.default_lease_ms > kMaxLeaseMs) {
     return Status::InvalidArgument("options.default_lease_ms must be 1..86400000");
+  }
+  if (o.max_grants_per_key_per_pass == 0) {
+    return Status::InvalidArgument("options.max_grants_per_key_per_pass must be positive");
+  }
+  if (o.refresh_lease_ms == 0 || o.refresh_lease_ms > kMaxLeaseMs) {
+    return Status::InvalidArgument("options.refresh_lease_ms must be 1..86400000");
+  }
+  if (o.refresh_backoff_initial_ms == 0 || o.refresh_backoff_max_ms > kMaxDelayMs ||
+      o.refresh_backoff_initial_ms > o.refresh_backoff_max_ms) {
+    return Status::InvalidArgument(
+        "options.refresh_backoff_initial_ms must be >= 1 and <= refresh_backoff_max_ms, which "
+        "must be <= 30 days");
   }
   if (o.max_lease_batch == 0) {
     return Status::InvalidArgument("options.max_lease_batch must be positive");

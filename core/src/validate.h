@@ -16,6 +16,8 @@ namespace sluice::validate {
 Status Spec(const JobSpec& spec, const SizeLimits& limits, std::string_view where = {});
 // (tenant, id) of an existing job.
 Status JobRef(std::string_view tenant, std::string_view id, const SizeLimits& limits);
+// (tenant, key) of a concurrency key (capped by max_limit_key_bytes).
+Status LimitKey(std::string_view tenant, std::string_view key, const SizeLimits& limits);
 Status LeaseRequest(const sluice::LeaseRequest& r, const EngineOptions& options);
 Status WorkerId(std::string_view worker_id, const SizeLimits& limits);
 Status TaskOutcome(const Outcome& outcome, const SizeLimits& limits);

@@ -2,9 +2,11 @@
 // Every test here fails against the code it was written for; see the comment on each.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/test_util.h"
@@ -125,8 +127,8 @@ TEST_F(ReviewTest, LongFloatingKeyCanBeRefreshedAndManaged) {
   LeaseResponse r = LeaseTasks();
   ASSERT_EQ(r.refreshes.size(), 1u);
   EXPECT_EQ(r.refreshes[0].key, key);
-  Status s = engine_->CompleteRefresh("", key, r.refreshes[0].lease_token,
-                                      RefreshOutcome::Success(5));
+  Status s =
+      engine_->CompleteRefresh("", key, r.refreshes[0].lease_token, RefreshOutcome::Success(5));
   EXPECT_TRUE(s.ok()) << s.ToString();
   auto st = engine_->GetFloatingLimit("", key);
   EXPECT_TRUE(st.ok()) << st.status().ToString();
@@ -153,10 +155,9 @@ TEST_F(ReviewTest, HugeRefreshIntervalDoesNotRefreshAgainAtOnce) {
   ASSERT_TRUE(engine_->Enqueue(spec).ok());
   LeaseResponse r = LeaseTasks(1);
   ASSERT_EQ(r.refreshes.size(), 1u);
-  ASSERT_TRUE(engine_
-                  ->CompleteRefresh("", "api", r.refreshes[0].lease_token,
-                                    RefreshOutcome::Success(1))
-                  .ok());
+  ASSERT_TRUE(
+      engine_->CompleteRefresh("", "api", r.refreshes[0].lease_token, RefreshOutcome::Success(1))
+          .ok());
   auto st = engine_->GetFloatingLimit("", "api");
   ASSERT_TRUE(st.ok());
   EXPECT_GE(st->next_refresh_ms, clock_->NowMs()) << "next refresh is in the past";
@@ -184,8 +185,7 @@ TEST_F(ReviewTest, HugeBackoffDoesNotRetryAtOnceNorStrandTheJob) {
   }
   auto t = Lease(1);
   ASSERT_EQ(t.size(), 1u);
-  ASSERT_TRUE(
-      engine_->Complete("", t[0].task_id, t[0].lease_token, Outcome::Failure("boom")).ok());
+  ASSERT_TRUE(engine_->Complete("", t[0].task_id, t[0].lease_token, Outcome::Failure("boom")).ok());
   auto job = engine_->GetJob("", e->id);
   ASSERT_TRUE(job.ok());
   EXPECT_EQ(job->status, JobStatus::kScheduled) << "next_run_ms=" << job->next_run_ms;
@@ -231,13 +231,107 @@ TEST(ReviewOptionsTest, ZeroGrantsPerPassIsRejectedOrStillGrants) {
   auto first = engine->Lease(req);
   ASSERT_TRUE(first.ok());
   ASSERT_EQ(first->size(), 1u);
-  ASSERT_TRUE(engine->Complete("", (*first)[0].task_id, (*first)[0].lease_token,
-                               Outcome::Success())
-                  .ok());
+  ASSERT_TRUE(
+      engine->Complete("", (*first)[0].task_id, (*first)[0].lease_token, Outcome::Success()).ok());
   ASSERT_TRUE(engine->ReapExpired().ok());
   auto second = engine->Lease(req);
   ASSERT_TRUE(second.ok());
   EXPECT_EQ(second->size(), 1u) << "the parked job is never granted";
+}
+
+// SetFloatingLimit on a key that is not in memory reads the 'F' record, writes the new value,
+// and updates memory only if the key is in memory by then (engine_limits.cc ApplyFloating).
+// LeaseRefs reads the same record earlier (EnsureFloating, outside limits_mu_) and creates the
+// in-memory key later (DecideAcquire -> GetOrCreate) from that stale copy. When the override
+// commits between the two, memory keeps the old max while the store has the new one: the
+// operator's override (e.g. 0 to pause the key) is silently not enforced while the key stays
+// active, and the next refresh writes the stale base back. A batch lease of many jobs widens
+// the window; the override is issued the moment the 'F' record appears.
+TEST_F(ReviewTest, OverrideRacingFirstLeaseIsNotLost) {
+  int lost = 0;
+  for (int round = 0; round < 100; ++round) {
+    const std::string key = "api" + std::to_string(round);
+    const std::string queue = "q" + std::to_string(round);
+    std::vector<JobSpec> specs;
+    for (int i = 0; i < 300; ++i) {
+      JobSpec s = Spec(queue);
+      s.limits = {Floating(key, 1, 60'000)};
+      s.retry = NoRetry();
+      specs.push_back(std::move(s));
+    }
+    ASSERT_TRUE(engine_->EnqueueBatch(specs).ok());
+    std::atomic<bool> stop{false};
+    Status set_status;
+    std::thread overrider([&] {
+      for (;;) {
+        set_status = engine_->SetFloatingLimit("", key, 7);
+        if (set_status.code() != StatusCode::kNotFound || stop.load()) return;
+      }
+    });
+    LeaseRequest req;
+    req.queue = queue;
+    req.worker_id = "w";
+    req.max_tasks = 300;
+    auto leased = engine_->Lease(req);
+    ASSERT_TRUE(leased.ok()) << leased.status().ToString();
+    stop = true;
+    overrider.join();
+    ASSERT_TRUE(set_status.ok()) << set_status.ToString();
+    auto st = engine_->GetFloatingLimit("", key);
+    ASSERT_TRUE(st.ok());
+    // The override committed (OK) after the record existed; the key must now enforce 7.
+    if (st->current_max != 7u) ++lost;
+  }
+  EXPECT_EQ(lost, 0) << "SetFloatingLimit returned OK but the in-memory max kept the old value";
+}
+
+// LimitIndex::IssueRefresh looks at no more than 64 due entries of the engine-wide refresh
+// schedule (ordered by due time) and skips those of other tenants/queues. Entries of keys whose
+// queue has no polling worker stay due at the front forever, so once 64 of them exist, no other
+// queue ever gets a refresh again (a paused key, max 0, then never resumes).
+TEST_F(ReviewTest, DueRefreshesOfOtherQueuesDoNotStarveThisQueue) {
+  for (int i = 0; i < 70; ++i) {
+    JobSpec s = Spec("other");
+    s.limits = {Floating("a" + std::to_string(i), 1, 60'000)};
+    s.lease_ms = 3'600'000;
+    ASSERT_TRUE(engine_->Enqueue(s).ok());
+  }
+  LeaseRequest other;
+  other.queue = "other";
+  other.worker_id = "w-other";
+  other.max_tasks = 100;
+  auto r = engine_->LeaseTasks(other);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->tasks.size(), 70u);  // 70 active floating keys, 69 refreshes now due
+  // The "other" worker is busy (or gone) and does not poll. A worker of "q" leases its own job.
+  Enqueue({Floating("zzz", 1, 60'000)});
+  LeaseResponse mine = LeaseTasks();
+  ASSERT_EQ(mine.tasks.size(), 1u);
+  ASSERT_EQ(mine.refreshes.size(), 1u) << "the due refresh of \"zzz\" was never issued";
+  EXPECT_EQ(mine.refreshes[0].key, "zzz");
+}
+
+// Expedite treats any pending job with due_ms > now as scheduled. A job parked on a full key
+// (waiting_on > 0, a 'W' entry, no 'T' key) has due_ms in the past, unless the wall clock
+// stepped back (ManualClock::Set models that). Then Expedite writes a 'T' key for it while its
+// 'W' entry stays: the job is in the ready range and in the waiter queue at once. The next
+// lease parks it a second time (two waiter entries for one job), and the first 'W' key is never
+// deleted from the store (a grant deletes the 'W' key named by the new due time).
+TEST_F(ReviewTest, ExpediteOfParkedJobAfterClockStepBackKeepsOneWaiterEntry) {
+  Enqueue({Fixed("k", 1)});
+  const std::string b = Enqueue({Fixed("k", 1)});
+  auto t = Lease();
+  ASSERT_EQ(t.size(), 1u);
+  auto info = engine_->GetConcurrencyKey("", Kind::kFixed, "k");
+  ASSERT_TRUE(info.ok());
+  ASSERT_EQ(info->waiters, 1u);
+  clock_->Set(clock_->NowMs() - 10'000);  // wall-clock step back
+  ASSERT_TRUE(engine_->Expedite("", b).ok());
+  EXPECT_TRUE(Lease().empty());  // k is still full
+  info = engine_->GetConcurrencyKey("", Kind::kFixed, "k");
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->waiters, 1u) << "one parked job, counted as several waiters";
+  EXPECT_EQ(engine_->Stats().limit_waiters, 1u);
 }
 
 }  // namespace
