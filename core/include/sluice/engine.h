@@ -135,6 +135,7 @@ class Engine {
   // calls in flight, stops the reaper and closes the store. Idempotent.
   Status Close();
 
+  // The implementation (core/src/engine_impl.h); public so private files can name it.
   class Impl;
 
  private:

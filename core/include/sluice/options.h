@@ -43,9 +43,11 @@ struct SizeLimits {
 struct EngineOptions {
   // Directory of the RocksDB store; created when missing.
   std::string path;
+  // When writes are acknowledged (see Durability).
   Durability durability = Durability::kSync;
   // Source of time. nullptr: SystemClock.
   std::shared_ptr<Clock> clock;
+  // Per-field caps on everything callers send.
   SizeLimits limits;
   // Lease length for jobs that do not set lease_ms.
   uint64_t default_lease_ms = 30'000;

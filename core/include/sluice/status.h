@@ -40,9 +40,12 @@ std::string_view StatusCodeName(StatusCode code);
 // Cheap to copy when OK. Thread-compatible.
 class [[nodiscard]] Status {
  public:
+  // OK.
   Status() = default;
+  // A status with `code` and a message for people (never parsed by programs).
   Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
 
+  // Factories, one per code.
   static Status Ok() { return Status(); }
   static Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
   static Status InvalidArgument(std::string m) {
@@ -59,8 +62,11 @@ class [[nodiscard]] Status {
   static Status Timeout(std::string m) { return {StatusCode::kTimeout, std::move(m)}; }
   static Status Busy(std::string m) { return {StatusCode::kBusy, std::move(m)}; }
 
+  // Whether the operation succeeded.
   bool ok() const { return code_ == StatusCode::kOk; }
+  // The stable code; classify on this.
   StatusCode code() const { return code_; }
+  // The human-readable message ("" when OK).
   const std::string& message() const { return message_; }
 
   // "lease_lost: task ... token is stale" — for logs and test failure output.
@@ -80,11 +86,14 @@ class [[nodiscard]] Result {
     assert(!std::get<Status>(v_).ok() && "Result built from an OK status has no value");
   }
 
+  // Whether it holds a value.
   bool ok() const { return std::holds_alternative<T>(v_); }
+  // The failure (an OK status when it holds a value).
   const Status& status() const {
     static const Status kOk;
     return ok() ? kOk : std::get<Status>(v_);
   }
+  // The value; calling these on a failure is a programmer error (asserts).
   T& value() & {
     assert(ok());
     return std::get<T>(v_);

@@ -27,6 +27,7 @@ struct RetryPolicy {
 // One concurrency limit of a job. Limits are acquired in list order before the job runs
 // (enforced by the concurrency-limit layer).
 struct ConcurrencyLimit {
+  // Fixed: `max` is the limit. Floating: worker code computes the limit (refresh tasks).
   enum class Kind : uint8_t { kFixed = 0, kFloating = 1 };
   Kind kind = Kind::kFixed;
   std::string key;                              // non-empty
@@ -58,7 +59,9 @@ enum class JobStatus : uint8_t {
   kFailed = 4,
   kCancelled = 5,
 };
+// The stable lowercase name ("scheduled", "waiting", ...).
 std::string_view JobStatusName(JobStatus s);
+// Succeeded, failed or cancelled: the job will not run again unless restarted.
 inline bool IsTerminal(JobStatus s) {
   return s == JobStatus::kSucceeded || s == JobStatus::kFailed || s == JobStatus::kCancelled;
 }
@@ -78,7 +81,9 @@ struct ErrorInfo {
   std::string data;  // opaque bytes
 };
 
+// How one attempt ended (kRunning while its lease is live).
 enum class AttemptStatus : uint8_t { kRunning = 0, kSucceeded = 1, kFailed = 2, kCancelled = 3 };
+// The stable lowercase name ("running", "succeeded", ...).
 std::string_view AttemptStatusName(AttemptStatus s);
 
 // One run of a job.
@@ -156,6 +161,7 @@ struct HeartbeatResult {
 
 // What a worker reports at the end of an attempt.
 struct Outcome {
+  // Success stores `result`; failure records `error` and may retry; cancelled ends the job.
   enum class Kind : uint8_t { kSuccess = 0, kFailure = 1, kCancelled = 2 };
   Kind kind = Kind::kSuccess;
   std::string result;     // kSuccess
