@@ -124,6 +124,13 @@ class Engine::Impl {
   // Locks the stripes of all (tenant, id) pairs in ascending order.
   std::vector<std::unique_lock<std::mutex>> LockStripes(std::vector<size_t> stripes);
 
+  // Splits "<job_id>#<attempt>" and validates (tenant, job id).
+  Status ParseTask(std::string_view tenant, std::string_view task_id, std::string_view* id,
+                   uint32_t* attempt);
+  // Reads the job's lease and checks it is the live lease `token` of `attempt` at `now`;
+  // kLeaseLost otherwise. Caller holds the job's stripe.
+  Status CheckLease(const std::string& lease_key, std::string_view task_id, uint32_t attempt,
+                    uint64_t token, int64_t now, codec::LeaseValue* lv);
   // Reads and decodes; NotFound when absent.
   Status ReadJobState(std::string_view tenant, std::string_view id, storage::JobState* out);
   Status ReadLease(const std::string& lease_key, codec::LeaseValue* out);

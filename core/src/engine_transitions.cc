@@ -356,27 +356,40 @@ std::vector<Task> Engine::Impl::LeaseRefs(const std::string& queue_prefix,
   return tasks;
 }
 
+Status Engine::Impl::ParseTask(std::string_view tenant, std::string_view task_id,
+                               std::string_view* id, uint32_t* attempt) {
+  if (!codec::ParseTaskId(task_id, id, attempt)) {
+    return Status::InvalidArgument("task_id \"" + std::string(task_id) + "\" is malformed");
+  }
+  return validate::JobRef(tenant, *id, options_.limits);
+}
+
+Status Engine::Impl::CheckLease(const std::string& lease_key, std::string_view task_id,
+                                uint32_t attempt, uint64_t token, int64_t now,
+                                codec::LeaseValue* lv) {
+  Status s = ReadLease(lease_key, lv);
+  if (s.code() == StatusCode::kNotFound) return LeaseLost(task_id, "no live lease");
+  if (!s.ok()) return s;
+  if (lv->attempt != attempt || lv->token != token) return LeaseLost(task_id, "the token is stale");
+  if (lv->expires_ms <= now) return LeaseLost(task_id, "the lease expired");
+  return Status::Ok();
+}
+
 Result<HeartbeatResult> Engine::Impl::Heartbeat(std::string_view tenant, std::string_view task_id,
                                                 std::string_view worker_id, uint64_t token) {
   std::string_view id;
   uint32_t attempt = 0;
-  if (!codec::ParseTaskId(task_id, &id, &attempt)) {
-    return Status::InvalidArgument("task_id \"" + std::string(task_id) + "\" is malformed");
-  }
-  Status s = validate::JobRef(tenant, id, options_.limits);
+  Status s = ParseTask(tenant, task_id, &id, &attempt);
   if (s.ok()) s = validate::WorkerId(worker_id, options_.limits);
   if (!s.ok()) return s;
 
   std::lock_guard<std::mutex> stripe(Stripe(tenant, id));
   const std::string lease_key = keys::LeaseKey(tenant, id);
   codec::LeaseValue lv;
-  s = ReadLease(lease_key, &lv);
-  if (s.code() == StatusCode::kNotFound) return LeaseLost(task_id, "no live lease");
-  if (!s.ok()) return s;
   const int64_t now = Now();
-  if (lv.attempt != attempt || lv.token != token) return LeaseLost(task_id, "the token is stale");
+  s = CheckLease(lease_key, task_id, attempt, token, now, &lv);
+  if (!s.ok()) return s;
   if (lv.worker_id != worker_id) return LeaseLost(task_id, "leased by another worker");
-  if (lv.expires_ms <= now) return LeaseLost(task_id, "the lease expired");
 
   const int64_t old_expiry = lv.expires_ms;
   lv.expires_ms = now + static_cast<int64_t>(lv.lease_ms);
@@ -485,22 +498,16 @@ Status Engine::Impl::Complete(std::string_view tenant, std::string_view task_id,
                               const Outcome& outcome) {
   std::string_view id;
   uint32_t attempt = 0;
-  if (!codec::ParseTaskId(task_id, &id, &attempt)) {
-    return Status::InvalidArgument("task_id \"" + std::string(task_id) + "\" is malformed");
-  }
-  Status s = validate::JobRef(tenant, id, options_.limits);
+  Status s = ParseTask(tenant, task_id, &id, &attempt);
   if (s.ok()) s = validate::TaskOutcome(outcome, options_.limits);
   if (!s.ok()) return s;
 
   std::lock_guard<std::mutex> stripe(Stripe(tenant, id));
   const std::string lease_key = keys::LeaseKey(tenant, id);
   codec::LeaseValue lv;
-  s = ReadLease(lease_key, &lv);
-  if (s.code() == StatusCode::kNotFound) return LeaseLost(task_id, "no live lease");
-  if (!s.ok()) return s;
   const int64_t now = Now();
-  if (lv.attempt != attempt || lv.token != token) return LeaseLost(task_id, "the token is stale");
-  if (lv.expires_ms <= now) return LeaseLost(task_id, "the lease expired");
+  s = CheckLease(lease_key, task_id, attempt, token, now, &lv);
+  if (!s.ok()) return s;
 
   storage::JobState st;
   s = ReadJobState(tenant, id, &st);

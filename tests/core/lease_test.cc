@@ -11,14 +11,12 @@
 #include <thread>
 #include <vector>
 
+#include "core/test_assertions.h"
 #include "core/test_util.h"
 #include "sluice/clock.h"
 #include "sluice/engine.h"
 
 namespace sluice {
-
-inline void PrintTo(JobStatus s, std::ostream* os) { *os << JobStatusName(s); }
-inline void PrintTo(StatusCode c, std::ostream* os) { *os << StatusCodeName(c); }
 
 namespace {
 
@@ -28,14 +26,7 @@ using ::sluice::testing::TempDir;
 using ::sluice::testing::TestOptions;
 using SteadyClock = std::chrono::steady_clock;
 
-::testing::AssertionResult IsOk(const Status& s) {
-  if (s.ok()) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << s.ToString();
-}
-template <typename T>
-::testing::AssertionResult IsOk(const Result<T>& r) {
-  return IsOk(r.status());
-}
+using ::sluice::testing::IsOk;
 
 JobSpec SpecWithId(const std::string& queue, const std::string& id,
                    const std::string& payload = "p") {

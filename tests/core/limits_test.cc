@@ -17,21 +17,10 @@ using testing::TempDir;
 using testing::TestOptions;
 using Kind = ConcurrencyLimit::Kind;
 
-ConcurrencyLimit Fixed(const std::string& key, uint32_t max) {
-  ConcurrencyLimit l;
-  l.key = key;
-  l.max = max;
-  return l;
-}
+using testing::Fixed;
 
 ConcurrencyLimit Floating(const std::string& key, uint32_t default_max, uint64_t interval_ms) {
-  ConcurrencyLimit l;
-  l.kind = Kind::kFloating;
-  l.key = key;
-  l.max = default_max;
-  l.refresh_interval_ms = interval_ms;
-  l.metadata = {{"region", "eu"}};
-  return l;
+  return testing::Floating(key, default_max, interval_ms, {{"region", "eu"}});
 }
 
 class LimitsTest : public ::testing::Test {

@@ -11,14 +11,12 @@
 #include <thread>
 #include <vector>
 
+#include "core/test_assertions.h"
 #include "core/test_util.h"
 #include "sluice/clock.h"
 #include "sluice/engine.h"
 
 namespace sluice {
-
-inline void PrintTo(JobStatus s, std::ostream* os) { *os << JobStatusName(s); }
-inline void PrintTo(StatusCode c, std::ostream* os) { *os << StatusCodeName(c); }
 
 namespace {
 
@@ -28,24 +26,9 @@ using ::sluice::testing::TempDir;
 using ::sluice::testing::TestOptions;
 using SteadyClock = std::chrono::steady_clock;
 
-::testing::AssertionResult IsOk(const Status& s) {
-  if (s.ok()) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << s.ToString();
-}
-template <typename T>
-::testing::AssertionResult IsOk(const Result<T>& r) {
-  return IsOk(r.status());
-}
+using ::sluice::testing::IsOk;
 
-::testing::AssertionResult HasCode(const Status& s, StatusCode want) {
-  if (s.code() == want) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << "want " << StatusCodeName(want) << ", got " << (s.ok() ? "ok" : s.ToString());
-}
-template <typename T>
-::testing::AssertionResult HasCode(const Result<T>& r, StatusCode want) {
-  return HasCode(r.status(), want);
-}
+using ::sluice::testing::HasCode;
 
 JobSpec MakeSpec(const std::string& queue, const std::string& id, uint32_t max_retries = 2) {
   JobSpec s = Spec(queue, "payload-" + id);

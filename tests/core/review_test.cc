@@ -21,21 +21,8 @@ using testing::TempDir;
 using testing::TestOptions;
 using Kind = ConcurrencyLimit::Kind;
 
-ConcurrencyLimit Fixed(const std::string& key, uint32_t max) {
-  ConcurrencyLimit l;
-  l.key = key;
-  l.max = max;
-  return l;
-}
-
-ConcurrencyLimit Floating(const std::string& key, uint32_t default_max, uint64_t interval_ms) {
-  ConcurrencyLimit l;
-  l.kind = Kind::kFloating;
-  l.key = key;
-  l.max = default_max;
-  l.refresh_interval_ms = interval_ms;
-  return l;
-}
+using testing::Fixed;
+using testing::Floating;
 
 RetryPolicy NoRetry() {
   RetryPolicy p;

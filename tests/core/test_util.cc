@@ -52,4 +52,22 @@ JobSpec Spec(const std::string& queue, const std::string& payload) {
   return s;
 }
 
+ConcurrencyLimit Fixed(const std::string& key, uint32_t max) {
+  ConcurrencyLimit l;
+  l.key = key;
+  l.max = max;
+  return l;
+}
+
+ConcurrencyLimit Floating(const std::string& key, uint32_t default_max, uint64_t interval_ms,
+                          std::map<std::string, std::string> metadata) {
+  ConcurrencyLimit l;
+  l.kind = ConcurrencyLimit::Kind::kFloating;
+  l.key = key;
+  l.max = default_max;
+  l.refresh_interval_ms = interval_ms;
+  l.metadata = std::move(metadata);
+  return l;
+}
+
 }  // namespace sluice::testing

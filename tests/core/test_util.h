@@ -2,6 +2,7 @@
 #ifndef SLUICE_TESTS_CORE_TEST_UTIL_H_
 #define SLUICE_TESTS_CORE_TEST_UTIL_H_
 
+#include <map>
 #include <memory>
 #include <string>
 
@@ -32,6 +33,14 @@ std::unique_ptr<Engine> OpenOrDie(const EngineOptions& options);
 
 // A minimal valid spec on `queue`.
 JobSpec Spec(const std::string& queue, const std::string& payload = "p");
+
+// A fixed concurrency limit {key, max}.
+ConcurrencyLimit Fixed(const std::string& key, uint32_t max);
+
+// A floating concurrency limit with `default_max`, refreshed every `interval_ms`, carrying
+// `metadata` for the refresh handlers.
+ConcurrencyLimit Floating(const std::string& key, uint32_t default_max, uint64_t interval_ms,
+                          std::map<std::string, std::string> metadata = {});
 
 }  // namespace sluice::testing
 
