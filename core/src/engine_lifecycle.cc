@@ -6,6 +6,7 @@
 #include <rocksdb/table.h>
 
 #include <chrono>
+#include <filesystem>
 #include <functional>
 
 #include "engine_impl.h"
@@ -73,6 +74,11 @@ Status Engine::Impl::OpenStore() {
   t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10, false));
   t.whole_key_filtering = true;
   o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
+
+  // Like mkdir -p: RocksDB only creates the last component.
+  std::error_code ec;
+  std::filesystem::create_directories(options_.path, ec);
+  if (ec) return Status::IoError("create " + options_.path + ": " + ec.message());
 
   rocksdb::OptimisticTransactionDB* raw = nullptr;
   rocksdb::Status rs = rocksdb::OptimisticTransactionDB::Open(o, options_.path, &raw);

@@ -476,5 +476,11 @@ TEST(ReopenCloseTest, CloseWakesEveryBlockedLongPoll) {
   for (StatusCode c : codes) EXPECT_EQ(c, StatusCode::kClosed);
 }
 
+TEST(OpenTest, CreatesMissingParentDirectories) {
+  testing::TempDir dir;
+  auto engine = testing::OpenOrDie(testing::TestOptions(dir.path() + "/a/b/c"));
+  EXPECT_TRUE(engine->Enqueue(testing::Spec("q")).ok());
+}
+
 }  // namespace
 }  // namespace sluice
