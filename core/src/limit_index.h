@@ -71,7 +71,7 @@ struct KeyState {
   int64_t scheduled_ms = -1;                  // its entry in the refresh schedule, -1: none
   std::vector<std::string> scheduled_queues;  // the per-queue schedules it is filed in
 
-  std::string_view key() const { return std::string_view(limkey).substr(1); }
+  std::string_view key() const { return std::string_view{limkey}.substr(1); }
   // Fixed: the max carried by the newest job using the key; floating: the current max.
   uint32_t Max() const;
   bool HasRoom() const { return holders.size() < Max(); }
