@@ -220,6 +220,39 @@ void FillFloating(H* h, const sluice::FloatingLimitState& r, sluice_floating_lim
   o.waiters = r.waiters;
 }
 
+// Converts a C outcome; false (with a reason) for a NULL, unknown version or malformed one.
+bool ConvertOutcome(const sluice_outcome* in, sluice::Outcome* out, std::string* why) {
+  if (in == nullptr) {
+    *why = "outcome must not be NULL";
+    return false;
+  }
+  if (in->version != SLUICE_OUTCOME_VERSION) {
+    *why = "outcome.version " + std::to_string(in->version) + " is not supported";
+    return false;
+  }
+  if ((in->result == nullptr && in->result_len > 0) ||
+      (in->error_data == nullptr && in->error_data_len > 0)) {
+    *why = "outcome: a NULL pointer with a non-zero length";
+    return false;
+  }
+  switch (in->kind) {
+    case SLUICE_OUTCOME_SUCCESS:
+      *out = sluice::Outcome::Success(CopyBytes(in->result, in->result_len));
+      return true;
+    case SLUICE_OUTCOME_FAILURE:
+      *out = sluice::Outcome::Failure(Copy(in->error_code), Copy(in->error_message),
+                                      CopyBytes(in->error_data, in->error_data_len));
+      out->no_retry = in->no_retry;
+      return true;
+    case SLUICE_OUTCOME_CANCELLED:
+      *out = sluice::Outcome::Cancelled();
+      return true;
+    default:
+      *why = "outcome.kind is not SLUICE_OUTCOME_SUCCESS, _FAILURE or _CANCELLED";
+      return false;
+  }
+}
+
 }  // namespace
 
 extern "C" {
@@ -451,32 +484,42 @@ sluice_status sluice_complete(sluice_engine* engine, sluice_str tenant, sluice_s
                               sluice_error** err) {
   return Guard(err, [&]() -> sluice_status {
     SLUICE_ENGINE(engine);
-    SLUICE_REQUIRE(outcome != nullptr, "outcome must not be NULL");
-    if (outcome->version != SLUICE_OUTCOME_VERSION) {
-      return Fail(err, SLUICE_INVALID_ARGUMENT,
-                  "outcome.version " + std::to_string(outcome->version) + " is not supported");
-    }
-    SLUICE_REQUIRE(!(outcome->result == nullptr && outcome->result_len > 0) &&
-                       !(outcome->error_data == nullptr && outcome->error_data_len > 0),
-                   "outcome: a NULL pointer with a non-zero length");
     sluice::Outcome o;
-    switch (outcome->kind) {
-      case SLUICE_OUTCOME_SUCCESS:
-        o = sluice::Outcome::Success(CopyBytes(outcome->result, outcome->result_len));
-        break;
-      case SLUICE_OUTCOME_FAILURE:
-        o = sluice::Outcome::Failure(Copy(outcome->error_code), Copy(outcome->error_message),
-                                     CopyBytes(outcome->error_data, outcome->error_data_len));
-        o.no_retry = outcome->no_retry;
-        break;
-      case SLUICE_OUTCOME_CANCELLED:
-        o = sluice::Outcome::Cancelled();
-        break;
-      default:
-        return Fail(err, SLUICE_INVALID_ARGUMENT,
-                    "outcome.kind is not SLUICE_OUTCOME_SUCCESS, _FAILURE or _CANCELLED");
-    }
+    std::string why;
+    if (!ConvertOutcome(outcome, &o, &why)) return Fail(err, SLUICE_INVALID_ARGUMENT, why);
     return FromStatus(engine->engine->Complete(View(tenant), View(task_id), lease_token, o), err);
+  });
+}
+
+sluice_status sluice_complete_batch(sluice_status* out_statuses, sluice_engine* engine,
+                                    const sluice_completion* items, size_t len,
+                                    sluice_error** err) {
+  return Guard(err, [&]() -> sluice_status {
+    SLUICE_ENGINE(engine);
+    SLUICE_REQUIRE(out_statuses != nullptr || len == 0, "out_statuses must not be NULL");
+    SLUICE_REQUIRE(items != nullptr || len == 0, "items must not be NULL");
+    std::vector<size_t> index;  // reports[k] is items[index[k]]; bad outcomes never reach core
+    std::vector<sluice::Completion> valid;
+    valid.reserve(len);
+    for (size_t i = 0; i < len; ++i) {
+      sluice::Completion c;
+      std::string why;
+      if (!ConvertOutcome(items[i].outcome, &c.outcome, &why)) {
+        out_statuses[i] = SLUICE_INVALID_ARGUMENT;
+        continue;
+      }
+      c.tenant = Copy(items[i].tenant);
+      c.task_id = Copy(items[i].task_id);
+      c.lease_token = items[i].lease_token;
+      valid.push_back(std::move(c));
+      index.push_back(i);
+    }
+    auto r = engine->engine->CompleteBatch(valid);
+    if (!r.ok()) return FromStatus(r.status(), err);
+    for (size_t k = 0; k < index.size(); ++k) {
+      out_statuses[index[k]] = static_cast<sluice_status>((*r)[k].code());
+    }
+    return SLUICE_OK;
   });
 }
 

@@ -112,6 +112,11 @@ std::vector<ConcurrencyKeyInfo> Engine::ListConcurrencyKeys(uint32_t limit) cons
   return impl_->ListConcurrencyKeys(limit);
 }
 
+Result<std::vector<Status>> Engine::CompleteBatch(std::span<const Completion> reports) {
+  SLUICE_ADMIT();
+  return WithGrants(impl_.get(), impl_->CompleteBatch(reports), impl_->GrantBudget());
+}
+
 Result<CancelResult> Engine::Cancel(std::string_view tenant, std::string_view id) {
   SLUICE_ADMIT();
   return WithGrants(impl_.get(), impl_->Cancel(tenant, id), impl_->GrantBudget());

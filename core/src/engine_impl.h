@@ -61,6 +61,7 @@ class Engine::Impl {
                                     std::string_view worker_id, uint64_t lease_token);
   Status Complete(std::string_view tenant, std::string_view task_id, uint64_t lease_token,
                   const Outcome& outcome);
+  Result<std::vector<Status>> CompleteBatch(std::span<const Completion> reports);
   Result<size_t> ReapExpired();
 
   // engine_limits.cc — concurrency limits.

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <limits>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "backoff.h"
 #include "engine_impl.h"
@@ -521,6 +522,68 @@ Status Engine::Impl::Complete(std::string_view tenant, std::string_view task_id,
   if (!s.ok()) return s;
   ApplyFinish(f, tenant, id, st, lv.expires_ms, lease_key, now);
   return Status::Ok();
+}
+
+Result<std::vector<Status>> Engine::Impl::CompleteBatch(std::span<const Completion> reports) {
+  if (reports.size() > options_.max_lease_batch) {
+    return Status::TooLarge("batch has " + std::to_string(reports.size()) +
+                            " reports; the limit is " + std::to_string(options_.max_lease_batch) +
+                            " (max_lease_batch)");
+  }
+  std::vector<Status> out(reports.size());
+  std::vector<std::string_view> ids(reports.size());
+  std::vector<uint32_t> attempts(reports.size());
+  std::vector<size_t> stripes;
+  for (size_t i = 0; i < reports.size(); ++i) {
+    out[i] = ParseTask(reports[i].tenant, reports[i].task_id, &ids[i], &attempts[i]);
+    if (out[i].ok()) out[i] = validate::TaskOutcome(reports[i].outcome, options_.limits);
+    if (out[i].ok()) stripes.push_back(StripeOf(reports[i].tenant, ids[i]));
+  }
+  auto locks = LockStripes(std::move(stripes));
+
+  struct Done {
+    size_t index = 0;
+    Finish finish;
+    storage::JobState st;
+    codec::LeaseValue lease;
+    std::string lease_key;
+  };
+  std::vector<Done> done;
+  std::unordered_set<std::string> finished;  // lease keys ended earlier in this batch
+  rocksdb::WriteBatch batch;
+  const int64_t now = Now();
+  for (size_t i = 0; i < reports.size(); ++i) {
+    if (!out[i].ok()) continue;
+    const Completion& r = reports[i];
+    Done d;
+    d.index = i;
+    d.lease_key = keys::LeaseKey(r.tenant, ids[i]);
+    if (finished.contains(d.lease_key)) {
+      out[i] = LeaseLost(r.task_id, "already reported in this batch");
+      continue;
+    }
+    Status s = CheckLease(d.lease_key, r.task_id, attempts[i], r.lease_token, now, &d.lease);
+    if (s.ok()) s = ReadJobState(r.tenant, ids[i], &d.st);
+    if (s.code() == StatusCode::kIoError) return s;  // the engine has stopped
+    if (s.ok() &&
+        (d.st.status() != storage::STORED_STATUS_RUNNING || d.st.lease_token() != r.lease_token)) {
+      s = Status::Corruption("job \"" + std::string(ids[i]) +
+                             "\" has a lease but is not running it");
+    }
+    out[i] = s;
+    if (!s.ok()) continue;
+    d.finish = FinishAttempt(r.tenant, ids[i], &d.st, d.lease, r.outcome, now, &batch);
+    finished.insert(d.lease_key);
+    done.push_back(std::move(d));
+  }
+  if (done.empty()) return out;
+  Status s = Write(&batch);
+  if (!s.ok()) return s;
+  for (const Done& d : done) {
+    ApplyFinish(d.finish, reports[d.index].tenant, ids[d.index], d.st, d.lease.expires_ms,
+                d.lease_key, now);
+  }
+  return out;
 }
 
 Result<size_t> Engine::Impl::ReapExpired() {

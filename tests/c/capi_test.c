@@ -169,6 +169,51 @@ static void test_batch_and_scheduling(sluice_engine *e) {
   sluice_free(rs);
 }
 
+static void test_complete_batch(sluice_engine *e) {
+  sluice_error *err = NULL;
+  sluice_job_spec spec = SLUICE_JOB_SPEC_INIT;
+  sluice_enqueue_result *res = NULL;
+  sluice_lease_request req = SLUICE_LEASE_REQUEST_INIT;
+  sluice_lease_response *lease = NULL;
+  sluice_outcome ok = SLUICE_OUTCOME_INIT, bad = SLUICE_OUTCOME_INIT;
+  sluice_completion items[4];
+  sluice_status statuses[4];
+  int i;
+  spec.queue = S("batch-complete");
+  for (i = 0; i < 2; ++i) {
+    CHECK(sluice_enqueue(&res, e, &spec, &err) == SLUICE_OK);
+    sluice_free(res);
+  }
+  req.queue = S("batch-complete");
+  req.worker_id = S("w");
+  req.max_tasks = 10;
+  CHECK(sluice_lease(&lease, e, &req, &err) == SLUICE_OK);
+  CHECK(lease != NULL && lease->tasks_len == 2);
+  if (lease == NULL || lease->tasks_len != 2) return;
+  bad.version = 77;
+  for (i = 0; i < 4; ++i) {
+    const sluice_task *t = &lease->tasks[i % 2];
+    items[i].tenant = t->tenant;
+    items[i].task_id = t->task_id;
+    items[i].lease_token = t->lease_token;
+    items[i].outcome = &ok;
+  }
+  items[2].outcome = &bad; /* malformed outcome: refused alone */
+  /* items[3] repeats task 1: already reported in this batch */
+  CHECK(sluice_complete_batch(statuses, e, items, 4, &err) == SLUICE_OK);
+  CHECK(statuses[0] == SLUICE_OK);
+  CHECK(statuses[1] == SLUICE_OK);
+  CHECK(statuses[2] == SLUICE_INVALID_ARGUMENT);
+  CHECK(statuses[3] == SLUICE_LEASE_LOST);
+  {
+    sluice_job *j = NULL;
+    CHECK(sluice_get_job(&j, e, S(""), lease->tasks[1].job_id, false, &err) == SLUICE_OK);
+    CHECK(j != NULL && j->status == SLUICE_JOB_SUCCEEDED);
+    sluice_free(j);
+  }
+  sluice_free(lease);
+}
+
 static void test_errors(sluice_engine *e) {
   sluice_error *err = NULL;
   sluice_job_spec spec = SLUICE_JOB_SPEC_INIT;
@@ -291,6 +336,7 @@ int main(int argc, char **argv) {
   }
   test_lifecycle(e);
   test_batch_and_scheduling(e);
+  test_complete_batch(e);
   test_errors(e);
   test_limits(e);
   CHECK(sluice_engine_stats(&stats, e, &err) == SLUICE_OK);

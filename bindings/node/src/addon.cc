@@ -19,6 +19,7 @@
 #include <napi.h>
 #include <sluice/sluice.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <utility>
@@ -143,19 +144,52 @@ struct CompleteOp {
   Napi::Value Result(Napi::Env env) { return env.Undefined(); }
 };
 
-// Many completions in one hop: sluice_complete per item, each with its own status (closed
-// included: items before the close were recorded). The call itself always resolves.
+// Many completions in one hop: sluice_complete_batch per chunk (one atomic write, one fsync
+// under sync durability), each report with its own status. A chunk the engine refuses as a
+// whole (closed, storage failure) gives that status to each of its reports; chunks before it
+// were recorded. The call itself always resolves.
 struct CompleteManyOp {
+  // Below the engine's default max_lease_batch (1000); an engine opened with a smaller one
+  // answers SLUICE_TOO_LARGE and the chunk is reported one by one.
+  static constexpr size_t kChunk = 256;
   std::vector<CompleteItem> items;
   std::vector<Failure> results;
 
   sluice_status Run(sluice_engine* e, sluice_error**) {
     results.resize(items.size());
-    for (size_t i = 0; i < items.size(); ++i) {
+    std::vector<sluice_completion> chunk;
+    std::vector<sluice_status> statuses;
+    for (size_t start = 0; start < items.size(); start += kChunk) {
+      const size_t n = std::min(kChunk, items.size() - start);
+      chunk.clear();
+      for (size_t i = start; i < start + n; ++i) {
+        chunk.push_back(sluice_completion{Str(items[i].tenant), Str(items[i].task_id),
+                                          items[i].token, items[i].outcome->Bind()});
+      }
+      statuses.assign(n, SLUICE_OK);
       sluice_error* err = nullptr;
-      const sluice_status st = sluice_complete(e, Str(items[i].tenant), Str(items[i].task_id),
-                                               items[i].token, items[i].outcome->Bind(), &err);
-      results[i].Take(st, err);
+      const sluice_status st = sluice_complete_batch(statuses.data(), e, chunk.data(), n, &err);
+      if (st == SLUICE_TOO_LARGE) {
+        sluice_error_free(err);
+        for (size_t i = start; i < start + n; ++i) {
+          sluice_error* item_err = nullptr;
+          const sluice_status s1 =
+              sluice_complete(e, Str(items[i].tenant), Str(items[i].task_id), items[i].token,
+                              items[i].outcome->Bind(), &item_err);
+          results[i].Take(s1, item_err);
+        }
+        continue;
+      }
+      if (st != SLUICE_OK) {
+        const std::string message = err != nullptr ? sluice_error_message(err) : "";
+        sluice_error_free(err);
+        for (size_t i = start; i < start + n; ++i) {
+          results[i].status = st;
+          results[i].message = message.empty() ? sluice_status_name(st) : message;
+        }
+        continue;
+      }
+      for (size_t k = 0; k < n; ++k) results[start + k].Take(statuses[k], nullptr);
     }
     return SLUICE_OK;
   }

@@ -310,6 +310,24 @@ SLUICE_EXPORT sluice_status sluice_complete(sluice_engine *engine, sluice_str te
                                             sluice_str task_id, uint64_t lease_token,
                                             const sluice_outcome *outcome, sluice_error **err);
 
+/* One report of sluice_complete_batch (a fixed struct: the outcome carries the version). */
+typedef struct sluice_completion {
+  sluice_str tenant;
+  sluice_str task_id;
+  uint64_t lease_token;
+  const sluice_outcome *outcome;
+} sluice_completion;
+
+/* Ends up to max_lease_batch attempts in ONE atomic write (one fsync under sync durability).
+ * out_statuses[i] (an array of `len` the caller provides) receives each report's status:
+ * SLUICE_OK, or why it was refused (SLUICE_LEASE_LOST, SLUICE_INVALID_ARGUMENT, ...; a second
+ * report of the same attempt in one batch is SLUICE_LEASE_LOST). The call itself returns
+ * SLUICE_OK when the batch was processed; any other status means nothing was written. */
+SLUICE_EXPORT sluice_status sluice_complete_batch(sluice_status *out_statuses,
+                                                  sluice_engine *engine,
+                                                  const sluice_completion *items, size_t len,
+                                                  sluice_error **err);
+
 /* ---- Operators ---- */
 
 /* Cancels a job: pending jobs end cancelled at once (*out_status SLUICE_JOB_CANCELLED); a

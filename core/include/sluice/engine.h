@@ -70,6 +70,12 @@ class Engine {
   Status Complete(std::string_view tenant, std::string_view task_id, uint64_t lease_token,
                   const Outcome& outcome);
 
+  // Ends up to max_lease_batch attempts in one atomic write (one fsync under sync durability).
+  // Each report is judged like Complete and gets its own status (kLeaseLost, kInvalidArgument,
+  // ...); a report of an attempt already reported earlier in the same batch is kLeaseLost.
+  // The call fails as a whole (nothing written) only when the engine is closed or storage fails.
+  Result<std::vector<Status>> CompleteBatch(std::span<const Completion> reports);
+
   // Cancels a job: a pending job ends cancelled at once (its task removed); a running job gets
   // cancel_requested (its worker learns on heartbeat). Cancelling a cancelled job is a no-op;
   // a succeeded or failed job is kFailedPrecondition.

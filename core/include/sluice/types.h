@@ -186,6 +186,14 @@ struct Outcome {
   }
 };
 
+// One report of Engine::CompleteBatch: the same arguments as Complete.
+struct Completion {
+  std::string tenant;
+  std::string task_id;
+  uint64_t lease_token = 0;
+  Outcome outcome;
+};
+
 // What Cancel did: cancelled at once, or (running job) cancellation requested.
 struct CancelResult {
   JobStatus status = JobStatus::kCancelled;
