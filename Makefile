@@ -19,7 +19,9 @@ DATA_DIR ?= data
 APT_PACKAGES := build-essential cmake ninja-build ccache pkg-config git \
   librocksdb-dev libprotobuf-dev protobuf-compiler libgtest-dev libgmock-dev \
   libbenchmark-dev clang-format clang-tidy \
-  pybind11-dev python3-dev python3-pytest python3-venv
+  pybind11-dev python3-dev python3-pytest python3-venv \
+  libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libcpp-httplib-dev prometheus-cpp-dev \
+  libcli11-dev redis-server
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -109,7 +109,16 @@ Result<ConcurrencyKeyInfo> Engine::GetConcurrencyKey(std::string_view tenant,
 }
 
 std::vector<ConcurrencyKeyInfo> Engine::ListConcurrencyKeys(uint32_t limit) const {
-  return impl_->ListConcurrencyKeys(limit);
+  return impl_->ListConcurrencyKeys(limit, nullptr);
+}
+
+std::vector<ConcurrencyKeyInfo> Engine::ListConcurrencyKeys(std::string_view tenant,
+                                                            uint32_t limit) const {
+  return impl_->ListConcurrencyKeys(limit, &tenant);
+}
+
+std::vector<QueueDepth> Engine::QueueDepths(uint32_t limit, size_t* total_queues) const {
+  return impl_->QueueDepths(limit, total_queues);
 }
 
 Result<std::vector<Status>> Engine::CompleteBatch(std::span<const Completion> reports) {
@@ -142,8 +151,10 @@ Result<Job> Engine::GetJob(std::string_view tenant, std::string_view id, bool in
   return impl_->GetJob(tenant, id, include_attempts);
 }
 
-Result<JobResult> Engine::GetResult(std::string_view tenant, std::string_view id) {
+Result<JobResult> Engine::GetResult(std::string_view tenant, std::string_view id,
+                                    uint32_t wait_ms) {
   SLUICE_ADMIT();
+  if (wait_ms > 0) return impl_->WaitResult(tenant, id, wait_ms);
   return impl_->GetResult(tenant, id);
 }
 

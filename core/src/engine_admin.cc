@@ -67,6 +67,7 @@ Result<CancelResult> Engine::Impl::Cancel(std::string_view tenant, std::string_v
       (void)due;
       (void)seq;
       counters_.cancelled.fetch_add(1, std::memory_order_relaxed);
+      NotifyFinished(tenant, id);
       return CancelResult{JobStatus::kCancelled, false};
     }
     case storage::STORED_STATUS_RUNNING: {
@@ -182,6 +183,7 @@ Status Engine::Impl::Delete(std::string_view tenant, std::string_view id) {
   if (!s.ok()) return s;
   if (pending) RemovePendingCommitted(tenant, id, before);
   (void)now;
+  NotifyFinished(tenant, id);  // a waiter learns the job is gone (kNotFound)
   return Status::Ok();
 }
 
@@ -283,6 +285,98 @@ Result<JobResult> Engine::Impl::GetResult(std::string_view tenant, std::string_v
   r.result = ar.result();
   r.error = {ar.error_code(), ar.error_message(), ar.error_data()};
   return r;
+}
+
+}  // namespace sluice
+
+namespace sluice {
+
+Result<JobResult> Engine::Impl::WaitResult(std::string_view tenant, std::string_view id,
+                                           uint32_t wait_ms) {
+  Status s = validate::JobRef(tenant, id, options_.limits);
+  if (!s.ok()) return s;
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(std::min(wait_ms, options_.max_wait_ms));
+  const std::string key = keys::JobKey(tenant, id);
+  uint64_t seen = 0;
+  // Register before the first read: a final transition that commits after the read bumps the
+  // generation this waiter watches; one that committed before it is visible to the read.
+  {
+    std::lock_guard<std::mutex> lock(result_mu_);
+    ++result_waiters_[key];
+    result_waiter_count_.fetch_add(1, std::memory_order_seq_cst);
+    seen = finished_gen_;
+  }
+  Result<JobResult> r = GetResult(tenant, id);
+  while (r.ok() && !r->finished && !closed_.load()) {
+    bool woke = false;
+    {
+      std::unique_lock<std::mutex> lock(result_mu_);
+      woke = result_cv_.wait_until(lock, deadline,
+                                   [&] { return finished_gen_ != seen || closed_.load(); });
+      seen = finished_gen_;
+    }
+    if (closed_.load()) break;
+    r = GetResult(tenant, id);
+    if (!woke) break;  // the wait ended: answer with the state as it is
+  }
+  {
+    std::lock_guard<std::mutex> lock(result_mu_);
+    auto it = result_waiters_.find(key);
+    if (--it->second == 0) result_waiters_.erase(it);
+    result_waiter_count_.fetch_sub(1, std::memory_order_seq_cst);
+  }
+  if (closed_.load() && r.ok() && !r->finished) return Status::Closed("the engine is closing");
+  return r;
+}
+
+void Engine::Impl::NotifyFinished(std::string_view tenant, std::string_view id) {
+  if (result_waiter_count_.load(std::memory_order_seq_cst) == 0) return;
+  {
+    std::lock_guard<std::mutex> lock(result_mu_);
+    if (result_waiters_.find(keys::JobKey(tenant, id)) == result_waiters_.end()) return;
+    ++finished_gen_;
+  }
+  result_cv_.notify_all();
+}
+
+std::vector<QueueDepth> Engine::Impl::QueueDepths(uint32_t limit, size_t* total_queues) const {
+  struct Entry {
+    const std::string* prefix;
+    uint64_t waiting;
+    uint64_t scheduled;
+  };
+  std::vector<Entry> all;
+  const int64_t now = Now();
+  {
+    std::lock_guard<std::mutex> lock(index_mu_);
+    all.reserve(index_.queues().size());
+    for (const auto& [prefix, q] : index_.queues()) {
+      if (q->ready.empty() && q->scheduled.empty()) continue;
+      // Future tasks already due (not yet moved by a Pop) count as waiting.
+      const auto first_future = q->scheduled.lower_bound(TaskRef{0, now + 1, 0, {}});
+      const auto due = static_cast<uint64_t>(std::distance(q->scheduled.begin(), first_future));
+      all.push_back({&prefix, q->ready.size() + due, q->scheduled.size() - due});
+    }
+    if (total_queues != nullptr) *total_queues = all.size();
+    const size_t n = std::min<size_t>(limit, all.size());
+    std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(n), all.end(),
+                      [](const Entry& a, const Entry& b) {
+                        return a.waiting + a.scheduled > b.waiting + b.scheduled;
+                      });
+    all.resize(n);
+    std::vector<QueueDepth> out;
+    out.reserve(n);
+    for (const Entry& e : all) {
+      // 'T' str(tenant) str(queue)
+      keys::Reader rd(std::string_view(*e.prefix).substr(1));
+      std::string_view tenant;
+      std::string_view queue;
+      if (!rd.GetStr(&tenant) || !rd.GetStr(&queue)) continue;
+      out.push_back({std::string(tenant), std::string(queue), e.waiting, e.scheduled});
+    }
+    return out;
+  }
 }
 
 }  // namespace sluice

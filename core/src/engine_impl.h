@@ -76,7 +76,10 @@ class Engine::Impl {
   Status SetFloatingLimit(std::string_view tenant, std::string_view key, uint32_t max);
   Result<ConcurrencyKeyInfo> GetConcurrencyKey(std::string_view tenant, ConcurrencyLimit::Kind kind,
                                                std::string_view key);
-  std::vector<ConcurrencyKeyInfo> ListConcurrencyKeys(uint32_t limit) const;
+  // Busiest active keys; only `*tenant`'s when tenant is set.
+  std::vector<ConcurrencyKeyInfo> ListConcurrencyKeys(uint32_t limit,
+                                                      const std::string_view* tenant) const;
+  std::vector<QueueDepth> QueueDepths(uint32_t limit, size_t* total_queues) const;
   // Grants waiters of dirty keys, at most `budget` grants; returns whether work is left.
   // Leftovers are picked up by the next call and by the reaper.
   bool RunGrants(size_t budget);
@@ -92,6 +95,10 @@ class Engine::Impl {
   Status Delete(std::string_view tenant, std::string_view id);
   Result<Job> GetJob(std::string_view tenant, std::string_view id, bool include_attempts);
   Result<JobResult> GetResult(std::string_view tenant, std::string_view id);
+  // GetResult that waits (bounded) for the job's final transition.
+  Result<JobResult> WaitResult(std::string_view tenant, std::string_view id, uint32_t wait_ms);
+  // Wakes GetResult waiters of (tenant, id): called after a write that ended or deleted the job.
+  void NotifyFinished(std::string_view tenant, std::string_view id);
 
   // Admission of a public call: fails with kClosed after Close began, kIoError after a
   // storage failure. Counted so Close can wait for calls in flight.
@@ -232,6 +239,13 @@ class Engine::Impl {
 
   std::array<std::mutex, kStripes> stripes_;
   mutable std::mutex index_mu_;
+  // GetResult waiters: job key -> number of waiters; finished_gen_ moves on every final
+  // transition of a waited-on job. Notifiers look only when result_waiter_count_ > 0.
+  std::mutex result_mu_;
+  std::condition_variable result_cv_;
+  std::unordered_map<std::string, int> result_waiters_;
+  std::atomic<int> result_waiter_count_{0};
+  uint64_t finished_gen_ = 0;
   MemoryIndex index_;
   mutable std::mutex limits_mu_;
   LimitIndex limits_;

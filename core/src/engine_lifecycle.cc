@@ -211,6 +211,11 @@ Status Engine::Impl::Close() {
     index_.NotifyAll();
   }
   {
+    std::lock_guard<std::mutex> lock(result_mu_);
+    ++finished_gen_;
+  }
+  result_cv_.notify_all();
+  {
     std::unique_lock<std::mutex> lock(close_mu_);
     close_cv_.wait(lock, [this] { return active_calls_.load() == 0; });
   }

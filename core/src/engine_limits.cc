@@ -578,10 +578,11 @@ Result<ConcurrencyKeyInfo> Engine::Impl::GetConcurrencyKey(std::string_view tena
   return info;
 }
 
-std::vector<ConcurrencyKeyInfo> Engine::Impl::ListConcurrencyKeys(uint32_t limit) const {
+std::vector<ConcurrencyKeyInfo> Engine::Impl::ListConcurrencyKeys(
+    uint32_t limit, const std::string_view* tenant) const {
   std::vector<ConcurrencyKeyInfo> out;
   std::lock_guard<std::mutex> lock(limits_mu_);
-  for (const KeyState* ks : limits_.Busiest(limit)) {
+  for (const KeyState* ks : limits_.Busiest(limit, tenant)) {
     ConcurrencyKeyInfo info;
     info.tenant = ks->tenant;
     info.key = std::string(ks->key());

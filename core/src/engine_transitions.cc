@@ -481,7 +481,11 @@ void Engine::Impl::ApplyFinish(const Finish& f, std::string_view tenant, std::st
       index_.Queue(f.queue_prefix)->cv.notify_all();
     }
   }
-  if (f.requeued) counters_.retried.fetch_add(1, std::memory_order_relaxed);
+  if (f.requeued) {
+    counters_.retried.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    NotifyFinished(tenant, id);
+  }
   switch (f.job_status) {
     case JobStatus::kSucceeded:
       counters_.succeeded.fetch_add(1, std::memory_order_relaxed);

@@ -202,10 +202,13 @@ bool LimitIndex::PopDirty(std::string* id) {
   return true;
 }
 
-std::vector<const KeyState*> LimitIndex::Busiest(size_t limit) const {
+std::vector<const KeyState*> LimitIndex::Busiest(size_t limit,
+                                                 const std::string_view* tenant) const {
   std::vector<const KeyState*> all;
-  all.reserve(keys_.size());
-  for (const auto& [id, ks] : keys_) all.push_back(ks.get());
+  all.reserve(tenant ? 16 : keys_.size());
+  for (const auto& [id, ks] : keys_) {
+    if (tenant == nullptr || ks->tenant == *tenant) all.push_back(ks.get());
+  }
   const size_t n = std::min(limit, all.size());
   std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(n), all.end(),
                     [](const KeyState* a, const KeyState* b) {

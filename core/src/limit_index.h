@@ -124,7 +124,8 @@ class LimitIndex {
   uint64_t holders() const { return holders_; }
   uint64_t waiters() const { return waiters_; }
   // Up to `limit` active keys, most holders+waiters first.
-  std::vector<const KeyState*> Busiest(size_t limit) const;
+  // Up to `limit` keys, most holders + waiters first; only `*tenant`'s when tenant is set.
+  std::vector<const KeyState*> Busiest(size_t limit, const std::string_view* tenant = nullptr) const;
 
  private:
   void Claim(KeyState* ks, const LimitClaim& c);

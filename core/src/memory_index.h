@@ -81,6 +81,10 @@ class MemoryIndex {
   std::vector<std::pair<int64_t, std::string>> Expired(int64_t now_ms, size_t max) const;
 
   uint64_t pending_tasks() const { return pending_; }
+  // Every queue with an index (queue prefix -> index), for depth reports.
+  const std::unordered_map<std::string, std::unique_ptr<QueueIndex>>& queues() const {
+    return queues_;
+  }
   uint64_t leases() const { return expiries_.size(); }
 
  private:

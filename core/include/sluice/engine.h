@@ -122,12 +122,23 @@ class Engine {
 
   // Up to `limit` active keys (with holders or waiters), busiest first; for metrics.
   std::vector<ConcurrencyKeyInfo> ListConcurrencyKeys(uint32_t limit) const;
+  // The same for one tenant only.
+  std::vector<ConcurrencyKeyInfo> ListConcurrencyKeys(std::string_view tenant,
+                                                      uint32_t limit) const;
+
+  // Up to `limit` queues with pending tasks, deepest first, and the number of queues with
+  // pending tasks in total (for bounded-cardinality metrics). Served from memory.
+  std::vector<QueueDepth> QueueDepths(uint32_t limit, size_t* total_queues = nullptr) const;
 
   // Reads a job; with include_attempts, its attempt history (oldest first).
   Result<Job> GetJob(std::string_view tenant, std::string_view id, bool include_attempts = false);
 
-  // Reads a job's result: status, and result bytes or last error once terminal.
-  Result<JobResult> GetResult(std::string_view tenant, std::string_view id);
+  // Reads a job's result: status, and result bytes or last error once terminal. With
+  // wait_ms > 0 (capped at EngineOptions::max_wait_ms) waits until the job is terminal or the
+  // wait ends, woken by the job's final transition (no polling); then returns the state as it
+  // is (finished=false on timeout). kNotFound when the job does not exist (or is deleted while
+  // waited on); kClosed when the engine closes during the wait.
+  Result<JobResult> GetResult(std::string_view tenant, std::string_view id, uint32_t wait_ms = 0);
 
   // Reaps every job lease and refresh lease that has expired by now and returns how many job
   // leases it reaped; also runs grant passes left over from bounded passes. The background

@@ -272,6 +272,14 @@ struct FloatingLimitState {
   uint64_t waiters = 0;
 };
 
+// Pending tasks of one (tenant, queue), from memory (for metrics and operators).
+struct QueueDepth {
+  std::string tenant;
+  std::string queue;
+  uint64_t waiting = 0;    // due now (including retries whose backoff has passed)
+  uint64_t scheduled = 0;  // start time or retry backoff in the future
+};
+
 // Live state of one concurrency key (idle keys report zeros).
 struct ConcurrencyKeyInfo {
   std::string tenant;

@@ -1,0 +1,375 @@
+#include "service.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "convert.h"
+#include "errors.h"
+#include "log.h"
+
+namespace sluice::server {
+namespace {
+
+// Long waits run in slices of this length so drains and departed callers end them quickly.
+constexpr uint32_t kWaitSliceMs = 100;
+// Default and most entries of a list call.
+constexpr uint32_t kDefaultListLimit = 100;
+constexpr uint32_t kMaxListLimit = 1000;
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+uint32_t ListLimit(uint32_t requested) {
+  return requested == 0 ? kDefaultListLimit : std::min(requested, kMaxListLimit);
+}
+
+ConcurrencyLimit::Kind FromProto(v1::ConcurrencyLimit::Kind k) {
+  return k == v1::ConcurrencyLimit::FLOATING ? ConcurrencyLimit::Kind::kFloating
+                                             : ConcurrencyLimit::Kind::kFixed;
+}
+
+}  // namespace
+
+SluiceService::SluiceService(Engine* engine, const CallPrincipals* principals, NodeFacts facts,
+                             std::function<void(const Status&)> on_storage_error)
+    : engine_(engine),
+      principals_(principals),
+      facts_(std::move(facts)),
+      on_storage_error_(std::move(on_storage_error)) {}
+
+template <typename Fn>
+grpc::Status SluiceService::Run(grpc::ServerContext* ctx, const std::string& requested_tenant,
+                                Fn&& fn) {
+  const std::optional<Principal> p = principals_->Get(ctx);
+  if (!p) {
+    return ServerError(ctx, grpc::StatusCode::UNAUTHENTICATED, "unauthenticated",
+                       "the call carries no valid token");
+  }
+  std::string tenant = requested_tenant;
+  if (p->bound) {
+    if (!requested_tenant.empty() && requested_tenant != p->tenant) {
+      return ServerError(ctx, grpc::StatusCode::PERMISSION_DENIED, "permission_denied",
+                         "the token is bound to another tenant than the request names");
+    }
+    tenant = p->tenant;
+  }
+  const Status s = fn(static_cast<const std::string&>(tenant), *p);
+  if (s.code() == StatusCode::kIoError) {
+    Log(LogLevel::kError, "storage error: stopping", {{"error", s.message()}});
+    on_storage_error_(s);
+  }
+  return ToGrpc(s, ctx);
+}
+
+bool SluiceService::StopWaiting(grpc::ServerContext* ctx) const {
+  return draining_.load() || ctx->IsCancelled();
+}
+
+grpc::Status SluiceService::Enqueue(grpc::ServerContext* ctx, const v1::EnqueueRequest* req,
+                                    v1::EnqueueResponse* resp) {
+  return Run(ctx, req->tenant(), [&](const std::string& tenant, const Principal&) {
+    auto r = engine_->Enqueue(FromProto(req->job(), tenant));
+    if (!r.ok()) return r.status();
+    ToProto(*r, resp);
+    return Status::Ok();
+  });
+}
+
+grpc::Status SluiceService::EnqueueBatch(grpc::ServerContext* ctx,
+                                         const v1::EnqueueBatchRequest* req,
+                                         v1::EnqueueBatchResponse* resp) {
+  return Run(ctx, req->tenant(), [&](const std::string& tenant, const Principal&) {
+    std::vector<JobSpec> specs;
+    specs.reserve(static_cast<size_t>(req->jobs_size()));
+    for (const v1::JobSpec& j : req->jobs()) specs.push_back(FromProto(j, tenant));
+    auto r = engine_->EnqueueBatch(specs);
+    if (!r.ok()) return r.status();
+    for (const EnqueueResult& e : *r) ToProto(e, resp->add_results());
+    return Status::Ok();
+  });
+}
+
+grpc::Status SluiceService::LeaseTasks(grpc::ServerContext* ctx, const v1::LeaseTasksRequest* req,
+                                       v1::LeaseTasksResponse* resp) {
+  return Run(ctx, req->tenant(), [&](const std::string& tenant, const Principal&) {
+    LeaseRequest lr;
+    lr.tenant = tenant;
+    lr.queue = req->queue();
+    lr.worker_id = req->worker_id();
+    lr.max_tasks = req->max_tasks();
+    const auto deadline = std::chrono::steady_clock::now() +
+                          std::chrono::milliseconds(std::min(req->wait_ms(), facts_.max_wait_ms));
+    // The first slice validates the request even when wait_ms is 0.
+    while (true) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            deadline - std::chrono::steady_clock::now())
+                            .count();
+      lr.wait_ms = static_cast<uint32_t>(std::clamp<int64_t>(left, 0, kWaitSliceMs));
+      auto r = engine_->LeaseTasks(lr);
+      if (!r.ok()) return r.status();
+      if (!r->tasks.empty() || !r->refreshes.empty()) {
+        const int64_t now = NowMs();
+        for (const Task& t : r->tasks) {
+          ToProto(t, static_cast<uint64_t>(std::max<int64_t>(0, t.lease_expires_ms - now)),
+                  resp->add_tasks());
+        }
+        for (const RefreshTask& rt : r->refreshes) ToProto(rt, resp->add_refreshes());
+        if (ctx->IsCancelled()) {
+          // The caller left after the lease: its tasks come back when the leases expire.
+          Log(LogLevel::kWarn, "lease caller went away; tasks wait for lease expiry",
+              {{"tasks", std::to_string(r->tasks.size())}, {"queue", req->queue()}});
+        }
+        return Status::Ok();
+      }
+      if (left <= 0 || StopWaiting(ctx)) return Status::Ok();
+    }
+  });
+}
+
+grpc::Status SluiceService::Heartbeat(grpc::ServerContext* ctx, const v1::HeartbeatRequest* req,
+                                      v1::HeartbeatResponse* resp) {
+  return Run(ctx, req->tenant(), [&](const std::string& tenant, const Principal&) {
+    auto r = engine_->Heartbeat(tenant, req->task_id(), req->worker_id(), req->lease_token());
+    if (!r.ok()) return r.status();
+    resp->set_lease_expires_ms(r->lease_expires_ms);
+    resp->set_cancel_requested(r->cancel_requested);
+    return Status::Ok();
+  });
+}
+
+grpc::Status SluiceService::ReportOutcome(grpc::ServerContext* ctx,
+                                          const v1::ReportOutcomeRequest* req,
+                                          v1::ReportOutcomeResponse* /*resp*/) {
+  return Run(ctx, req->tenant(), [&](const std::string& tenant, const Principal&) {
+    Outcome o;
+    if (!FromProto(req->outcome(), &o)) {
+      return Status::InvalidArgument("outcome: one of success, failure or cancelled is required");
+    }
+    return engine_->Complete(tenant, req->task_id(), req->lease_token(), o);
+  });
+}
+
+grpc::Status SluiceService::ReportOutcomes(grpc::ServerContext* ctx,
+                                           const v1::ReportOutcomesRequest* req,
+                                           v1::ReportOutcomesResponse* resp) {
+  return Run(ctx, req->tenant(), [&](const std::string& tenant, const Principal&) {
+    const int n = req->reports_size();
+    std::vector<Status> statuses(static_cast<size_t>(n));
+    std::vector<Completion> batch;
+    std::vector<size_t> index;  // batch entry -> report
+    batch.reserve(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) {
+      const v1::ReportOutcomeRequest& r = req->reports(i);
+      Completion c;
+      if (!FromProto(r.outcome(), &c.outcome)) {
+        statuses[static_cast<size_t>(i)] = Status::InvalidArgument(
+            "reports[" + std::to_string(i) + "].outcome: one of success, failure or cancelled "
+            "is required");
+        continue;
+      }
+      c.tenant = tenant;  // the reports' own tenant fields are ignored
+      c.task_id = r.task_id();
+      c.lease_token = r.lease_token();
+      batch.push_back(std::move(c));
+      index.push_back(static_cast<size_t>(i));
+    }
+    if (!batch.empty()) {
+      auto r = engine_->CompleteBatch(batch);
+      if (!r.ok()) return r.status();
+      for (size_t k = 0; k < r->size(); ++k) statuses[index[k]] = (*r)[k];
+    }
+    for (const Status& s : statuses) {
+      v1::ReportStatus* out = resp->add_statuses();
+      out->set_code(static_cast<int32_t>(GrpcCode(s.code())));
+      out->set_sluice_code(std::string(StatusCodeName(s.code())));
+      out->set_message(s.message());
+    }
+    return Status::Ok();
+  });
+}
+
+grpc::Status SluiceService::HeartbeatRefresh(grpc::ServerContext* ctx,
+                                             const v1::HeartbeatRefreshRequest* req,
+                                             v1::HeartbeatRefreshResponse* resp) {
+  return Run(ctx, req->tenant(), [&](const std::string& tenant, const Principal&) {
+    auto r = engine_->HeartbeatRefresh(tenant, req->key(), req->lease_token());
+    if (!r.ok()) return r.status();
+    resp->set_lease_expires_ms(*r);
+    return Status::Ok();
+  });
+}
+
+grpc::Status SluiceService::ReportRefreshOutcome(grpc::ServerContext* ctx,
+                                                 const v1::ReportRefreshOutcomeRequest* req,
+                                                 v1::ReportRefreshOutcomeResponse* /*resp*/) {
+  return Run(ctx, req->tenant(), [&](const std::string& tenant, const Principal&) {
+    RefreshOutcome o;
+    switch (req->outcome_case()) {
+      case v1::ReportRefreshOutcomeRequest::kNewMax:
+        o = RefreshOutcome::Success(req->new_max());
+        break;
+      case v1::ReportRefreshOutcomeRequest::kError:
+        o = RefreshOutcome::Failure(req->error().code(), req->error().message());
+        break;
+      case v1::ReportRefreshOutcomeRequest::OUTCOME_NOT_SET:
+        return Status::InvalidArgument("outcome: one of new_max or error is required");
+    }
+    return engine_->CompleteRefresh(tenant, req->key(), req->lease_token(), o);
+  });
+}
+
+grpc::Status SluiceService::GetJob(grpc::ServerContext* ctx, const v1::GetJobRequest* req,
+                                   v1::GetJobResponse* resp) {
+  return Run(ctx, req->tenant(), [&](const std::string& tenant, const Principal&) {
+    auto r = engine_->GetJob(tenant, req->id(), req->include_attempts());
+    if (!r.ok()) return r.status();
+    ToProto(*r, resp->mutable_job());
+    return Status::Ok();
+  });
+}
+
+grpc::Status SluiceService::GetJobResult(grpc::ServerContext* ctx,
+                                         const v1::GetJobResultRequest* req,
+                                         v1::GetJobResultResponse* resp) {
+  return Run(ctx, req->tenant(), [&](const std::string& tenant, const Principal&) {
+    const auto deadline = std::chrono::steady_clock::now() +
+                          std::chrono::milliseconds(std::min(req->wait_ms(), facts_.max_wait_ms));
+    while (true) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            deadline - std::chrono::steady_clock::now())
+                            .count();
+      const auto slice = static_cast<uint32_t>(std::clamp<int64_t>(left, 0, kWaitSliceMs));
+      auto r = engine_->GetResult(tenant, req->id(), slice);
+      if (!r.ok()) return r.status();
+      if (r->finished || left <= 0 || StopWaiting(ctx)) {
+        ToProto(*r, resp);
+        return Status::Ok();
+      }
+    }
+  });
+}
+
+grpc::Status SluiceService::CancelJob(grpc::ServerContext* ctx, const v1::CancelJobRequest* req,
+                                      v1::CancelJobResponse* resp) {
+  return Run(ctx, req->tenant(), [&](const std::string& tenant, const Principal&) {
+    auto r = engine_->Cancel(tenant, req->id());
+    if (!r.ok()) return r.status();
+    resp->set_status(ToProto(r->status));
+    resp->set_cancel_requested(r->cancel_requested);
+    return Status::Ok();
+  });
+}
+
+grpc::Status SluiceService::RestartJob(grpc::ServerContext* ctx, const v1::RestartJobRequest* req,
+                                       v1::RestartJobResponse* /*resp*/) {
+  return Run(ctx, req->tenant(), [&](const std::string& tenant, const Principal&) {
+    return engine_->Restart(tenant, req->id());
+  });
+}
+
+grpc::Status SluiceService::ExpediteJob(grpc::ServerContext* ctx,
+                                        const v1::ExpediteJobRequest* req,
+                                        v1::ExpediteJobResponse* /*resp*/) {
+  return Run(ctx, req->tenant(), [&](const std::string& tenant, const Principal&) {
+    return engine_->Expedite(tenant, req->id());
+  });
+}
+
+grpc::Status SluiceService::DeleteJob(grpc::ServerContext* ctx, const v1::DeleteJobRequest* req,
+                                      v1::DeleteJobResponse* /*resp*/) {
+  return Run(ctx, req->tenant(), [&](const std::string& tenant, const Principal&) {
+    return engine_->Delete(tenant, req->id());
+  });
+}
+
+grpc::Status SluiceService::GetFloatingLimit(grpc::ServerContext* ctx,
+                                             const v1::GetFloatingLimitRequest* req,
+                                             v1::GetFloatingLimitResponse* resp) {
+  return Run(ctx, req->tenant(), [&](const std::string& tenant, const Principal&) {
+    auto r = engine_->GetFloatingLimit(tenant, req->key());
+    if (!r.ok()) return r.status();
+    ToProto(*r, resp->mutable_limit());
+    return Status::Ok();
+  });
+}
+
+grpc::Status SluiceService::ListFloatingLimits(grpc::ServerContext* ctx,
+                                               const v1::ListFloatingLimitsRequest* req,
+                                               v1::ListFloatingLimitsResponse* resp) {
+  return Run(ctx, req->tenant(), [&](const std::string& tenant, const Principal&) {
+    auto r = engine_->ListFloatingLimits(tenant, req->after_key(), ListLimit(req->limit()));
+    if (!r.ok()) return r.status();
+    for (const FloatingLimitState& f : *r) ToProto(f, resp->add_limits());
+    return Status::Ok();
+  });
+}
+
+grpc::Status SluiceService::SetFloatingLimit(grpc::ServerContext* ctx,
+                                             const v1::SetFloatingLimitRequest* req,
+                                             v1::SetFloatingLimitResponse* /*resp*/) {
+  return Run(ctx, req->tenant(), [&](const std::string& tenant, const Principal&) {
+    return engine_->SetFloatingLimit(tenant, req->key(), req->max());
+  });
+}
+
+grpc::Status SluiceService::GetConcurrencyKey(grpc::ServerContext* ctx,
+                                              const v1::GetConcurrencyKeyRequest* req,
+                                              v1::GetConcurrencyKeyResponse* resp) {
+  return Run(ctx, req->tenant(), [&](const std::string& tenant, const Principal&) {
+    auto r = engine_->GetConcurrencyKey(tenant, FromProto(req->kind()), req->key());
+    if (!r.ok()) return r.status();
+    ToProto(*r, resp->mutable_key());
+    return Status::Ok();
+  });
+}
+
+grpc::Status SluiceService::ListConcurrencyKeys(grpc::ServerContext* ctx,
+                                                const v1::ListConcurrencyKeysRequest* req,
+                                                v1::ListConcurrencyKeysResponse* resp) {
+  return Run(ctx, req->tenant(), [&](const std::string& tenant, const Principal&) {
+    for (const ConcurrencyKeyInfo& k : engine_->ListConcurrencyKeys(tenant, ListLimit(req->limit()))) {
+      ToProto(k, resp->add_keys());
+    }
+    return Status::Ok();
+  });
+}
+
+grpc::Status SluiceService::GetNodeInfo(grpc::ServerContext* ctx,
+                                        const v1::GetNodeInfoRequest* /*req*/,
+                                        v1::GetNodeInfoResponse* resp) {
+  return Run(ctx, std::string(), [&](const std::string& /*tenant*/, const Principal& p) {
+    resp->set_version(facts_.version);
+    resp->set_node_id(facts_.node_id);
+    resp->set_durability(facts_.durability);
+    resp->set_started_ms(facts_.started_ms);
+    resp->set_caller_tenant(p.tenant);
+    resp->set_caller_tenant_bound(p.bound);
+    resp->set_default_lease_ms(facts_.default_lease_ms);
+    v1::GetNodeInfoResponse::Limits* l = resp->mutable_limits();
+    const SizeLimits& s = facts_.limits;
+    l->set_max_message_bytes(facts_.max_message_bytes);
+    l->set_max_id_bytes(s.max_id_bytes);
+    l->set_max_tenant_bytes(s.max_tenant_bytes);
+    l->set_max_queue_bytes(s.max_queue_bytes);
+    l->set_max_worker_id_bytes(s.max_worker_id_bytes);
+    l->set_max_payload_bytes(s.max_payload_bytes);
+    l->set_max_result_bytes(s.max_result_bytes);
+    l->set_max_error_code_bytes(s.max_error_code_bytes);
+    l->set_max_error_message_bytes(s.max_error_message_bytes);
+    l->set_max_error_data_bytes(s.max_error_data_bytes);
+    l->set_max_metadata_entries(s.max_metadata_entries);
+    l->set_max_metadata_key_bytes(s.max_metadata_key_bytes);
+    l->set_max_metadata_value_bytes(s.max_metadata_value_bytes);
+    l->set_max_limits_per_job(s.max_limits_per_job);
+    l->set_max_limit_key_bytes(s.max_limit_key_bytes);
+    l->set_max_batch_jobs(s.max_batch_jobs);
+    l->set_max_lease_batch(facts_.max_lease_batch);
+    l->set_max_wait_ms(facts_.max_wait_ms);
+    return Status::Ok();
+  });
+}
+
+}  // namespace sluice::server

@@ -1,0 +1,105 @@
+// The sluice.v1.Sluice gRPC service over one Engine.
+//
+// Every handler starts in Run(): it fetches the call's verified Principal (set by the auth
+// interceptor) and refuses to run without one, resolves the tenant (a bound token's tenant,
+// never the request's), calls the engine, and maps its Status (errors.h). Long waits
+// (LeaseTasks, GetJobResult) wait in slices so they end early when the server drains or the
+// caller goes away.
+#ifndef SLUICE_SERVER_SRC_SERVICE_H_
+#define SLUICE_SERVER_SRC_SERVICE_H_
+
+#include <atomic>
+#include <functional>
+#include <string>
+
+#include "auth.h"
+#include "sluice/engine.h"
+#include "sluice/v1/sluice.grpc.pb.h"
+
+namespace sluice::server {
+
+// What GetNodeInfo reports besides the engine's limits.
+struct NodeFacts {
+  std::string version;
+  std::string node_id;
+  std::string durability;
+  int64_t started_ms = 0;
+  uint32_t max_message_bytes = 0;
+  SizeLimits limits;
+  uint32_t max_lease_batch = 0;
+  uint32_t max_wait_ms = 0;
+  uint64_t default_lease_ms = 0;
+};
+
+class SluiceService final : public v1::Sluice::Service {
+ public:
+  // on_storage_error runs once per storage failure (the server then stops: ENVIRONMENT.md).
+  SluiceService(Engine* engine, const CallPrincipals* principals, NodeFacts facts,
+                std::function<void(const Status&)> on_storage_error);
+
+  // Draining: long-polls and result waits end at their next slice (within ~100 ms).
+  void StartDraining() { draining_.store(true); }
+  bool draining() const { return draining_.load(); }
+
+  grpc::Status Enqueue(grpc::ServerContext* ctx, const v1::EnqueueRequest* req,
+                       v1::EnqueueResponse* resp) override;
+  grpc::Status EnqueueBatch(grpc::ServerContext* ctx, const v1::EnqueueBatchRequest* req,
+                            v1::EnqueueBatchResponse* resp) override;
+  grpc::Status LeaseTasks(grpc::ServerContext* ctx, const v1::LeaseTasksRequest* req,
+                          v1::LeaseTasksResponse* resp) override;
+  grpc::Status Heartbeat(grpc::ServerContext* ctx, const v1::HeartbeatRequest* req,
+                         v1::HeartbeatResponse* resp) override;
+  grpc::Status ReportOutcome(grpc::ServerContext* ctx, const v1::ReportOutcomeRequest* req,
+                             v1::ReportOutcomeResponse* resp) override;
+  grpc::Status ReportOutcomes(grpc::ServerContext* ctx, const v1::ReportOutcomesRequest* req,
+                              v1::ReportOutcomesResponse* resp) override;
+  grpc::Status HeartbeatRefresh(grpc::ServerContext* ctx, const v1::HeartbeatRefreshRequest* req,
+                                v1::HeartbeatRefreshResponse* resp) override;
+  grpc::Status ReportRefreshOutcome(grpc::ServerContext* ctx,
+                                    const v1::ReportRefreshOutcomeRequest* req,
+                                    v1::ReportRefreshOutcomeResponse* resp) override;
+  grpc::Status GetJob(grpc::ServerContext* ctx, const v1::GetJobRequest* req,
+                      v1::GetJobResponse* resp) override;
+  grpc::Status GetJobResult(grpc::ServerContext* ctx, const v1::GetJobResultRequest* req,
+                            v1::GetJobResultResponse* resp) override;
+  grpc::Status CancelJob(grpc::ServerContext* ctx, const v1::CancelJobRequest* req,
+                         v1::CancelJobResponse* resp) override;
+  grpc::Status RestartJob(grpc::ServerContext* ctx, const v1::RestartJobRequest* req,
+                          v1::RestartJobResponse* resp) override;
+  grpc::Status ExpediteJob(grpc::ServerContext* ctx, const v1::ExpediteJobRequest* req,
+                           v1::ExpediteJobResponse* resp) override;
+  grpc::Status DeleteJob(grpc::ServerContext* ctx, const v1::DeleteJobRequest* req,
+                         v1::DeleteJobResponse* resp) override;
+  grpc::Status GetFloatingLimit(grpc::ServerContext* ctx, const v1::GetFloatingLimitRequest* req,
+                                v1::GetFloatingLimitResponse* resp) override;
+  grpc::Status ListFloatingLimits(grpc::ServerContext* ctx,
+                                  const v1::ListFloatingLimitsRequest* req,
+                                  v1::ListFloatingLimitsResponse* resp) override;
+  grpc::Status SetFloatingLimit(grpc::ServerContext* ctx, const v1::SetFloatingLimitRequest* req,
+                                v1::SetFloatingLimitResponse* resp) override;
+  grpc::Status GetConcurrencyKey(grpc::ServerContext* ctx,
+                                 const v1::GetConcurrencyKeyRequest* req,
+                                 v1::GetConcurrencyKeyResponse* resp) override;
+  grpc::Status ListConcurrencyKeys(grpc::ServerContext* ctx,
+                                   const v1::ListConcurrencyKeysRequest* req,
+                                   v1::ListConcurrencyKeysResponse* resp) override;
+  grpc::Status GetNodeInfo(grpc::ServerContext* ctx, const v1::GetNodeInfoRequest* req,
+                           v1::GetNodeInfoResponse* resp) override;
+
+ private:
+  // Authenticates, resolves the tenant and runs fn(tenant, principal) -> Status.
+  template <typename Fn>
+  grpc::Status Run(grpc::ServerContext* ctx, const std::string& requested_tenant, Fn&& fn);
+  // Whether a slice-waiting call should stop now.
+  bool StopWaiting(grpc::ServerContext* ctx) const;
+
+  Engine* engine_;
+  const CallPrincipals* principals_;
+  NodeFacts facts_;
+  std::function<void(const Status&)> on_storage_error_;
+  std::atomic<bool> draining_{false};
+};
+
+}  // namespace sluice::server
+
+#endif  // SLUICE_SERVER_SRC_SERVICE_H_
