@@ -3,7 +3,8 @@
 #   make deps    install missing system packages (apt-get; quiet and idempotent)
 #   make build   configure and build everything C++ into build/ (ccache, -j$(JOBS))
 #   make test    deps + build + every test suite (C++, C, Python, Node)
-#   make run     deps + build + start the demo (the sluiced server replaces it)
+#   make run     deps + build + start sluiced in the foreground (data in data/sluiced)
+#   make venv    the project Python venv (.venv) with the pinned test tools
 #   make bench   run the benchmark matrix (docs/BENCHMARKS.md)
 #   make lint    clang-format check + clang-tidy on our sources
 #   make sanitize  ASan/UBSan build of the core tests, then run them
@@ -25,7 +26,9 @@ APT_PACKAGES := build-essential cmake ninja-build ccache pkg-config git \
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps build test run bench lint sanitize tsan soak clean
+VENV ?= .venv
+
+.PHONY: deps venv build test run bench lint sanitize tsan soak clean
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -37,6 +40,15 @@ deps:
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
+# The project venv: pinned grpcio, grpcio-tools, protobuf, pytest (requirements-dev.txt) for the
+# server suites and the Python clients. Rebuilt when the pins change.
+$(VENV)/.stamp: requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+venv: deps $(VENV)/.stamp
+
 $(BUILD)/build.ninja: CMakeLists.txt
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS)
 
@@ -44,13 +56,14 @@ build: deps $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j$(JOBS)
 
 # C++, C and Python suites through ctest, then the Node binding (npm ci, node-gyp, node --test).
-test: build
+test: build venv
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) --timeout 600
 	JOBS=$(JOBS) bindings/node/run_tests.sh
 
+# sluiced in the foreground over $(DATA_DIR)/sluiced; it prints its addresses and how to
+# connect. Pass options with ARGS, e.g. make run ARGS="--durability async".
 run: build
-	@echo "sluice: running the engine demo against $(DATA_DIR)/demo (the gRPC server replaces this)"
-	./$(BUILD)/examples/sluice_demo $(DATA_DIR)/demo
+	./$(BUILD)/server/sluiced --data-dir $(DATA_DIR)/sluiced --log-format text $(ARGS)
 
 bench: build
 	bench/run_all.sh $(BUILD)
@@ -59,7 +72,7 @@ lint: deps $(BUILD)/build.ninja
 	clang-format --dry-run -Werror $$(git ls-files '*.cc' '*.h')
 	clang-tidy -p $(BUILD) --quiet $$(git ls-files 'core/src/*.cc')
 
-sanitize: deps
+sanitize: deps venv
 	$(MAKE) build BUILD=build-asan CMAKE_FLAGS="-DSLUICE_SANITIZE=ON -DSLUICE_BUILD_BENCH=OFF"
 	cd build-asan && ctest --output-on-failure -j$(JOBS) --timeout 900
 

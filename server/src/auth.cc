@@ -21,11 +21,19 @@ bool TokenEquals(std::string_view a, std::string_view b) {
 class AuthInterceptor : public grpc::experimental::Interceptor {
  public:
   AuthInterceptor(grpc::experimental::ServerRpcInfo* info, const TokenTable* tokens,
-                  CallPrincipals* principals, const RpcObserver* observer)
-      : info_(info), tokens_(tokens), principals_(principals), observer_(observer) {}
+                  CallPrincipals* principals, const RpcObserver* observer,
+                  std::atomic<int64_t>* in_flight)
+      : info_(info),
+        tokens_(tokens),
+        principals_(principals),
+        observer_(observer),
+        in_flight_(in_flight) {
+    in_flight_->fetch_add(1);
+  }
 
   ~AuthInterceptor() override {
     if (registered_) principals_->Erase(info_->server_context());
+    in_flight_->fetch_sub(1);
   }
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
@@ -67,6 +75,7 @@ class AuthInterceptor : public grpc::experimental::Interceptor {
   const TokenTable* tokens_;
   CallPrincipals* principals_;
   const RpcObserver* observer_;
+  std::atomic<int64_t>* in_flight_;
   bool registered_ = false;
   bool authenticated_ = false;
   std::string reason_ = "missing authorization metadata";
@@ -134,7 +143,7 @@ void CallPrincipals::Erase(const grpc::ServerContextBase* ctx) {
 
 grpc::experimental::Interceptor* AuthInterceptorFactory::CreateServerInterceptor(
     grpc::experimental::ServerRpcInfo* info) {
-  return new AuthInterceptor(info, tokens_, principals_, &observer_);
+  return new AuthInterceptor(info, tokens_, principals_, &observer_, in_flight_);
 }
 
 }  // namespace sluice::server

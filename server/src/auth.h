@@ -12,6 +12,8 @@
 #include <grpcpp/support/server_interceptor.h>
 
 #include <array>
+#include <atomic>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -72,9 +74,13 @@ using RpcObserver = std::function<void(std::string_view method, grpc::StatusCode
 // Creates the per-call interceptor: authentication plus per-RPC metrics and logs.
 class AuthInterceptorFactory : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
+  // in_flight counts the calls whose interceptor is alive (for the drain).
   AuthInterceptorFactory(const TokenTable* tokens, CallPrincipals* principals,
-                         RpcObserver observer)
-      : tokens_(tokens), principals_(principals), observer_(std::move(observer)) {}
+                         RpcObserver observer, std::atomic<int64_t>* in_flight)
+      : tokens_(tokens),
+        principals_(principals),
+        observer_(std::move(observer)),
+        in_flight_(in_flight) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override;
 
@@ -82,6 +88,7 @@ class AuthInterceptorFactory : public grpc::experimental::ServerInterceptorFacto
   const TokenTable* tokens_;
   CallPrincipals* principals_;
   RpcObserver observer_;
+  std::atomic<int64_t>* in_flight_;
 };
 
 }  // namespace sluice::server

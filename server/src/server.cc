@@ -116,6 +116,7 @@ class Server::Impl {
   std::string http_address_;
   std::string generated_token_file_;
   std::atomic<bool> ready_{false};
+  std::atomic<int64_t> in_flight_{0};  // gRPC calls in progress
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -207,7 +208,8 @@ Status Server::Impl::Start() {
       tokens_.get(), &principals_,
       [this](std::string_view method, grpc::StatusCode code, double secs) {
         metrics_->ObserveRpc(method, code, secs);
-      }));
+      },
+      &in_flight_));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   grpc_ = builder.BuildAndStart();
   if (!grpc_ || grpc_port == 0) {
@@ -253,13 +255,28 @@ void Server::Impl::Drain() {
     Log(LogLevel::kInfo, "draining", {{"deadline_ms", std::to_string(config_.drain_timeout_ms)}});
     if (service_) service_->StartDraining();
     if (grpc_) {
-      grpc_->Shutdown(std::chrono::system_clock::now() +
-                      std::chrono::milliseconds(config_.drain_timeout_ms));
+      // Shutdown stops accepting at once and waits for calls in flight up to the deadline.
+      // It would also wait (to the deadline) for idle clients to acknowledge GOAWAY; once no
+      // call is in flight, force the connections closed instead.
+      std::thread shutdown([this] {
+        grpc_->Shutdown(std::chrono::system_clock::now() +
+                        std::chrono::milliseconds(config_.drain_timeout_ms));
+      });
+      const auto deadline =
+          std::chrono::steady_clock::now() + std::chrono::milliseconds(config_.drain_timeout_ms);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // Shutdown is under way
+      while (in_flight_.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+      grpc_server_cancel_all_calls(grpc_->c_server());
+      shutdown.join();
       grpc_->Wait();
+      Log(LogLevel::kDebug, "grpc stopped", {{"in_flight", std::to_string(in_flight_.load())}});
     }
     if (engine_) {
       const Status s = engine_->Close();
       if (!s.ok()) Log(LogLevel::kError, "engine close failed", {{"error", s.message()}});
+      Log(LogLevel::kDebug, "engine closed");
     }
     if (http_thread_.joinable()) {
       http_.stop();
