@@ -125,7 +125,8 @@ class LimitIndex {
   uint64_t waiters() const { return waiters_; }
   // Up to `limit` active keys, most holders+waiters first.
   // Up to `limit` keys, most holders + waiters first; only `*tenant`'s when tenant is set.
-  std::vector<const KeyState*> Busiest(size_t limit, const std::string_view* tenant = nullptr) const;
+  std::vector<const KeyState*> Busiest(size_t limit,
+                                       const std::string_view* tenant = nullptr) const;
 
  private:
   void Claim(KeyState* ks, const LimitClaim& c);

@@ -56,14 +56,15 @@ class AuthInterceptor : public grpc::experimental::Interceptor {
         // Whatever the handler answered, an unauthenticated call ends UNAUTHENTICATED.
         methods->ModifySendStatus(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, reason_));
       }
-      const grpc::StatusCode code =
-          authenticated_ ? methods->GetSendStatus().error_code() : grpc::StatusCode::UNAUTHENTICATED;
+      const grpc::StatusCode code = authenticated_ ? methods->GetSendStatus().error_code()
+                                                   : grpc::StatusCode::UNAUTHENTICATED;
       const double secs =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
       (*observer_)(info_->method(), code, secs);
       if (!authenticated_) {
         Log(LogLevel::kWarn, "unauthenticated call",
-            {{"method", info_->method()}, {"peer", info_->server_context()->peer()},
+            {{"method", info_->method()},
+             {"peer", info_->server_context()->peer()},
              {"reason", reason_}});
       }
     }

@@ -68,15 +68,15 @@ class CallPrincipals {
 };
 
 // Called at the end of every RPC: method, final status, seconds since its metadata arrived.
-using RpcObserver = std::function<void(std::string_view method, grpc::StatusCode code,
-                                       double seconds)>;
+using RpcObserver =
+    std::function<void(std::string_view method, grpc::StatusCode code, double seconds)>;
 
 // Creates the per-call interceptor: authentication plus per-RPC metrics and logs.
 class AuthInterceptorFactory : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
   // in_flight counts the calls whose interceptor is alive (for the drain).
-  AuthInterceptorFactory(const TokenTable* tokens, CallPrincipals* principals,
-                         RpcObserver observer, std::atomic<int64_t>* in_flight)
+  AuthInterceptorFactory(const TokenTable* tokens, CallPrincipals* principals, RpcObserver observer,
+                         std::atomic<int64_t>* in_flight)
       : tokens_(tokens),
         principals_(principals),
         observer_(std::move(observer)),

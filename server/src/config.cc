@@ -35,7 +35,8 @@ bool LoadTokensFile(const std::string& path, std::vector<TokenSpec>* out, std::s
     if (!(fields >> token)) continue;
     fields >> tenant >> extra;
     if (!extra.empty() || !ValidTokenChars(token) || token.size() < 8) {
-      *error = path + ":" + std::to_string(n) + ": expected `TOKEN [TENANT]` (token: 8+ printable chars, no '@')";
+      *error = path + ":" + std::to_string(n) +
+               ": expected `TOKEN [TENANT]` (token: 8+ printable chars, no '@')";
       return false;
     }
     TokenSpec spec{token, std::nullopt};
@@ -61,8 +62,7 @@ bool ParseTokenSpec(const std::string& spec, TokenSpec* out, std::string* error)
 
 std::optional<ServerConfig> ParseConfig(int argc, char** argv, int* exit_code) {
   ServerConfig c;
-  CLI::App app{"sluiced: the Sluice job-queue server (gRPC + HTTP health and metrics)",
-               "sluiced"};
+  CLI::App app{"sluiced: the Sluice job-queue server (gRPC + HTTP health and metrics)", "sluiced"};
   app.set_config("--config", "", "Read options from an INI/TOML file (key = value)");
   app.set_version_flag("--version", std::string("sluiced ") + SLUICE_VERSION);
   app.get_formatter()->column_width(34);

@@ -21,24 +21,24 @@ struct TokenSpec {
 };
 
 struct ServerConfig {
-  std::string data_dir = "sluice-data";         // the node's directory (shard-0/, admin.token)
-  std::string grpc_listen = "127.0.0.1:7070";   // gRPC; port 0 picks a free port
-  std::string http_listen = "127.0.0.1:7071";   // /healthz, /readyz, /metrics
-  std::string port_file;                        // written once both listen (JSON)
+  std::string data_dir = "sluice-data";        // the node's directory (shard-0/, admin.token)
+  std::string grpc_listen = "127.0.0.1:7070";  // gRPC; port 0 picks a free port
+  std::string http_listen = "127.0.0.1:7071";  // /healthz, /readyz, /metrics
+  std::string port_file;                       // written once both listen (JSON)
   Durability durability = Durability::kSync;
-  std::vector<TokenSpec> tokens;                // --token, --tokens-file
-  bool no_auth = false;                         // accept calls without a token (warned)
-  std::string tls_cert;                         // PEM; with tls_key, gRPC serves TLS only
+  std::vector<TokenSpec> tokens;  // --token, --tokens-file
+  bool no_auth = false;           // accept calls without a token (warned)
+  std::string tls_cert;           // PEM; with tls_key, gRPC serves TLS only
   std::string tls_key;
-  uint32_t max_message_bytes = 32u << 20;       // gRPC max receive message size
-  SizeLimits limits;                            // engine per-field caps
+  uint32_t max_message_bytes = 32u << 20;  // gRPC max receive message size
+  SizeLimits limits;                       // engine per-field caps
   uint64_t default_lease_ms = 30'000;
   uint32_t reaper_interval_ms = 100;
   uint32_t max_lease_batch = 1000;
   uint32_t max_wait_ms = 60'000;
-  uint32_t drain_timeout_ms = 10'000;           // SIGTERM: in-flight RPCs get this long
-  uint32_t max_threads = 1024;                  // gRPC sync-server thread cap
-  uint32_t metrics_max_series = 100;            // per-queue / per-key series kept in /metrics
+  uint32_t drain_timeout_ms = 10'000;  // SIGTERM: in-flight RPCs get this long
+  uint32_t max_threads = 1024;         // gRPC sync-server thread cap
+  uint32_t metrics_max_series = 100;   // per-queue / per-key series kept in /metrics
   std::string log_format = "json";
   std::string log_level = "info";
 };

@@ -27,7 +27,6 @@ void ToProto(const ErrorInfo& in, v1::ErrorInfo* out) {
   out->set_data(in.data);
 }
 
-
 v1::ConcurrencyLimit::Kind ToProto(ConcurrencyLimit::Kind k) {
   return k == ConcurrencyLimit::Kind::kFloating ? v1::ConcurrencyLimit::FLOATING
                                                 : v1::ConcurrencyLimit::FIXED;

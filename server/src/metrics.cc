@@ -16,8 +16,8 @@ using prometheus::MetricType;
 // Latency buckets, seconds: 50 µs .. 60 s (long-polls land in the upper buckets).
 const prometheus::Histogram::BucketBoundaries& Buckets() {
   static const prometheus::Histogram::BucketBoundaries kBuckets = {
-      0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-      0.025,   0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10, 30, 60};
+      0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+      0.1,     0.25,   0.5,     1,      2.5,   5,      10,    30,   60};
   return kBuckets;
 }
 
@@ -47,12 +47,23 @@ std::string_view KindName(ConcurrencyLimit::Kind k) {
 }  // namespace
 
 std::string_view GrpcCodeName(grpc::StatusCode code) {
-  static constexpr std::array<std::string_view, 17> kNames = {
-      "OK",           "CANCELLED",          "UNKNOWN",           "INVALID_ARGUMENT",
-      "DEADLINE_EXCEEDED", "NOT_FOUND",     "ALREADY_EXISTS",    "PERMISSION_DENIED",
-      "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",    "OUT_OF_RANGE",
-      "UNIMPLEMENTED", "INTERNAL",          "UNAVAILABLE",       "DATA_LOSS",
-      "UNAUTHENTICATED"};
+  static constexpr std::array<std::string_view, 17> kNames = {"OK",
+                                                              "CANCELLED",
+                                                              "UNKNOWN",
+                                                              "INVALID_ARGUMENT",
+                                                              "DEADLINE_EXCEEDED",
+                                                              "NOT_FOUND",
+                                                              "ALREADY_EXISTS",
+                                                              "PERMISSION_DENIED",
+                                                              "RESOURCE_EXHAUSTED",
+                                                              "FAILED_PRECONDITION",
+                                                              "ABORTED",
+                                                              "OUT_OF_RANGE",
+                                                              "UNIMPLEMENTED",
+                                                              "INTERNAL",
+                                                              "UNAVAILABLE",
+                                                              "DATA_LOSS",
+                                                              "UNAUTHENTICATED"};
   const auto i = static_cast<size_t>(code);
   return i < kNames.size() ? kNames[i] : "UNKNOWN";
 }
@@ -76,14 +87,15 @@ Metrics::Metrics(const std::vector<std::string>& methods, uint32_t max_series)
 }
 
 prometheus::Histogram* Metrics::Series(MethodSeries* m, grpc::StatusCode code) {
-  const auto c = static_cast<size_t>(code) < kCodes ? static_cast<size_t>(code)
-                                                    : static_cast<size_t>(grpc::StatusCode::UNKNOWN);
+  const auto c = static_cast<size_t>(code) < kCodes
+                     ? static_cast<size_t>(code)
+                     : static_cast<size_t>(grpc::StatusCode::UNKNOWN);
   prometheus::Histogram* h = m->by_code[c].load(std::memory_order_acquire);
   if (h == nullptr) {
     // Family::Add returns the existing series for equal labels, so a race adds one series.
-    h = &rpc_seconds_->Add(
-        {{"method", m->name}, {"code", std::string(GrpcCodeName(static_cast<grpc::StatusCode>(c)))}},
-        Buckets());
+    h = &rpc_seconds_->Add({{"method", m->name},
+                            {"code", std::string(GrpcCodeName(static_cast<grpc::StatusCode>(c)))}},
+                           Buckets());
     m->by_code[c].store(h, std::memory_order_release);
   }
   return h;
@@ -119,9 +131,9 @@ std::string Metrics::Render(const Engine& engine) const {
   counter("sluice_tasks_leased_total", "Tasks handed to workers since the engine opened",
           static_cast<double>(st.leased));
   {
-    MetricFamily f = Family("sluice_outcomes_total",
-                            "Ends of attempts by kind (retried: failed and rescheduled)",
-                            MetricType::Counter);
+    MetricFamily f =
+        Family("sluice_outcomes_total",
+               "Ends of attempts by kind (retried: failed and rescheduled)", MetricType::Counter);
     AddValue(&f, static_cast<double>(st.succeeded), {{"kind", "succeeded"}});
     AddValue(&f, static_cast<double>(st.failed), {{"kind", "failed"}});
     AddValue(&f, static_cast<double>(st.cancelled), {{"kind", "cancelled"}});
@@ -134,7 +146,8 @@ std::string Metrics::Render(const Engine& engine) const {
           static_cast<double>(st.grants));
   counter("sluice_refreshes_issued_total", "Floating-limit refresh tasks handed out",
           static_cast<double>(st.refreshes_issued));
-  gauge("sluice_pending_tasks", "Scheduled and waiting tasks", static_cast<double>(st.pending_tasks));
+  gauge("sluice_pending_tasks", "Scheduled and waiting tasks",
+        static_cast<double>(st.pending_tasks));
   gauge("sluice_running_tasks", "Live leases", static_cast<double>(st.running));
   gauge("sluice_concurrency_keys", "Concurrency keys with holders or waiters",
         static_cast<double>(st.limit_keys));
@@ -162,15 +175,15 @@ std::string Metrics::Render(const Engine& engine) const {
         static_cast<double>(total_queues));
 
   const std::vector<ConcurrencyKeyInfo> keys = engine.ListConcurrencyKeys(max_series_);
-  MetricFamily holders = Family("sluice_concurrency_key_holders",
-                                "Slots held per concurrency key (the busiest keys only)",
-                                MetricType::Gauge);
-  MetricFamily waiters = Family("sluice_concurrency_key_waiters",
-                                "Jobs parked per concurrency key (the busiest keys only)",
-                                MetricType::Gauge);
-  MetricFamily maxes = Family("sluice_concurrency_key_max",
-                              "Current max per concurrency key (the busiest keys only)",
-                              MetricType::Gauge);
+  MetricFamily holders =
+      Family("sluice_concurrency_key_holders",
+             "Slots held per concurrency key (the busiest keys only)", MetricType::Gauge);
+  MetricFamily waiters =
+      Family("sluice_concurrency_key_waiters",
+             "Jobs parked per concurrency key (the busiest keys only)", MetricType::Gauge);
+  MetricFamily maxes =
+      Family("sluice_concurrency_key_max",
+             "Current max per concurrency key (the busiest keys only)", MetricType::Gauge);
   for (const ConcurrencyKeyInfo& k : keys) {
     std::vector<ClientMetric::Label> labels = {
         {"tenant", k.tenant}, {"key", k.key}, {"kind", std::string(KindName(k.kind))}};

@@ -129,7 +129,8 @@ Status Server::Impl::Start() {
   const std::filesystem::path dir(config_.data_dir);
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  if (ec) return Status::IoError("cannot create data directory " + dir.string() + ": " + ec.message());
+  if (ec)
+    return Status::IoError("cannot create data directory " + dir.string() + ": " + ec.message());
 
   // Tokens: configured ones, or a generated operator token kept in the data directory.
   std::vector<TokenSpec> tokens = config_.tokens;
@@ -238,7 +239,8 @@ Status Server::Impl::Start() {
   http_.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(metrics_->Render(*engine_), "text/plain; version=0.0.4; charset=utf-8");
   });
-  const int http_port = port == 0 ? http_.bind_to_any_port(host) : (http_.bind_to_port(host, port) ? port : -1);
+  const int http_port =
+      port == 0 ? http_.bind_to_any_port(host) : (http_.bind_to_port(host, port) ? port : -1);
   if (http_port <= 0) {
     return Status::InvalidArgument("cannot listen for HTTP on " + config_.http_listen);
   }
@@ -282,9 +284,9 @@ void Server::Impl::Drain() {
       http_.stop();
       http_thread_.join();
     }
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                        std::chrono::steady_clock::now() - t0)
-                        .count();
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
     Log(LogLevel::kInfo, "drained", {{"elapsed_ms", std::to_string(ms)}});
   });
 }

@@ -165,9 +165,10 @@ grpc::Status SluiceService::ReportOutcomes(grpc::ServerContext* ctx,
       const v1::ReportOutcomeRequest& r = req->reports(i);
       Completion c;
       if (!FromProto(r.outcome(), &c.outcome)) {
-        statuses[static_cast<size_t>(i)] = Status::InvalidArgument(
-            "reports[" + std::to_string(i) + "].outcome: one of success, failure or cancelled "
-            "is required");
+        statuses[static_cast<size_t>(i)] =
+            Status::InvalidArgument("reports[" + std::to_string(i) +
+                                    "].outcome: one of success, failure or cancelled "
+                                    "is required");
         continue;
       }
       c.tenant = tenant;  // the reports' own tenant fields are ignored
@@ -270,8 +271,7 @@ grpc::Status SluiceService::RestartJob(grpc::ServerContext* ctx, const v1::Resta
   });
 }
 
-grpc::Status SluiceService::ExpediteJob(grpc::ServerContext* ctx,
-                                        const v1::ExpediteJobRequest* req,
+grpc::Status SluiceService::ExpediteJob(grpc::ServerContext* ctx, const v1::ExpediteJobRequest* req,
                                         v1::ExpediteJobResponse* /*resp*/) {
   return Run(ctx, req->tenant(), [&](const std::string& tenant, const Principal&) {
     return engine_->Expedite(tenant, req->id());
@@ -330,7 +330,8 @@ grpc::Status SluiceService::ListConcurrencyKeys(grpc::ServerContext* ctx,
                                                 const v1::ListConcurrencyKeysRequest* req,
                                                 v1::ListConcurrencyKeysResponse* resp) {
   return Run(ctx, req->tenant(), [&](const std::string& tenant, const Principal&) {
-    for (const ConcurrencyKeyInfo& k : engine_->ListConcurrencyKeys(tenant, ListLimit(req->limit()))) {
+    for (const ConcurrencyKeyInfo& k :
+         engine_->ListConcurrencyKeys(tenant, ListLimit(req->limit()))) {
       ToProto(k, resp->add_keys());
     }
     return Status::Ok();

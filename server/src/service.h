@@ -77,8 +77,7 @@ class SluiceService final : public v1::Sluice::Service {
                                   v1::ListFloatingLimitsResponse* resp) override;
   grpc::Status SetFloatingLimit(grpc::ServerContext* ctx, const v1::SetFloatingLimitRequest* req,
                                 v1::SetFloatingLimitResponse* resp) override;
-  grpc::Status GetConcurrencyKey(grpc::ServerContext* ctx,
-                                 const v1::GetConcurrencyKeyRequest* req,
+  grpc::Status GetConcurrencyKey(grpc::ServerContext* ctx, const v1::GetConcurrencyKeyRequest* req,
                                  v1::GetConcurrencyKeyResponse* resp) override;
   grpc::Status ListConcurrencyKeys(grpc::ServerContext* ctx,
                                    const v1::ListConcurrencyKeysRequest* req,

@@ -38,12 +38,9 @@ class ServerTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
   void Start(std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {"--token",
-                                      kAdmin,
-                                      "--token",
-                                      std::string(kTokA) + "@tenant-a",
-                                      "--token",
-                                      std::string(kTokB) + "@tenant-b"};
+    std::vector<std::string> args = {"--token", kAdmin,
+                                     "--token", std::string(kTokA) + "@tenant-a",
+                                     "--token", std::string(kTokB) + "@tenant-b"};
     args.insert(args.end(), extra.begin(), extra.end());
     server_ = std::make_unique<SluicedProcess>(dir_ + "/node", args);
     ASSERT_TRUE(server_->ok()) << server_->failure();

@@ -31,10 +31,9 @@ SluicedProcess::SluicedProcess(std::string data_dir, std::vector<std::string> ar
     : data_dir_(std::move(data_dir)) {
   const std::string port_file = data_dir_ + ".ports.json";
   ::unlink(port_file.c_str());
-  std::vector<std::string> argv = {SLUICED_PATH,  "--data-dir",  data_dir_,
-                                   "--grpc-listen", "127.0.0.1:0", "--http-listen",
-                                   "127.0.0.1:0",  "--port-file", port_file,
-                                   "--log-level",  "warn"};
+  std::vector<std::string> argv = {SLUICED_PATH,  "--data-dir",    data_dir_,     "--grpc-listen",
+                                   "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--port-file",
+                                   port_file,     "--log-level",   "warn"};
   argv.insert(argv.end(), args.begin(), args.end());
   pid_ = ::fork();
   if (pid_ == 0) {
