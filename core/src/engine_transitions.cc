@@ -344,6 +344,7 @@ std::vector<Task> Engine::Impl::LeaseRefs(const std::string& queue_prefix,
     t.metadata.insert(body.metadata().begin(), body.metadata().end());
     t.lease_token = lv.token;
     t.lease_expires_ms = lv.expires_ms;
+    t.lease_ms = lv.lease_ms;
     tasks.push_back(std::move(t));
   }
   if (!wrote) return tasks;

@@ -160,7 +160,7 @@ void ToProto(const Job& in, v1::Job* out) {
   }
 }
 
-void ToProto(const Task& in, uint64_t lease_ms, v1::Task* out) {
+void ToProto(const Task& in, v1::Task* out) {
   out->set_task_id(in.task_id);
   out->set_job_id(in.job_id);
   out->set_queue(in.queue);
@@ -170,7 +170,7 @@ void ToProto(const Task& in, uint64_t lease_ms, v1::Task* out) {
   CopyMap(in.metadata, out->mutable_metadata());
   out->set_lease_token(in.lease_token);
   out->set_lease_expires_ms(in.lease_expires_ms);
-  out->set_lease_ms(lease_ms);
+  out->set_lease_ms(in.lease_ms);
 }
 
 void ToProto(const RefreshTask& in, v1::RefreshTask* out) {

@@ -16,7 +16,7 @@ bool FromProto(const v1::Outcome& in, Outcome* out);
 v1::JobStatus ToProto(JobStatus s);
 void ToProto(const EnqueueResult& in, v1::EnqueueResponse* out);
 void ToProto(const Job& in, v1::Job* out);
-void ToProto(const Task& in, uint64_t lease_ms, v1::Task* out);
+void ToProto(const Task& in, v1::Task* out);
 void ToProto(const RefreshTask& in, v1::RefreshTask* out);
 void ToProto(const JobResult& in, v1::GetJobResultResponse* out);
 void ToProto(const FloatingLimitState& in, v1::FloatingLimit* out);

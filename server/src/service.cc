@@ -16,12 +16,6 @@ constexpr uint32_t kWaitSliceMs = 100;
 constexpr uint32_t kDefaultListLimit = 100;
 constexpr uint32_t kMaxListLimit = 1000;
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 uint32_t ListLimit(uint32_t requested) {
   return requested == 0 ? kDefaultListLimit : std::min(requested, kMaxListLimit);
 }
@@ -82,6 +76,7 @@ grpc::Status SluiceService::EnqueueBatch(grpc::ServerContext* ctx,
                                          const v1::EnqueueBatchRequest* req,
                                          v1::EnqueueBatchResponse* resp) {
   return Run(ctx, req->tenant(), [&](const std::string& tenant, const Principal&) {
+    if (req->jobs_size() == 0) return Status::InvalidArgument("jobs: at least one job is required");
     std::vector<JobSpec> specs;
     specs.reserve(static_cast<size_t>(req->jobs_size()));
     for (const v1::JobSpec& j : req->jobs()) specs.push_back(FromProto(j, tenant));
@@ -111,11 +106,7 @@ grpc::Status SluiceService::LeaseTasks(grpc::ServerContext* ctx, const v1::Lease
       auto r = engine_->LeaseTasks(lr);
       if (!r.ok()) return r.status();
       if (!r->tasks.empty() || !r->refreshes.empty()) {
-        const int64_t now = NowMs();
-        for (const Task& t : r->tasks) {
-          ToProto(t, static_cast<uint64_t>(std::max<int64_t>(0, t.lease_expires_ms - now)),
-                  resp->add_tasks());
-        }
+        for (const Task& t : r->tasks) ToProto(t, resp->add_tasks());
         for (const RefreshTask& rt : r->refreshes) ToProto(rt, resp->add_refreshes());
         if (ctx->IsCancelled()) {
           // The caller left after the lease: its tasks come back when the leases expire.

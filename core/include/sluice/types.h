@@ -142,6 +142,7 @@ struct Task {
   std::map<std::string, std::string> metadata;
   uint64_t lease_token = 0;
   int64_t lease_expires_ms = 0;
+  uint64_t lease_ms = 0;  // the lease's length (each heartbeat extends it by this much)
 };
 
 // Arguments of Engine::Lease.

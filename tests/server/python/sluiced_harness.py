@@ -52,7 +52,8 @@ class Sluiced:
     """One sluiced process over a data directory; restartable (same directory) after kill()."""
 
     def __init__(self, data_dir: str | os.PathLike[str], tokens: Iterable[str] = (ADMIN_TOKEN,),
-                 extra_args: Iterable[str] = (), durability: str = "sync") -> None:
+                 extra_args: Iterable[str] = (), durability: str = "sync", *,
+                 separate_stderr: bool = False) -> None:
         self.data_dir = pathlib.Path(data_dir)
         self.tokens = list(tokens)
         self.extra_args = list(extra_args)
@@ -60,7 +61,12 @@ class Sluiced:
         self.proc: subprocess.Popen[bytes] | None = None
         self.grpc_addr = ""
         self.http_addr = ""
+        # stdout (and stderr unless separate_stderr) is appended here.
         self.log_path = self.data_dir.parent / (self.data_dir.name + ".log")
+        # With separate_stderr, stderr (the structured log) is appended here instead.
+        self.stderr_path: pathlib.Path | None = (
+            self.data_dir.parent / (self.data_dir.name + ".stderr.log") if separate_stderr
+            else None)
 
     def start(self, timeout: float = 30.0) -> "Sluiced":
         port_file = self.data_dir.parent / (self.data_dir.name + ".ports.json")
@@ -72,13 +78,19 @@ class Sluiced:
         for t in self.tokens:
             args += ["--token", t]
         args += self.extra_args
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        with open(self.log_path, "ab") as log:
+            if self.stderr_path is None:
+                self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+            else:
+                with open(self.stderr_path, "ab") as err:
+                    self.proc = subprocess.Popen(args, stdout=log, stderr=err)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                logs = [self.log_path] + ([self.stderr_path] if self.stderr_path else [])
+                text = "".join(p.read_text(errors="replace") for p in logs if p.exists())
                 raise RuntimeError(f"sluiced exited with {self.proc.returncode}: "
-                                   f"{self.log_path.read_text(errors='replace')[-4000:]}")
+                                   f"{text[-4000:]}")
             if port_file.exists():
                 ports = json.loads(port_file.read_text())
                 self.grpc_addr, self.http_addr = ports["grpc"], ports["http"]
