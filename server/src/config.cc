@@ -1,6 +1,9 @@
 #include "config.h"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -46,6 +49,84 @@ bool LoadTokensFile(const std::string& path, std::vector<TokenSpec>* out, std::s
   return true;
 }
 
+// The value of --config (or SLUICE_CONFIG) before anything else is parsed.
+std::string FindConfigFlag(int argc, char** argv) {
+  std::string file;
+  if (const char* env = std::getenv("SLUICE_CONFIG")) file = env;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--config" && i + 1 < argc) file = argv[i + 1];
+    if (a.rfind("--config=", 0) == 0) file = a.substr(9);
+  }
+  return file;
+}
+
+std::string Trim(const std::string& s) {
+  const auto b = s.find_first_not_of(" \t\r");
+  if (b == std::string::npos) return {};
+  const auto e = s.find_last_not_of(" \t\r");
+  return s.substr(b, e - b + 1);
+}
+
+// Whether `name` is a long option of the app (other than --config).
+bool KnownOption(CLI::App& app, const std::string& name) {
+  if (name == "config" || name == "help" || name == "version") return false;
+  try {
+    return app.get_option("--" + name) != nullptr;
+  } catch (const CLI::OptionNotFound&) {
+    return false;
+  }
+}
+
+// `name = value` lines (quotes optional, # comments, [sections] ignored) -> --name=value.
+bool ReadConfigFile(CLI::App& app, const std::string& path, std::vector<std::string>* args,
+                    std::string* error) {
+  std::ifstream in(path);
+  if (!in) {
+    *error = "cannot read config file " + path;
+    return false;
+  }
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    line = Trim(line);
+    if (line.empty() || line[0] == '#' || line[0] == ';' || line[0] == '[') continue;
+    const auto eq = line.find('=');
+    const std::string where = path + ":" + std::to_string(n) + ": ";
+    if (eq == std::string::npos) {
+      *error = where + "expected `name = value`";
+      return false;
+    }
+    std::string name = Trim(line.substr(0, eq));
+    std::string value = Trim(line.substr(eq + 1));
+    std::replace(name.begin(), name.end(), '_', '-');
+    if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') &&
+        value.back() == value.front()) {
+      value = value.substr(1, value.size() - 2);
+    }
+    if (!KnownOption(app, name)) {
+      *error = where + "unknown option `" + name + "`";
+      return false;
+    }
+    args->push_back("--" + name + "=" + value);
+  }
+  return true;
+}
+
+// SLUICE_<NAME> for every long option -> --name=value.
+void ReadEnvironment(CLI::App& app, std::vector<std::string>* args) {
+  for (const CLI::Option* opt : app.get_options()) {
+    const std::string name = opt->get_single_name();
+    if (name.empty() || !KnownOption(app, name)) continue;
+    std::string env = "SLUICE_" + name;
+    for (char& ch : env) {
+      ch = ch == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    }
+    if (const char* v = std::getenv(env.c_str())) args->push_back("--" + name + "=" + v);
+  }
+}
+
 }  // namespace
 
 bool ParseTokenSpec(const std::string& spec, TokenSpec* out, std::string* error) {
@@ -62,8 +143,15 @@ bool ParseTokenSpec(const std::string& spec, TokenSpec* out, std::string* error)
 
 std::optional<ServerConfig> ParseConfig(int argc, char** argv, int* exit_code) {
   ServerConfig c;
-  CLI::App app{"sluiced: the Sluice job-queue server (gRPC + HTTP health and metrics)", "sluiced"};
-  app.set_config("--config", "", "Read options from an INI/TOML file (key = value)");
+  CLI::App app{
+      "sluiced: the Sluice job-queue server (gRPC + HTTP health and metrics)\n"
+      "Every option is also read from SLUICE_<NAME> (e.g. SLUICE_DURABILITY) and from\n"
+      "the --config file (`name = value`); flags beat environment beats file.",
+      "sluiced"};
+  // The last value wins: the merged argument list is file, then environment, then flags.
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  std::string config_file;
+  app.add_option("--config", config_file, "Read options from this file (`name = value` lines)");
   app.set_version_flag("--version", std::string("sluiced ") + SLUICE_VERSION);
   app.get_formatter()->column_width(34);
 
@@ -71,95 +159,78 @@ std::optional<ServerConfig> ParseConfig(int argc, char** argv, int* exit_code) {
   std::vector<std::string> token_specs;
   std::string tokens_file;
   app.add_option("--data-dir", c.data_dir, "Node data directory (created when missing)")
-      ->envname("SLUICE_DATA_DIR")
       ->capture_default_str();
   app.add_option("--grpc-listen", c.grpc_listen, "gRPC listen address HOST:PORT (port 0: any)")
-      ->envname("SLUICE_GRPC_LISTEN")
       ->capture_default_str();
   app.add_option("--http-listen", c.http_listen, "HTTP listen address for health and metrics")
-      ->envname("SLUICE_HTTP_LISTEN")
       ->capture_default_str();
-  app.add_option("--port-file", c.port_file, "Write the bound addresses here as JSON when ready")
-      ->envname("SLUICE_PORT_FILE");
+  app.add_option("--port-file", c.port_file, "Write the bound addresses here as JSON when ready");
   app.add_option("--durability", durability, "sync: fsync before acknowledging; async: no fsync")
       ->check(CLI::IsMember({"sync", "async"}))
-      ->envname("SLUICE_DURABILITY")
       ->capture_default_str();
   app.add_option("--token", token_specs,
                  "Accepted bearer token TOKEN (operator) or TOKEN@TENANT (bound); repeatable")
-      ->envname("SLUICE_TOKEN")
       ->delimiter(',');
-  app.add_option("--tokens-file", tokens_file, "File of `TOKEN [TENANT]` lines")
-      ->envname("SLUICE_TOKENS_FILE");
-  app.add_flag("--no-auth", c.no_auth, "Accept calls without a token (development only)")
-      ->envname("SLUICE_NO_AUTH");
-  app.add_option("--tls-cert", c.tls_cert, "PEM certificate chain: serve gRPC over TLS")
-      ->envname("SLUICE_TLS_CERT");
-  app.add_option("--tls-key", c.tls_key, "PEM private key for --tls-cert")
-      ->envname("SLUICE_TLS_KEY");
+  app.add_option("--tokens-file", tokens_file, "File of `TOKEN [TENANT]` lines");
+  app.add_flag("--no-auth", c.no_auth, "Accept calls without a token (development only)");
+  app.add_option("--tls-cert", c.tls_cert, "PEM certificate chain: serve gRPC over TLS");
+  app.add_option("--tls-key", c.tls_key, "PEM private key for --tls-cert");
   app.add_option("--max-message-bytes", c.max_message_bytes, "Largest gRPC request accepted")
-      ->envname("SLUICE_MAX_MESSAGE_BYTES")
       ->capture_default_str();
   app.add_option("--max-payload-bytes", c.limits.max_payload_bytes, "Largest job payload")
-      ->envname("SLUICE_MAX_PAYLOAD_BYTES")
       ->capture_default_str();
   app.add_option("--max-result-bytes", c.limits.max_result_bytes, "Largest job result")
-      ->envname("SLUICE_MAX_RESULT_BYTES")
       ->capture_default_str();
   app.add_option("--max-batch-jobs", c.limits.max_batch_jobs, "Most jobs per EnqueueBatch")
-      ->envname("SLUICE_MAX_BATCH_JOBS")
       ->capture_default_str();
   app.add_option("--default-lease-ms", c.default_lease_ms, "Lease of jobs that set none")
-      ->envname("SLUICE_DEFAULT_LEASE_MS")
       ->capture_default_str();
   app.add_option("--reaper-interval-ms", c.reaper_interval_ms, "Expired-lease reaper period")
-      ->envname("SLUICE_REAPER_INTERVAL_MS")
       ->capture_default_str();
   app.add_option("--max-lease-batch", c.max_lease_batch, "Most tasks per LeaseTasks")
-      ->envname("SLUICE_MAX_LEASE_BATCH")
       ->capture_default_str();
   app.add_option("--max-wait-ms", c.max_wait_ms, "Longest long-poll a call may request")
-      ->envname("SLUICE_MAX_WAIT_MS")
       ->capture_default_str();
   app.add_option("--drain-timeout-ms", c.drain_timeout_ms, "SIGTERM drain deadline")
-      ->envname("SLUICE_DRAIN_TIMEOUT_MS")
       ->capture_default_str();
-  app.add_option("--max-threads", c.max_threads, "gRPC handler thread cap")
-      ->envname("SLUICE_MAX_THREADS")
-      ->capture_default_str();
+  app.add_option("--max-threads", c.max_threads, "gRPC handler thread cap")->capture_default_str();
   app.add_option("--metrics-max-series", c.metrics_max_series,
                  "Queues and keys given their own /metrics series (busiest first)")
-      ->envname("SLUICE_METRICS_MAX_SERIES")
       ->capture_default_str();
   app.add_option("--log-format", c.log_format, "json or text")
       ->check(CLI::IsMember({"json", "text"}))
-      ->envname("SLUICE_LOG_FORMAT")
       ->capture_default_str();
   app.add_option("--log-level", c.log_level, "debug, info, warn or error")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
-      ->envname("SLUICE_LOG_LEVEL")
       ->capture_default_str();
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    *exit_code = app.exit(e);
-    return std::nullopt;
-  }
   auto fail = [&](const std::string& msg) {
     std::cerr << "sluiced: " << msg << "\n";
     *exit_code = 2;
     return std::nullopt;
   };
+  // Merge the sources into one argument list, lowest precedence first.
+  std::vector<std::string> args;
+  std::string error;
+  const std::string file = FindConfigFlag(argc, argv);
+  if (!file.empty() && !ReadConfigFile(app, file, &args, &error)) return fail(error);
+  ReadEnvironment(app, &args);
+  for (int i = 1; i < argc; ++i) args.emplace_back(argv[i]);
+  std::reverse(args.begin(), args.end());  // CLI11 parses a vector from its back
+  try {
+    app.parse(args);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    *exit_code = code == 0 ? 0 : 2;  // --help / --version: 0; any bad option: 2
+    return std::nullopt;
+  }
   c.durability = durability == "async" ? Durability::kAsync : Durability::kSync;
   for (const std::string& s : token_specs) {
     TokenSpec spec;
-    std::string error;
     if (!ParseTokenSpec(s, &spec, &error)) return fail("--token: " + error);
     c.tokens.push_back(std::move(spec));
   }
   if (!tokens_file.empty()) {
-    std::string error;
     if (!LoadTokensFile(tokens_file, &c.tokens, &error)) return fail(error);
   }
   if (c.tls_cert.empty() != c.tls_key.empty()) {

@@ -4,11 +4,13 @@
 #include <google/protobuf/descriptor.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <set>
 #include <sstream>
@@ -527,6 +529,57 @@ TEST_F(ServerTest, SigtermEndsLongPollsAndDrainsCleanly) {
   auto ctx = Authed(kAdmin);
   ASSERT_TRUE(stub_->GetJob(ctx.get(), g, &gr).ok());
   EXPECT_EQ(gr.job().status(), v1::WAITING);
+}
+
+TEST_F(ServerTest, ConfigFileEnvironmentAndFlagsInThatPrecedence) {
+  const std::string conf = dir_ + "/sluiced.conf";
+  {
+    std::ofstream out(conf);
+    out << "# comment\n"
+        << "durability = \"async\"\n"
+        << "max-payload-bytes = 2048\n"
+        << "max-result-bytes = 3000\n";
+  }
+  ::setenv("SLUICE_MAX_PAYLOAD_BYTES", "4096", 1);          // env beats the file
+  Start({"--config", conf, "--max-result-bytes", "5000"});  // a flag beats the file
+  ::unsetenv("SLUICE_MAX_PAYLOAD_BYTES");
+  v1::GetNodeInfoResponse info;
+  auto ctx = Authed(kAdmin);
+  ASSERT_TRUE(stub_->GetNodeInfo(ctx.get(), v1::GetNodeInfoRequest(), &info).ok());
+  EXPECT_EQ(info.durability(), "async");
+  EXPECT_EQ(info.limits().max_payload_bytes(), 4096u);
+  EXPECT_EQ(info.limits().max_result_bytes(), 5000u);
+  EXPECT_EQ(info.version(), SLUICE_VERSION);
+  EXPECT_FALSE(info.node_id().empty());
+}
+
+TEST_F(ServerTest, NoConfiguredTokenGeneratesAnOperatorTokenInTheDataDirectory) {
+  server_ = std::make_unique<SluicedProcess>(dir_ + "/node", std::vector<std::string>{});
+  ASSERT_TRUE(server_->ok()) << server_->failure();
+  stub_ = server_->Stub();
+  std::ifstream in(dir_ + "/node/admin.token");
+  std::string token;
+  ASSERT_TRUE(std::getline(in, token));
+  EXPECT_GE(token.size(), 32u);
+  struct stat st {};
+  ASSERT_EQ(::stat((dir_ + "/node/admin.token").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  v1::GetNodeInfoResponse info;
+  auto ok = Authed(token);
+  EXPECT_TRUE(stub_->GetNodeInfo(ok.get(), v1::GetNodeInfoRequest(), &info).ok());
+  grpc::ClientContext none;
+  EXPECT_EQ(stub_->GetNodeInfo(&none, v1::GetNodeInfoRequest(), &info).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+}
+
+TEST_F(ServerTest, BadOptionsExitWithCodeTwo) {
+  for (const std::vector<std::string>& bad : {std::vector<std::string>{"--durability", "sometimes"},
+                                              std::vector<std::string>{"--token", "short"},
+                                              std::vector<std::string>{"--tls-cert", "/x.pem"}}) {
+    SluicedProcess p(dir_ + "/bad", bad);
+    EXPECT_FALSE(p.ok()) << bad[0];
+    EXPECT_NE(p.failure().find("status 512"), std::string::npos) << p.failure();  // exit 2
+  }
 }
 
 }  // namespace
