@@ -5,6 +5,7 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -581,6 +582,48 @@ TEST_F(ServerTest, BadOptionsExitWithCodeTwo) {
     EXPECT_NE(p.failure().find("status 512"), std::string::npos) << p.failure();  // exit 2
   }
 }
+
+#ifdef SLUICE_FAULT_FSYNC_LIB
+// A failed WAL sync poisons RocksDB (ENVIRONMENT.md): the node must refuse the write with
+// INTERNAL (io_error), stop acknowledging, exit 1, and recover everything acknowledged on restart.
+TEST_F(ServerTest, StorageErrorStopsTheNodeAndARestartRecovers) {
+  const std::string trigger = dir_ + "/fail-fsync";
+  ::setenv("LD_PRELOAD", SLUICE_FAULT_FSYNC_LIB, 1);
+  ::setenv("SLUICE_FAULT_FSYNC_FILE", trigger.c_str(), 1);
+  Start();
+  ::unsetenv("LD_PRELOAD");
+  ::unsetenv("SLUICE_FAULT_FSYNC_FILE");
+  MustEnqueue(kAdmin, Spec("q", "before"));
+  { std::ofstream(trigger) << "1"; }
+  v1::EnqueueRequest req;
+  *req.mutable_job() = Spec("q", "during");
+  v1::EnqueueResponse resp;
+  auto ctx = Authed(kAdmin);
+  const grpc::Status s = stub_->Enqueue(ctx.get(), req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INTERNAL) << s.error_message();
+  EXPECT_EQ(SluiceCode(*ctx), "io_error");
+  // The node stops by itself with exit code 1.
+  int status = 0;
+  const auto deadline = steady_clock::now() + std::chrono::seconds(20);
+  pid_t done = 0;
+  while ((done = ::waitpid(server_->pid(), &status, WNOHANG)) == 0 &&
+         steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(done, server_->pid()) << "sluiced kept running after a storage error";
+  EXPECT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  server_->Forget();
+  std::filesystem::remove(trigger);
+  Start();
+  v1::GetJobRequest g;
+  g.set_id("before");
+  v1::GetJobResponse gr;
+  auto c2 = Authed(kAdmin);
+  EXPECT_TRUE(stub_->GetJob(c2.get(), g, &gr).ok()) << "an acknowledged job was lost";
+  MustEnqueue(kAdmin, Spec("q", "after"));
+}
+#endif
 
 }  // namespace
 }  // namespace sluice::testing

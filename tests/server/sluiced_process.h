@@ -30,6 +30,8 @@ class SluicedProcess {
 
   // SIGTERM, then waits; returns the exit status (or -1).
   int Terminate();
+  // The process was reaped by the test itself: do not signal or wait for it again.
+  void Forget() { pid_ = -1; }
 
   std::unique_ptr<v1::Sluice::Stub> Stub() const;
   std::shared_ptr<grpc::Channel> Channel() const;
