@@ -70,7 +70,7 @@ bench: build
 
 lint: deps $(BUILD)/build.ninja
 	clang-format --dry-run -Werror $$(git ls-files '*.cc' '*.h')
-	clang-tidy -p $(BUILD) --quiet $$(git ls-files 'core/src/*.cc')
+	clang-tidy -p $(BUILD) --quiet $$(git ls-files 'core/src/*.cc' 'server/src/*.cc')
 
 sanitize: deps venv
 	$(MAKE) build BUILD=build-asan CMAKE_FLAGS="-DSLUICE_SANITIZE=ON -DSLUICE_BUILD_BENCH=OFF"

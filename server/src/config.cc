@@ -52,7 +52,8 @@ bool LoadTokensFile(const std::string& path, std::vector<TokenSpec>* out, std::s
 // The value of --config (or SLUICE_CONFIG) before anything else is parsed.
 std::string FindConfigFlag(int argc, char** argv) {
   std::string file;
-  if (const char* env = std::getenv("SLUICE_CONFIG")) file = env;
+  // Options are parsed once at start-up, before any thread exists.
+  if (const char* env = std::getenv("SLUICE_CONFIG")) file = env;  // NOLINT(concurrency-mt-unsafe)
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--config" && i + 1 < argc) file = argv[i + 1];
@@ -106,10 +107,13 @@ bool ReadConfigFile(CLI::App& app, const std::string& path, std::vector<std::str
       value = value.substr(1, value.size() - 2);
     }
     if (!KnownOption(app, name)) {
-      *error = where + "unknown option `" + name + "`";
+      *error = where;
+      error->append("unknown option `").append(name).append("`");
       return false;
     }
-    args->push_back("--" + name + "=" + value);
+    std::string arg = "--";
+    arg.append(name).append("=").append(value);
+    args->push_back(std::move(arg));
   }
   return true;
 }
@@ -123,7 +127,12 @@ void ReadEnvironment(CLI::App& app, std::vector<std::string>* args) {
     for (char& ch : env) {
       ch = ch == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
     }
-    if (const char* v = std::getenv(env.c_str())) args->push_back("--" + name + "=" + v);
+    // Single-threaded start-up (see FindConfigFlag).
+    if (const char* v = std::getenv(env.c_str())) {  // NOLINT(concurrency-mt-unsafe)
+      std::string arg = "--";
+      arg.append(name).append("=").append(v);
+      args->push_back(std::move(arg));
+    }
   }
 }
 

@@ -37,9 +37,9 @@ grpc::Status ToGrpc(const Status& s, grpc::ServerContext* ctx) {
 }
 
 grpc::Status ServerError(grpc::ServerContext* ctx, grpc::StatusCode code,
-                         std::string_view sluice_code, std::string message) {
+                         std::string_view sluice_code, const std::string& message) {
   if (ctx != nullptr) ctx->AddTrailingMetadata(kCodeTrailer, std::string(sluice_code));
-  return {code, std::move(message)};
+  return {code, message};
 }
 
 }  // namespace sluice::server

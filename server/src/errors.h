@@ -25,7 +25,7 @@ grpc::Status ToGrpc(const Status& s, grpc::ServerContext* ctx);
 
 // A server-side error that has no engine code (unauthenticated, permission_denied).
 grpc::Status ServerError(grpc::ServerContext* ctx, grpc::StatusCode code,
-                         std::string_view sluice_code, std::string message);
+                         std::string_view sluice_code, const std::string& message);
 
 }  // namespace sluice::server
 
