@@ -55,10 +55,12 @@ $(BUILD)/build.ninja: CMakeLists.txt
 build: deps $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j$(JOBS)
 
-# C++, C and Python suites through ctest, then the Node binding (npm ci, node-gyp, node --test).
+# C++, C and Python suites through ctest (the server suites included), then the Node binding
+# (npm ci, node-gyp, node --test), then the Python gRPC client (mypy --strict, pytest).
 test: build venv
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) --timeout 600
 	JOBS=$(JOBS) bindings/node/run_tests.sh
+	VENV=$(CURDIR)/$(VENV) SLUICED=$(CURDIR)/$(BUILD)/server/sluiced clients/python/run_tests.sh
 
 # sluiced in the foreground over $(DATA_DIR)/sluiced; it prints its addresses and how to
 # connect. Pass options with ARGS, e.g. make run ARGS="--durability async".

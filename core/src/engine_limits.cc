@@ -340,6 +340,7 @@ std::optional<RefreshTask> Engine::Impl::IssueRefresh(const LeaseRequest& reques
   t.last_refreshed_ms = ks->rec.last_refreshed_ms();
   t.lease_token = token;
   t.lease_expires_ms = expires;
+  t.lease_ms = options_.refresh_lease_ms;
   return t;
 }
 

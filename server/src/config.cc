@@ -194,6 +194,8 @@ std::optional<ServerConfig> ParseConfig(int argc, char** argv, int* exit_code) {
       ->capture_default_str();
   app.add_option("--default-lease-ms", c.default_lease_ms, "Lease of jobs that set none")
       ->capture_default_str();
+  app.add_option("--refresh-lease-ms", c.refresh_lease_ms, "Lease of floating-limit refresh tasks")
+      ->capture_default_str();
   app.add_option("--reaper-interval-ms", c.reaper_interval_ms, "Expired-lease reaper period")
       ->capture_default_str();
   app.add_option("--max-lease-batch", c.max_lease_batch, "Most tasks per LeaseTasks")

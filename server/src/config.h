@@ -33,6 +33,7 @@ struct ServerConfig {
   uint32_t max_message_bytes = 32u << 20;  // gRPC max receive message size
   SizeLimits limits;                       // engine per-field caps
   uint64_t default_lease_ms = 30'000;
+  uint64_t refresh_lease_ms = 30'000;  // lease of floating-limit refresh tasks
   uint32_t reaper_interval_ms = 100;
   uint32_t max_lease_batch = 1000;
   uint32_t max_wait_ms = 60'000;

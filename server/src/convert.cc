@@ -181,6 +181,7 @@ void ToProto(const RefreshTask& in, v1::RefreshTask* out) {
   out->set_last_refreshed_ms(in.last_refreshed_ms);
   out->set_lease_token(in.lease_token);
   out->set_lease_expires_ms(in.lease_expires_ms);
+  out->set_lease_ms(in.lease_ms);
 }
 
 void ToProto(const JobResult& in, v1::GetJobResultResponse* out) {

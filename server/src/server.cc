@@ -153,6 +153,7 @@ Status Server::Impl::Start() {
   eo.durability = config_.durability;
   eo.limits = config_.limits;
   eo.default_lease_ms = config_.default_lease_ms;
+  eo.refresh_lease_ms = config_.refresh_lease_ms;
   eo.reaper_interval_ms = config_.reaper_interval_ms;
   eo.max_lease_batch = config_.max_lease_batch;
   eo.max_wait_ms = config_.max_wait_ms;

@@ -230,6 +230,7 @@ struct RefreshTask {
   int64_t last_refreshed_ms = 0;  // 0: never refreshed
   uint64_t lease_token = 0;
   int64_t lease_expires_ms = 0;
+  uint64_t lease_ms = 0;  // the refresh lease's length (HeartbeatRefresh extends it by this)
 };
 
 // What Engine::LeaseTasks returns: job tasks and floating-limit refresh tasks.

@@ -294,6 +294,7 @@ def test_floating_limit_refresh_round_trip(op: Api, tenant: str) -> None:
     assert (rt.key, rt.current_max, rt.default_max, rt.last_refreshed_ms) == (key, 1, 1, 0)
     assert dict(rt.metadata) == {"region": "eu"} and rt.lease_token != 0
     assert rt.lease_expires_ms > now_ms() - 1000
+    assert rt.lease_ms == 30_000  # the server's default refresh lease
 
     k = op.GetConcurrencyKey(pb.GetConcurrencyKeyRequest(tenant=tenant, kind=FLOAT, key=key)).key
     assert (k.key, k.kind, k.holders, k.waiters, k.max) == (key, FLOAT, 1, 2, 1)

@@ -1,0 +1,620 @@
+"""The Worker's engine room, run inside one asyncio loop: leasing, heartbeats, reports, refreshes.
+
+One lease loop per queue asks for as many tasks as there are free handler slots
+(``concurrency`` bounds the handlers running at once; leases held, i.e. running or being
+reported, are bounded by twice that, so a slow report path cannot make the worker hoard
+leases). Each task's heartbeats run from a timer on the loop at a third of its lease,
+independent of its handler (sync handlers run on daemon threads). Outcomes go through one
+reporter that batches whatever is ready into a single ReportOutcomes call, so leasing the next
+tasks overlaps reporting the last ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import random
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, Union
+
+from ._pool import DaemonPool
+from .aio import AsyncClient
+from .cancellation import LEASE_LOST, SHUTDOWN, CancellationToken, JobCancelled, JobFailed
+from .errors import (
+    DeadlineExceededError,
+    LeaseLostError,
+    SluiceError,
+    UnavailableError,
+)
+from .types import NodeLimits, Outcome, OutcomeKind, RefreshTask, Report, Task, encode_json
+
+if TYPE_CHECKING:
+    from .worker import JobContext, RefreshRequest, Worker
+
+log = logging.getLogger("sluice_client.worker")
+
+MAX_REPORT_BATCH = 500
+REFRESH_THREADS = 2
+DEFAULT_REFRESH_LEASE_S = 30.0
+_TRANSIENT = (UnavailableError, DeadlineExceededError)
+
+# What the server enforces by default; replaced by GetNodeInfo's limits at start.
+DEFAULT_LIMITS = NodeLimits(
+    max_message_bytes=32 << 20, max_id_bytes=128, max_tenant_bytes=128, max_queue_bytes=128,
+    max_worker_id_bytes=128, max_payload_bytes=1 << 20, max_result_bytes=1 << 20,
+    max_error_code_bytes=128, max_error_message_bytes=8 << 10, max_error_data_bytes=64 << 10,
+    max_metadata_entries=64, max_metadata_key_bytes=128, max_metadata_value_bytes=1 << 10,
+    max_limits_per_job=8, max_limit_key_bytes=256, max_batch_jobs=10_000,
+    max_lease_batch=1_000, max_wait_ms=60_000)
+
+
+def is_async_callable(fn: Any) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None))
+
+
+def _truncate(text: str, max_bytes: int) -> str:
+    raw = text.encode()
+    return text if len(raw) <= max_bytes else raw[:max_bytes].decode(errors="ignore")
+
+
+def _backoff(failures: int, cap: float = 5.0) -> float:
+    return random.uniform(0.0, min(cap, 0.05 * 2 ** min(failures, 10)))
+
+
+class Slots:
+    """Handler slots (``running`` < ``capacity``) and held leases (``held`` < ``held_cap``).
+
+    ``take`` waits until both have room and reserves up to ``most`` of each; a task gives its
+    handler slot back when the handler returns and its lease when the report is done. Used
+    from the worker's loop only (no locks).
+    """
+
+    def __init__(self, capacity: int, held_cap: int) -> None:
+        self.capacity = capacity
+        self.held_cap = held_cap
+        self.running = 0
+        self.held = 0
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def _room(self) -> int:
+        return min(self.capacity - self.running, self.held_cap - self.held)
+
+    async def take(self, most: int) -> int:
+        while self._room() <= 0:
+            fut = asyncio.get_running_loop().create_future()
+            self._waiters.append(fut)
+            try:
+                await fut
+            finally:
+                if fut in self._waiters:
+                    self._waiters.remove(fut)
+        n = min(self._room(), most)
+        self.running += n
+        self.held += n
+        return n
+
+    def give(self, n: int) -> None:
+        """Returns ``n`` unused reservations (both kinds)."""
+        self.handler_done(n)
+        self.lease_done(n)
+
+    def handler_done(self, n: int = 1) -> None:
+        self.running -= n
+        assert self.running >= 0, "slot accounting broke"
+        self._wake()
+
+    def lease_done(self, n: int = 1) -> None:
+        self.held -= n
+        assert self.held >= 0, "lease accounting broke"
+        self._wake()
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+
+@dataclass(eq=False)
+class Running:
+    """One task held by this worker."""
+
+    task: Task
+    token: CancellationToken
+    expires: float                   # monotonic time the lease ends, as far as we know
+    lost: bool = False
+    reporting: bool = False          # handed to a report call: a lease_lost after it is ours
+    done: bool = False               # reported, dropped or abandoned: no more heartbeats
+    handler_task: Optional[asyncio.Task[None]] = None
+    hb_timer: Optional[asyncio.TimerHandle] = None
+    hb_task: Optional[asyncio.Task[None]] = None
+    started: float = field(default_factory=time.monotonic)
+
+    def expired(self) -> bool:
+        return time.monotonic() >= self.expires
+
+
+@dataclass
+class Stats:
+    """Counters of one Worker run (read them from any thread; they only grow)."""
+
+    leased: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    reports_sent: int = 0
+    report_batches: int = 0
+    lease_lost: int = 0
+    duplicates: int = 0
+    refreshes: int = 0
+    abandoned: int = 0
+    max_running: int = 0     # handlers running at once (never above concurrency)
+    max_held: int = 0        # leases held at once (never above twice that)
+
+
+class Runtime:
+    """All state of a running Worker; lives and dies with one ``Worker.run_async`` call."""
+
+    def __init__(self, worker: Worker, client: AsyncClient) -> None:
+        self.w = worker
+        self.client = client
+        self.limits = DEFAULT_LIMITS
+        self.slots = Slots(worker.concurrency, 2 * worker.concurrency)
+        self._async_handlers = {q: is_async_callable(h) for q, h in worker.handlers.items()}
+        self.running: dict[str, Running] = {}
+        self.by_job: dict[str, Running] = {}
+        self.refreshing: dict[str, asyncio.Task[None]] = {}
+        self.polling: dict[str, bool] = {}
+        self.lease_loops: dict[str, asyncio.Task[None]] = {}
+        self.stopping = False
+        self.hurry = False   # stop at once (a second signal): skip the drain and the grace
+        self._reports: list[tuple[Running, Outcome, asyncio.Future[None]]] = []
+        self._report_ready = asyncio.Event()
+        self._reporter: Optional[asyncio.Task[None]] = None
+        self._changed = asyncio.Event()   # a task or refresh ended (drain waits on it)
+        self.job_pool = DaemonPool(worker.concurrency, f"sluice-worker-{worker.worker_id}")
+        self.refresh_pool = DaemonPool(REFRESH_THREADS, f"sluice-refresh-{worker.worker_id}")
+        self.stats = worker.stats
+
+    # ---- events -----------------------------------------------------------------------------
+
+    def event(self, name: str, **fields: Any) -> None:
+        level = logging.WARNING if name in ("lease_lost", "report_rejected", "abandoned",
+                                            "lease_error", "report_error") else logging.DEBUG
+        log.log(level, "%s %s", name, fields)
+        hook = self.w.on_event
+        if hook is not None:
+            try:
+                hook(name, fields)
+            except Exception:  # noqa: BLE001 (a broken hook must not break the worker)
+                log.exception("on_event hook raised for %s", name)
+
+    # ---- start ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        try:
+            self.limits = (await self.client.node_info()).limits
+        except _TRANSIENT as e:  # the server may come up later; lease loops keep trying
+            self.event("node_info_unavailable", error=repr(e))
+        self._reporter = asyncio.create_task(self._reporter_loop(), name="sluice-reporter")
+        for queue in self.w.queues:
+            self.polling[queue] = False
+            self.lease_loops[queue] = asyncio.create_task(self._lease_loop(queue),
+                                                          name=f"sluice-lease-{queue}")
+        self.event("started", worker_id=self.w.worker_id, queues=list(self.w.queues),
+                   concurrency=self.w.concurrency)
+
+    # ---- leasing ----------------------------------------------------------------------------
+
+    async def _lease_loop(self, queue: str) -> None:
+        idle = False
+        failures = 0
+        multi = len(self.w.queues) > 1
+        while not self.stopping:
+            # An idle queue of a multi-queue worker reserves one slot while it long-polls, so
+            # it does not sit on slots another queue's work could use.
+            most = 1 if (multi and idle) else min(self.limits.max_lease_batch, 1_000_000)
+            n = await self.slots.take(most)
+            if self.stopping:
+                self.slots.give(n)
+                return
+            self.polling[queue] = True
+            try:
+                resp = await self.client.lease(queue, self.w.worker_id, max_tasks=n,
+                                               wait_ms=self.w.poll_wait_ms)
+            except SluiceError as e:
+                self.polling[queue] = False
+                self.slots.give(n)
+                failures += 1
+                self.event("lease_error", queue=queue, error=repr(e))
+                await self._sleep_unless_stopping(_backoff(failures))
+                continue
+            except BaseException:
+                self.slots.give(n)
+                raise
+            finally:
+                self.polling[queue] = False
+            failures = 0
+            used = self._accept(resp.tasks, n, time.monotonic())
+            self.slots.give(n - used)
+            for r in resp.refreshes:
+                self._start_refresh(r)
+            idle = not resp.tasks
+
+    def _accept(self, tasks: list[Task], n: int, received: float) -> int:
+        """Starts the leased tasks (dropping duplicates); returns how many slots they use."""
+        used = 0
+        for t in tasks:
+            if t.task_id in self.running:
+                self.stats.duplicates += 1
+                self.event("duplicate_delivery", task_id=t.task_id, job_id=t.job_id)
+                continue
+            if used == n:  # never more than asked for (the server does not do this)
+                self.event("over_delivery", task_id=t.task_id, job_id=t.job_id)
+                continue
+            old = self.by_job.get(t.job_id)
+            if old is not None:  # a newer attempt of a job we still run: our lease is dead
+                self._lose(old, "superseded")
+            used += 1
+            self._start_task(t, received)
+        return used
+
+    async def _sleep_unless_stopping(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < end:
+            await asyncio.sleep(min(0.05, max(0.0, end - time.monotonic())))
+
+    # ---- running tasks ----------------------------------------------------------------------
+
+    def _start_task(self, t: Task, received: float) -> None:
+        # Task.lease_ms is what was left of the lease when the server answered (a long-poll may
+        # have waited before that). Count from receipt, less a margin for the answer's trip.
+        lease_s = t.lease_ms / 1000.0
+        st = Running(t, CancellationToken(), received + lease_s - min(0.05 * lease_s, 1.0))
+        self.running[t.task_id] = st
+        self.by_job[t.job_id] = st
+        self.stats.leased += 1
+        self.stats.max_running = max(self.stats.max_running, self.slots.running)
+        self.stats.max_held = max(self.stats.max_held, len(self.running))
+        st.handler_task = asyncio.create_task(self._run_task(st), name=f"sluice-task-{t.job_id}")
+
+    async def _run_task(self, st: Running) -> None:
+        self._schedule_heartbeat(st, st.task.lease_ms / 3000.0)
+        try:
+            try:
+                outcome = await self._invoke(st)
+            finally:
+                self.slots.handler_done()
+            if outcome is not None and not self._lease_gone(st):
+                await self._report(st, outcome)
+            elif outcome is not None:
+                self.event("lease_lost_no_report", task_id=st.task.task_id,
+                           job_id=st.task.job_id)
+        finally:
+            st.done = True
+            if st.hb_timer is not None:
+                st.hb_timer.cancel()
+            self.running.pop(st.task.task_id, None)
+            if self.by_job.get(st.task.job_id) is st:
+                del self.by_job[st.task.job_id]
+            self.slots.lease_done()
+            self._changed.set()
+
+    def _lease_gone(self, st: Running) -> bool:
+        if not st.lost and st.expired():
+            self._lose(st, "expired_locally")
+        return st.lost
+
+    async def _invoke(self, st: Running) -> Optional[Outcome]:
+        """Runs the handler; its return or exception becomes the outcome (None: abandoned)."""
+        handler = self.w.handlers[st.task.queue]
+        ctx = self.w._context(st.task, st.token)
+        try:
+            if self._async_handlers[st.task.queue]:
+                value = await handler(ctx)
+            else:
+                value = await self.job_pool.run(handler, ctx)
+                if inspect.isawaitable(value):
+                    value = await value
+            return self._success(value)
+        except asyncio.CancelledError:
+            return None  # abandoned at the stop deadline: never reported
+        except JobCancelled:
+            if st.token.reason == SHUTDOWN:
+                return Outcome.failure("worker_shutdown", "the worker stopped before the job "
+                                       "finished")
+            return Outcome.cancelled()
+        except JobFailed as e:
+            return self._failure(e.code, e.message, e.data, e.no_retry)
+        except Exception as e:  # noqa: BLE001 (every handler error becomes a failure)
+            tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+            self.event("handler_error", job_id=st.task.job_id, error=repr(e))
+            return self._failure(type(e).__name__, str(e), tb.encode(), False)
+
+    def _success(self, value: Any) -> Outcome:
+        if value is None:
+            result = b""
+        elif isinstance(value, (bytes, bytearray, memoryview)):
+            result = bytes(value)
+        else:
+            result = encode_json(value)
+        if len(result) > self.limits.max_result_bytes:
+            return self._failure("result_too_large", f"result of {len(result)} bytes exceeds "
+                                 f"the cap of {self.limits.max_result_bytes}", b"", False)
+        return Outcome.success(result)
+
+    def _failure(self, code: str, message: str, data: bytes, no_retry: bool) -> Outcome:
+        lim = self.limits
+        return Outcome.failure(_truncate(code or "error", lim.max_error_code_bytes),
+                               _truncate(message, lim.max_error_message_bytes),
+                               data=data[:lim.max_error_data_bytes], no_retry=no_retry)
+
+    def _lose(self, st: Running, why: str) -> None:
+        if st.lost:
+            return
+        st.lost = True
+        self.stats.lease_lost += 1
+        st.token.set(LEASE_LOST)
+        self.event("lease_lost", task_id=st.task.task_id, job_id=st.task.job_id, why=why)
+
+    def _schedule_heartbeat(self, st: Running, delay: float) -> None:
+        """Arms the task's heartbeat timer (a timer, not a coroutine per task: short jobs
+        finish and cancel it before it ever fires)."""
+        delay = max(0.0, min(delay, st.expires - time.monotonic()))
+        st.hb_timer = asyncio.get_running_loop().call_later(delay, self._heartbeat_due, st)
+
+    def _heartbeat_due(self, st: Running) -> None:
+        st.hb_timer = None
+        if st.done or st.lost:
+            return
+        st.hb_task = asyncio.create_task(self._heartbeat(st))
+
+    async def _heartbeat(self, st: Running) -> None:
+        """One heartbeat, then the next timer. Bounded by the lease as we know it (retries
+        included): a heartbeat that has not come back when the lease ends means it is gone."""
+        lease_s = max(st.task.lease_ms, 30) / 1000.0
+        if self._lease_gone(st):
+            return
+        sent = time.monotonic()
+        try:
+            hb = await asyncio.wait_for(
+                self.client.heartbeat(st.task, timeout=max(0.05, st.expires - sent)),
+                timeout=max(0.0, st.expires - sent))
+        except asyncio.TimeoutError:
+            if not st.reporting and not st.done:
+                self._lose(st, "heartbeat_timeout")
+            return
+        except LeaseLostError:
+            if not st.reporting and not st.done:
+                self._lose(st, "heartbeat")
+            return
+        except SluiceError as e:
+            self.event("heartbeat_error", task_id=st.task.task_id, error=repr(e))
+            if not st.done:
+                self._schedule_heartbeat(st, max(0.02, (st.expires - time.monotonic()) / 3.0))
+            return
+        st.expires = sent + lease_s
+        if hb.cancel_requested and not st.token.cancelled:
+            self.event("cancel_requested", task_id=st.task.task_id, job_id=st.task.job_id)
+            st.token.set("cancel_requested")
+        if not st.done:
+            self._schedule_heartbeat(st, lease_s / 3.0)
+
+    # ---- reporting --------------------------------------------------------------------------
+
+    async def _report(self, st: Running, outcome: Outcome) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._reports.append((st, outcome, fut))
+        self._report_ready.set()
+        await fut
+
+    async def _reporter_loop(self) -> None:
+        while True:
+            await self._report_ready.wait()
+            self._report_ready.clear()
+            while self._reports:
+                batch = self._reports[:MAX_REPORT_BATCH]
+                del self._reports[:len(batch)]
+                try:
+                    await self._send_reports(batch)
+                finally:
+                    for _, _, fut in batch:
+                        if not fut.done():
+                            fut.set_result(None)
+
+    async def _send_reports(self, batch: list[tuple[Running, Outcome, asyncio.Future[None]]]
+                            ) -> None:
+        failures = 0
+        while True:
+            live = [b for b in batch if not self._lease_gone(b[0])]
+            for st, _, _ in batch:
+                if st.lost:
+                    self.event("lease_lost_no_report", task_id=st.task.task_id,
+                               job_id=st.task.job_id)
+            if not live:
+                return
+            batch = live
+            for st, _, _ in batch:
+                st.reporting = True
+            try:
+                statuses = await self.client.report_outcomes(
+                    [Report(st.task, o) for st, o, _ in batch], tenant=batch[0][0].task.tenant)
+                break
+            except _TRANSIENT as e:
+                failures += 1
+                self.event("report_error", error=repr(e), reports=len(batch))
+                await asyncio.sleep(_backoff(failures))
+            except SluiceError as e:
+                self.event("report_error", error=repr(e), reports=len(batch))
+                return
+        self.stats.report_batches += 1
+        for (st, outcome, _), status in zip(batch, statuses):
+            self._count(st, outcome, status.ok, status.sluice_code, status.message)
+
+    def _count(self, st: Running, outcome: Outcome, ok: bool, code: str, message: str) -> None:
+        if ok:
+            self.stats.reports_sent += 1
+            if outcome.kind is OutcomeKind.SUCCESS:
+                self.stats.succeeded += 1
+            elif outcome.kind is OutcomeKind.FAILURE:
+                self.stats.failed += 1
+            else:
+                self.stats.cancelled += 1
+            self.event("reported", task_id=st.task.task_id, job_id=st.task.job_id,
+                       outcome=outcome.kind.value)
+        else:
+            if code == "lease_lost":
+                self.stats.lease_lost += 1
+            self.event("report_rejected", task_id=st.task.task_id, job_id=st.task.job_id,
+                       code=code, message=message)
+
+    # ---- floating-limit refreshes -----------------------------------------------------------
+
+    def _start_refresh(self, r: RefreshTask) -> None:
+        if r.key in self.refreshing:
+            self.event("duplicate_refresh", key=r.key)
+            return
+        self.refreshing[r.key] = asyncio.create_task(self._run_refresh(r),
+                                                     name=f"sluice-refresh-{r.key}")
+
+    async def _run_refresh(self, r: RefreshTask) -> None:
+        try:
+            self.stats.refreshes += 1
+            handler = self.w._refresh_handler_for(r.key)
+            if handler is None:
+                await self._refresh_outcome(r, None, "no_refresh_handler",
+                                            f"worker {self.w.worker_id} has no refresh handler "
+                                            f"for key {r.key!r}")
+                return
+            await self._refresh_with_heartbeat(r, handler)
+        finally:
+            self.refreshing.pop(r.key, None)
+            self._changed.set()
+
+    async def _refresh_with_heartbeat(self, r: RefreshTask,
+                                      handler: Callable[[RefreshRequest], Any]) -> None:
+        lease_s = self._refresh_lease_s(r)
+        state = {"expires": time.monotonic() + lease_s, "lost": False}
+        hb = asyncio.create_task(self._refresh_heartbeat(r, state, lease_s))
+        try:
+            value = await self._call_refresh(handler, self.w._refresh_request(r))
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32:
+                new_max, code, msg = None, "invalid_refresh_value", f"handler returned {value!r}"
+            else:
+                new_max, code, msg = value, "", ""
+        except Exception as e:  # noqa: BLE001 (reported as a refresh failure)
+            code = e.code if isinstance(e, JobFailed) else type(e).__name__
+            new_max, msg = None, str(e)
+        finally:
+            hb.cancel()
+        if state["lost"] or time.monotonic() >= float(state["expires"]):
+            self.event("refresh_lease_lost", key=r.key)
+            return
+        await self._refresh_outcome(r, new_max, code, msg)
+
+    @staticmethod
+    def _refresh_lease_s(r: RefreshTask) -> float:
+        """The refresh lease's length: RefreshTask.lease_ms; from a server that does not send
+        it, estimated from the expiry (trusting the clocks) with the server default as the
+        fallback."""
+        if r.lease_ms > 0:
+            return r.lease_ms / 1000.0
+        est = (r.lease_expires_ms - time.time() * 1000.0) / 1000.0
+        return est if 0.05 < est < 86_400 else DEFAULT_REFRESH_LEASE_S
+
+    async def _call_refresh(self, handler: Callable[[RefreshRequest], Any],
+                            req: RefreshRequest) -> Any:
+        if is_async_callable(handler):
+            return await handler(req)
+        value = await self.refresh_pool.run(handler, req)
+        return (await value) if inspect.isawaitable(value) else value
+
+    async def _refresh_heartbeat(self, r: RefreshTask, state: dict[str, Union[float, bool]],
+                                 lease_s: float) -> None:
+        while True:
+            await asyncio.sleep(lease_s / 3.0)
+            sent = time.monotonic()
+            try:
+                await self.client.heartbeat_refresh(r, timeout=max(0.05, lease_s / 3.0))
+                state["expires"] = sent + lease_s
+            except LeaseLostError:
+                state["lost"] = True
+                return
+            except SluiceError as e:
+                self.event("refresh_heartbeat_error", key=r.key, error=repr(e))
+
+    async def _refresh_outcome(self, r: RefreshTask, new_max: Optional[int], code: str,
+                               message: str) -> None:
+        try:
+            if new_max is not None:
+                await self.client.complete_refresh(r, new_max)
+                self.event("refresh_reported", key=r.key, new_max=new_max)
+            else:
+                lim = self.limits
+                await self.client.fail_refresh(r, _truncate(code or "error",
+                                                            lim.max_error_code_bytes),
+                                               _truncate(message, lim.max_error_message_bytes))
+                self.event("refresh_failed", key=r.key, code=code, message=message)
+        except SluiceError as e:
+            self.event("refresh_report_error", key=r.key, error=repr(e))
+
+    # ---- stopping ---------------------------------------------------------------------------
+
+    def idle(self) -> bool:
+        return (not self.running and not self.refreshing and not self._reports
+                and all(t.done() for t in self.lease_loops.values()))
+
+    async def drain(self, timeout: float, grace: float) -> bool:
+        """Stops leasing and waits up to ``timeout`` for held tasks to finish and report.
+        Then sets the tokens of what still runs (``shutdown``), waits ``grace`` more, and
+        abandons the rest (never reported: their leases expire on the server)."""
+        self.stopping = True
+        for queue, loop_task in self.lease_loops.items():
+            if not self.polling.get(queue):  # waiting for a slot: no RPC to lose
+                loop_task.cancel()
+        deadline = time.monotonic() + timeout
+        if await self._wait_idle(deadline):
+            return True
+        for loop_task in self.lease_loops.values():
+            loop_task.cancel()  # a long-poll past the deadline: give up on it
+        for st in list(self.running.values()):
+            st.token.set(SHUTDOWN)
+        if await self._wait_idle(time.monotonic() + grace):
+            return False
+        self.hurry = False  # (let the cancelled handlers unwind below)
+        for st in list(self.running.values()):
+            self.stats.abandoned += 1
+            self.event("abandoned", task_id=st.task.task_id, job_id=st.task.job_id)
+            if st.handler_task is not None:
+                st.handler_task.cancel()
+        for t in list(self.refreshing.values()):
+            t.cancel()
+        await self._wait_idle(time.monotonic() + 1.0)
+        return False
+
+    async def _wait_idle(self, deadline: float) -> bool:
+        while not self.idle():
+            left = deadline - time.monotonic()
+            if left <= 0 or self.hurry:
+                return False
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout=min(left, 0.05))
+            except asyncio.TimeoutError:
+                pass
+        return True
+
+    async def close(self) -> None:
+        if self._reporter is not None:
+            self._reporter.cancel()
+        await asyncio.gather(*self.lease_loops.values(), return_exceptions=True)
+        self.job_pool.shutdown()
+        self.refresh_pool.shutdown()
+
+
+Handler = Callable[["JobContext"], Union[Any, Awaitable[Any]]]
+RefreshHandler = Callable[["RefreshRequest"], Union[int, Awaitable[int]]]

@@ -1,0 +1,173 @@
+"""Floating-limit refresh handlers: the value a handler returns is the key's max in force
+(observed as jobs running at once on the key); a raising handler keeps the old value; a key
+without a handler is reported failed at once; a slow refresh keeps its own lease alive."""
+
+from __future__ import annotations
+
+import pathlib
+import threading
+import time
+from typing import Any, Iterator
+
+import pytest
+
+from harness import OP_TOKEN, Sluiced, uid
+from recorder import AsyncRecorder
+from sluice_client import Client, JobContext, Limit, RefreshRequest, Worker
+
+
+class KeyGauge:
+    """Jobs of one key running at once: current, peak, and the peak since the last reset."""
+
+    def __init__(self) -> None:
+        self.now = self.peak = 0
+        self._lock = threading.Lock()
+
+    def enter(self) -> None:
+        with self._lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+
+    def exit(self) -> None:
+        with self._lock:
+            self.now -= 1
+
+    def reset(self) -> None:
+        with self._lock:
+            self.peak = self.now
+
+
+@pytest.fixture
+def workers() -> Iterator[list[Worker]]:
+    ws: list[Worker] = []
+    yield ws
+    for w in ws:
+        w.stop(5)
+
+
+def wait_for(pred: Any, timeout: float = 15.0, what: str = "condition") -> Any:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def gauge_handler(gauge: KeyGauge, seconds: float) -> Any:
+    def handle(job: JobContext) -> None:
+        gauge.enter()
+        try:
+            time.sleep(seconds)
+        finally:
+            gauge.exit()
+    return handle
+
+
+def test_value_followed_one_then_five(server: Sluiced, client: Client,
+                                      workers: list[Worker]) -> None:
+    q, key, gauge = uid("q-"), uid("fk-"), KeyGauge()
+    value = {"max": 1}
+    calls: list[RefreshRequest] = []
+    w = Worker(server.address, token=OP_TOKEN, concurrency=10, poll_wait_ms=200)
+    workers.append(w)
+    w.handler(q)(gauge_handler(gauge, 0.12))
+
+    @w.refresh_handler(key)
+    def refresh(r: RefreshRequest) -> int:
+        calls.append(r)
+        return value["max"]
+    limit = [Limit.floating(key, 3, 250, {"team": "a"})]
+    with w.running():
+        first = client.enqueue(q, b"", limits=limit)
+        wait_for(lambda: client.floating_limit(key).last_refreshed_ms > 0, what="1st refresh")
+        assert client.floating_limit(key).current_max == 1
+        first.await_result(timeout=10)
+        gauge.reset()
+        ids = [client.enqueue(q, b"", limits=limit).id for _ in range(8)]
+        for i in ids:
+            client.job(i).await_result(timeout=20)
+        assert gauge.peak == 1, "more than one job ran while the refreshed max was 1"
+        value["max"] = 5
+        ids = [client.enqueue(q, b"", limits=limit).id for _ in range(25)]
+        wait_for(lambda: client.floating_limit(key).current_max == 5, what="max 5")
+        for i in ids:
+            assert client.job(i).await_result(timeout=30).succeeded
+    assert gauge.peak == 5, f"peak {gauge.peak}: the raised max was not followed"
+    r0 = calls[0]
+    assert (r0.key, dict(r0.metadata), r0.default_max, r0.last_refreshed_ms) == (
+        key, {"team": "a"}, 3, 0)
+    assert calls[-1].current_max in (1, 5) and calls[-1].last_refreshed_ms > 0
+
+
+def test_a_raising_handler_keeps_the_old_value(server: Sluiced, client: Client,
+                                               workers: list[Worker]) -> None:
+    q, key, gauge = uid("q-"), uid("fk-"), KeyGauge()
+    mode = {"raise": False}
+    w = Worker(server.address, token=OP_TOKEN, concurrency=8, poll_wait_ms=200)
+    workers.append(w)
+    w.handler(q)(gauge_handler(gauge, 0.1))
+
+    @w.refresh_handler()  # the catch-all handler, async this time
+    async def refresh(r: RefreshRequest) -> int:
+        if mode["raise"]:
+            raise ConnectionError("quota service down")
+        return 2
+    limit = [Limit.floating(key, 6, 200)]
+    with w.running():
+        client.enqueue(q, b"", limits=limit).await_result(timeout=10)
+        wait_for(lambda: client.floating_limit(key).current_max == 2, what="max 2")
+        mode["raise"] = True
+        gauge.reset()
+        ids = [client.enqueue(q, b"", limits=limit).id for _ in range(16)]
+        wait_for(lambda: client.floating_limit(key).consecutive_failures >= 1,
+                 what="a failed refresh")
+        for i in ids:
+            client.job(i).await_result(timeout=20)
+        state = client.floating_limit(key)
+    assert state.current_max == 2 and state.consecutive_failures >= 1
+    assert gauge.peak == 2
+
+
+def test_a_key_without_a_handler_is_reported_failed_at_once(server: Sluiced, client: Client,
+                                                            workers: list[Worker]) -> None:
+    q, key = uid("q-"), uid("fk-")
+    events: list[str] = []
+    w = Worker(server.address, token=OP_TOKEN, poll_wait_ms=200,
+               on_event=lambda name, f: events.append(name))
+    workers.append(w)
+    w.handler(q)(lambda job: time.sleep(0.3))
+    with w.running():
+        t0 = time.monotonic()
+        client.enqueue(q, b"", limits=[Limit.floating(key, 2, 60_000)])
+        wait_for(lambda: client.floating_limit(key).consecutive_failures >= 1,
+                 what="the refresh failure")
+        took = time.monotonic() - t0
+        state = client.floating_limit(key)
+    assert took < 5.0  # not held until its 30 s lease expires
+    assert state.current_max == 2 and not state.refresh_in_flight
+    assert "refresh_failed" in events
+
+
+def test_a_slow_refresh_heartbeats_its_lease(tmp_path: pathlib.Path, servers: list[Sluiced],
+                                            workers: list[Worker]) -> None:
+    # Refresh leases of 0.45 s (RefreshTask.lease_ms): heartbeats every 0.15 s.
+    server = Sluiced(tmp_path / "data", extra_args=["--refresh-lease-ms", "450"]).start()
+    servers.append(server)
+    client = Client(server.address, token=OP_TOKEN, timeout=15)
+    q, key, rec = uid("q-"), uid("fk-"), AsyncRecorder()
+    w = Worker(server.address, token=OP_TOKEN, poll_wait_ms=200, interceptors=[rec])
+    workers.append(w)
+    w.handler(q)(lambda job: None)
+
+    @w.refresh_handler(key)
+    def slow(r: RefreshRequest) -> int:
+        time.sleep(1.0)
+        return 4
+    with w.running():
+        client.enqueue(q, b"", limits=[Limit.floating(key, 1, 60_000)])
+        wait_for(lambda: client.floating_limit(key).current_max == 4, what="max 4")
+    client.close()
+    assert rec.count("HeartbeatRefresh") >= 4
+    assert rec.count("ReportRefreshOutcome") == 1

@@ -1,0 +1,42 @@
+"""SIGTERM drains a worker process: it leases nothing more, lets the jobs it holds finish and
+report, then exits 0. Jobs it never took stay waiting for other workers."""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any
+
+from harness import Sluiced, uid
+from sluice_client import Client, JobStatus
+from test_lease_loss import spawn, wait_line  # noqa: F401  (the `spawn` fixture)
+
+
+def test_sigterm_drains_the_worker(server: Sluiced, client: Client, spawn: Any) -> None:
+    q = uid("q-")
+    ids = [client.enqueue(q, b"").id for _ in range(6)]
+    proc, lines = spawn(q, 1.0, 3)
+    wait_line(lines, lambda x: sum(1 for y in lines if y.get("kind") == "started") >= 3)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+    took = time.monotonic() - t0
+    exit_line = wait_line(lines, lambda x: x.get("kind") == "exit")
+    assert exit_line["drained"] is True
+    assert took < 5.0
+    jobs = [client.get_job(i) for i in ids]
+    done = [j for j in jobs if j.status == JobStatus.SUCCEEDED]
+    untouched = [j for j in jobs if j.status == JobStatus.WAITING and j.attempt_count == 0]
+    assert len(done) == 3 and len(untouched) == 3, [(j.status, j.attempt_count) for j in jobs]
+    assert all(client.get_result(j.id).result == b"done-by-proc" for j in done)
+    assert any(x.get("name") == "signal" for x in lines)
+
+
+def test_sigterm_of_an_idle_worker_is_quick(server: Sluiced, spawn: Any) -> None:
+    proc, lines = spawn(uid("q-"), 0.1, 2)
+    wait_line(lines, lambda x: x.get("name") == "started")
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+    assert time.monotonic() - t0 < 3.0  # at most one long-poll (500 ms here) plus start-up

@@ -1,0 +1,361 @@
+"""The Worker against a real sluiced: concurrency, outcomes, cancellation, heartbeats,
+duplicate delivery, several queues, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any, Iterator
+
+import pytest
+
+from harness import OP_TOKEN, Sluiced, uid
+from recorder import AsyncRecorder
+from sluice_client import (
+    Client,
+    JobCancelled,
+    JobContext,
+    JobFailed,
+    JobSpec,
+    JobStatus,
+    RetryPolicy,
+    UnauthenticatedError,
+    Worker,
+)
+from sluice_client.cancellation import CANCEL_REQUESTED, SHUTDOWN
+
+
+class Gauge:
+    """Counts handlers running at once (thread-safe) and remembers the peak."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.peak = 0
+        self.runs = 0
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> Gauge:
+        with self._lock:
+            self.now += 1
+            self.runs += 1
+            self.peak = max(self.peak, self.now)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self.now -= 1
+
+
+@pytest.fixture
+def make_worker(server: Sluiced) -> Iterator[Any]:
+    started: list[Worker] = []
+
+    def make(**kwargs: Any) -> Worker:
+        kwargs.setdefault("poll_wait_ms", 300)
+        w = Worker(server.address, token=OP_TOKEN, **kwargs)
+        started.append(w)
+        return w
+    yield make
+    for w in started:
+        w.stop(5)
+
+
+def wait_for(pred: Any, timeout: float = 10.0, what: str = "condition") -> Any:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def all_finished(client: Client, ids: list[str], timeout: float = 20.0) -> list[Any]:
+    return [client.job(i).await_result(timeout=timeout) for i in ids]
+
+
+@pytest.mark.parametrize("style", ["sync", "async"])
+def test_concurrency_is_reached_and_never_exceeded(style: str, client: Client,
+                                                   make_worker: Any) -> None:
+    q, gauge = uid("q-"), Gauge()
+    w = make_worker(concurrency=4)
+    if style == "sync":
+        @w.handler(q)
+        def handle(job: JobContext) -> None:
+            with gauge:
+                time.sleep(0.08)
+    else:
+        @w.handler(q)
+        async def handle_async(job: JobContext) -> None:
+            with gauge:
+                await asyncio.sleep(0.08)
+    ids = [h.id for h in client.enqueue_batch([JobSpec(q) for _ in range(24)])]
+    with w.running():
+        results = all_finished(client, ids)
+    assert all(r.succeeded for r in results)
+    assert gauge.peak == 4 and gauge.runs == 24
+    assert w.stats.max_running <= 4 and w.stats.max_held <= 8 and w.stats.succeeded == 24
+
+
+def test_lease_requests_ask_for_the_free_slots(client: Client, make_worker: Any) -> None:
+    q, rec = uid("q-"), AsyncRecorder()
+    w = make_worker(concurrency=6, interceptors=[rec])
+    w.handler(q)(lambda job: time.sleep(0.02))
+    ids = [client.enqueue(q, b"").id for _ in range(30)]
+    with w.running():
+        all_finished(client, ids)
+    asks = [r.max_tasks for r in rec.requests("LeaseTasks")]
+    assert asks[0] == 6 and max(asks) == 6 and min(asks) >= 1
+    assert rec.count("ReportOutcomes") <= 30
+
+
+def test_outcomes(client: Client, make_worker: Any) -> None:
+    q = uid("q-")
+
+    class BadInput(JobFailed):
+        code = "bad_input"
+        no_retry = True
+
+    def handle(job: JobContext) -> Any:
+        kind = job.json()["kind"]
+        if kind == "bytes":
+            return b"\x00raw"
+        if kind == "json":
+            return {"n": job.attempt}
+        if kind == "none":
+            return None
+        if kind == "jobfailed":
+            raise JobFailed("nope", code="quota", no_retry=True, data=b"ctx")
+        if kind == "subclass":
+            raise BadInput("bad field")
+        if kind == "exception":
+            raise ValueError("boom")
+        if kind == "cancel":
+            raise JobCancelled()
+        if kind == "large":
+            return b"x" * ((1 << 20) + 1)
+        raise AssertionError(kind)
+
+    w = make_worker(concurrency=4)
+    w.handler(q)(handle)
+    retry = RetryPolicy(max_retries=3, initial_backoff_ms=0, max_backoff_ms=0, multiplier=1.0)
+    kinds = ["bytes", "json", "none", "jobfailed", "subclass", "exception", "cancel", "large"]
+    ids = {k: client.enqueue(q, json={"kind": k}, retry=RetryPolicy.none()
+                             if k in ("exception", "large") else retry).id for k in kinds}
+    with w.running():
+        r = {k: client.job(i).await_result(timeout=20) for k, i in ids.items()}
+    assert r["bytes"].result == b"\x00raw"
+    assert r["json"].json() == {"n": 1}
+    assert r["none"].succeeded and r["none"].result == b""
+    assert (r["jobfailed"].status, r["jobfailed"].error_code, r["jobfailed"].error_data) == (
+        JobStatus.FAILED, "quota", b"ctx")
+    assert client.get_job(ids["jobfailed"]).attempt_count == 1  # no_retry
+    assert (r["subclass"].error_code, r["subclass"].error_message) == ("bad_input", "bad field")
+    assert (r["exception"].error_code, r["exception"].error_message) == ("ValueError", "boom")
+    assert b"Traceback" in r["exception"].error_data
+    assert r["cancel"].status == JobStatus.CANCELLED
+    assert r["large"].error_code == "result_too_large"
+
+
+@pytest.mark.parametrize("style", ["sync", "async"])
+def test_cancellation_reaches_the_handler_token(style: str, client: Client,
+                                                make_worker: Any) -> None:
+    q = uid("q-")
+    seen: dict[str, Any] = {}
+    running = threading.Event()
+    w = make_worker(concurrency=2)
+    if style == "sync":
+        @w.handler(q)
+        def handle(job: JobContext) -> bytes:
+            running.set()
+            seen["set"] = job.cancellation.wait(10)
+            seen["reason"] = job.cancellation.reason
+            job.cancellation.raise_if_cancelled()
+            return b"not cancelled"
+    else:
+        @w.handler(q)
+        async def handle_async(job: JobContext) -> bytes:
+            running.set()
+            await asyncio.wait_for(job.cancellation.wait_async(), 10)
+            seen["set"], seen["reason"] = job.cancelled, job.cancellation.reason
+            raise JobCancelled()
+    h = client.enqueue(q, b"", lease_ms=600)  # heartbeats every 200 ms
+    with w.running():
+        assert running.wait(10)
+        t0 = time.monotonic()
+        assert h.cancel().cancel_requested
+        r = h.await_result(timeout=10)
+        took = time.monotonic() - t0
+    assert seen == {"set": True, "reason": CANCEL_REQUESTED}
+    assert r.status == JobStatus.CANCELLED and took < 2.0
+
+
+def test_heartbeats_keep_a_long_job_alive(client: Client, make_worker: Any) -> None:
+    q, rec = uid("q-"), AsyncRecorder()
+    w = make_worker(concurrency=1, interceptors=[rec])
+
+    @w.handler(q)
+    def busy(job: JobContext) -> bytes:
+        end = time.monotonic() + 2.0  # CPU-bound: heartbeats come from the worker's loop
+        n = 0
+        while time.monotonic() < end:
+            n += 1
+        return b"ok"
+    h = client.enqueue(q, b"", lease_ms=900, retry=RetryPolicy.none())
+    with w.running():
+        r = h.await_result(timeout=15)
+    assert r.succeeded, r
+    job = client.get_job(h.id)
+    assert job.attempt_count == 1
+    assert rec.count("Heartbeat") >= 4  # every 300 ms for 2 s, well past the 900 ms lease
+
+
+def test_duplicate_delivery_of_a_running_task_is_ignored(client: Client,
+                                                         make_worker: Any) -> None:
+    q = uid("q-")
+    release, calls, ctxs = threading.Event(), [], []
+    w = make_worker(concurrency=2)
+
+    @w.handler(q)
+    def handle(job: JobContext) -> bytes:
+        calls.append(job.task.task_id)
+        ctxs.append(job)
+        release.wait(10)
+        return b"once"
+    h = client.enqueue(q, b"")
+    with w.running():
+        wait_for(lambda: ctxs, what="the handler to start")
+        rt = w._runtime
+        assert rt is not None and w._loop is not None
+
+        async def deliver_again() -> int:  # as if a lease response carried it again
+            return rt._accept([ctxs[0].task], 1, time.monotonic())
+        used = asyncio.run_coroutine_threadsafe(deliver_again(), w._loop).result(5)
+        release.set()
+        assert h.await_result(timeout=10).result == b"once"
+    assert used == 0 and len(calls) == 1 and w.stats.duplicates == 1
+    assert w.stats.reports_sent == 1
+
+
+def test_several_queues_one_worker(client: Client, make_worker: Any) -> None:
+    qa, qb = uid("qa-"), uid("qb-")
+    w = make_worker(concurrency=3, handlers={qa: lambda j: b"A", qb: lambda j: b"B"})
+    assert set(w.queues) == {qa, qb}
+    ids = [(client.enqueue(qa, b"").id, b"A"), (client.enqueue(qb, b"").id, b"B")] * 3
+    with w.running():
+        for i, want in ids:
+            assert client.job(i).await_result(timeout=10).result == want
+
+
+def test_stop_finishes_in_flight_work_and_leases_no_more(client: Client,
+                                                         make_worker: Any) -> None:
+    q = uid("q-")
+    started = threading.Semaphore(0)
+    w = make_worker(concurrency=3)
+
+    @w.handler(q)
+    def slow(job: JobContext) -> bytes:
+        started.release()
+        time.sleep(0.6)
+        return b"finished"
+    ids = [client.enqueue(q, b"").id for _ in range(6)]
+    w.start()
+    for _ in range(3):
+        assert started.acquire(timeout=10)
+    t0 = time.monotonic()
+    assert w.stop(timeout=10) is True
+    assert time.monotonic() - t0 < 3.0
+    jobs = [client.get_job(i) for i in ids]
+    done = [j for j in jobs if j.status == JobStatus.SUCCEEDED]
+    untouched = [j for j in jobs if j.status == JobStatus.WAITING and j.attempt_count == 0]
+    assert len(done) == 3 and len(untouched) == 3, [(j.status, j.attempt_count) for j in jobs]
+
+
+def test_stop_timeout_sets_shutdown_tokens_then_abandons(client: Client,
+                                                         make_worker: Any) -> None:
+    q = uid("q-")
+    running = threading.Semaphore(0)
+    w = make_worker(concurrency=2, shutdown_grace=0.5)
+
+    @w.handler(q)
+    def handle(job: JobContext) -> bytes:
+        running.release()
+        if job.json()["polite"]:
+            job.cancellation.wait(10)
+            assert job.cancellation.reason == SHUTDOWN
+            raise JobCancelled()  # after a shutdown: reported as worker_shutdown, retried
+        time.sleep(4)  # ignores its token: abandoned, never reported
+        return b"too late"
+    polite = client.enqueue(q, json={"polite": True}, retry=RetryPolicy.none())
+    stubborn = client.enqueue(q, json={"polite": False}, lease_ms=60_000)
+    w.start()
+    assert running.acquire(timeout=10) and running.acquire(timeout=10)
+    t0 = time.monotonic()
+    assert w.stop(timeout=0.3) is False
+    assert time.monotonic() - t0 < 3.0
+    r = polite.result()
+    assert (r.status, r.error_code) == (JobStatus.FAILED, "worker_shutdown")
+    assert stubborn.result().status == JobStatus.RUNNING  # its lease just runs out
+    assert w.stats.abandoned == 1
+    client.cancel(stubborn.id)
+
+
+def test_start_fails_fast_with_a_bad_token(server: Sluiced) -> None:
+    w = Worker(server.address, token="not-a-token")
+    w.handler("q")(lambda job: None)
+    with pytest.raises(UnauthenticatedError):
+        w.start()
+    assert not w.is_running
+
+
+async def test_run_async_in_the_callers_loop(server: Sluiced) -> None:
+    from sluice_client import AsyncClient
+
+    q = uid("q-")
+    w = Worker(server.address, token=OP_TOKEN, poll_wait_ms=200)
+
+    @w.handler(q)
+    async def handle(job: JobContext) -> dict[str, Any]:
+        return {"echo": job.json()}
+    runner = asyncio.create_task(w.run_async())
+    async with AsyncClient(server.address, token=OP_TOKEN) as c:
+        h = await c.enqueue(q, json=[1, "two"])
+        r = await h.await_result(timeout=10)
+    assert r.json() == {"echo": [1, "two"]}
+    assert await w.stop_async(5) is True
+    assert await runner is True
+
+
+def test_a_task_arriving_late_in_a_long_poll_keeps_its_lease(client: Client,
+                                                             make_worker: Any) -> None:
+    """Regression: the lease's local clock starts when the task arrives, not when the
+    long-poll that brought it was sent (else a short lease looks expired on arrival and the
+    worker drops a good outcome)."""
+    q = uid("q-")
+    w = make_worker(concurrency=1, poll_wait_ms=1500)
+    w.handler(q)(lambda job: b"in time")
+    with w.running():
+        time.sleep(0.7)  # the worker is parked in a long-poll
+        h = client.enqueue(q, b"", lease_ms=300, retry=RetryPolicy.none())
+        r = h.await_result(timeout=10)
+    assert r.result == b"in time" and w.stats.lease_lost == 0
+    assert client.get_job(h.id).attempt_count == 1
+
+
+def test_worker_rides_out_a_server_restart(tmp_path: Any, servers: list[Sluiced]) -> None:
+    """The worker keeps leasing through a crash and restart of sluiced (same port and data)
+    and picks up work again by itself."""
+    s = Sluiced(tmp_path / "restart").start()
+    servers.append(s)
+    q = uid("q-")
+    w = Worker(s.address, token=OP_TOKEN, concurrency=2, poll_wait_ms=300)
+    w.handler(q)(lambda job: job.payload[::-1])
+    with Client(s.address, token=OP_TOKEN) as c, w.running(stop_timeout=5):
+        assert c.enqueue(q, b"abc").await_result(timeout=10).result == b"cba"
+        s.kill()
+        time.sleep(0.5)  # the worker's long-polls fail meanwhile and back off
+        restarted = Sluiced(s.data_dir, grpc_port=s.grpc_port).start()
+        servers.append(restarted)
+        h = c.enqueue(q, b"xyz")
+        assert h.await_result(timeout=20).result == b"zyx"
