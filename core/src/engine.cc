@@ -71,6 +71,21 @@ Result<LeaseResponse> Engine::LeaseTasks(const LeaseRequest& request) {
   return impl_->LeaseTasks(request, /*with_refreshes=*/true);
 }
 
+Result<LeaseResponse> Engine::ReportAndLease(std::span<const Completion> reports,
+                                             const LeaseRequest& request,
+                                             std::vector<Status>* report_statuses) {
+  SLUICE_ADMIT();
+  report_statuses->clear();
+  if (!reports.empty()) {
+    Status s = validate::LeaseRequest(request, impl_->options());
+    if (!s.ok()) return s;
+    auto r = WithGrants(impl_.get(), impl_->CompleteBatch(reports), impl_->GrantBudget());
+    if (!r.ok()) return r.status();
+    *report_statuses = std::move(*r);
+  }
+  return impl_->LeaseTasks(request, /*with_refreshes=*/true);
+}
+
 Result<int64_t> Engine::HeartbeatRefresh(std::string_view tenant, std::string_view key,
                                          uint64_t lease_token) {
   SLUICE_ADMIT();

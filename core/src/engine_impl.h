@@ -48,6 +48,8 @@ class Engine::Impl {
   explicit Impl(const EngineOptions& options);
   ~Impl();
 
+  const EngineOptions& options() const { return options_; }
+
   // engine_lifecycle.cc
   Status OpenStore();
   Status Close();
@@ -142,8 +144,10 @@ class Engine::Impl {
   // Reads and decodes; NotFound when absent.
   Status ReadJobState(std::string_view tenant, std::string_view id, storage::JobState* out);
   Status ReadLease(const std::string& lease_key, codec::LeaseValue* out);
-  // Writes one batch; a failure poisons the engine (failed_) and returns kIoError.
-  Status Write(rocksdb::WriteBatch* batch);
+  // Writes one batch; a failure poisons the engine (failed_) and returns kIoError. fsync=false
+  // (leases only) skips the WAL fsync even under sync durability: the next synced write, or a
+  // clean close, makes it durable; power loss can undo it, which only re-delivers the job.
+  Status Write(rocksdb::WriteBatch* batch, bool fsync = true);
   Status StorageError(const rocksdb::Status& s, std::string_view what);
   // Stops the engine (like a storage error) and returns `s`: for failures after which the
   // in-memory indexes can no longer be trusted to match the store.
@@ -235,6 +239,7 @@ class Engine::Impl {
   std::shared_ptr<Clock> clock_;
   std::unique_ptr<rocksdb::OptimisticTransactionDB> db_;
   rocksdb::WriteOptions write_options_;
+  rocksdb::WriteOptions lease_write_options_;  // leases: never fsynced (decisions §44)
   rocksdb::ReadOptions read_options_;
 
   std::array<std::mutex, kStripes> stripes_;

@@ -29,6 +29,7 @@ Engine::Impl::Impl(const EngineOptions& options)
       clock_(options.clock ? options.clock : std::make_shared<SystemClock>()),
       rng_(options.rng_seed != 0 ? options.rng_seed : std::random_device{}()) {
   write_options_.sync = options.durability == Durability::kSync;
+  lease_write_options_.sync = false;  // docs/decisions.md §44
 }
 
 Engine::Impl::~Impl() { (void)Close(); }
@@ -284,8 +285,8 @@ Status Engine::Impl::StorageError(const rocksdb::Status& s, std::string_view wha
                          "; the engine stopped acknowledging, reopen it to recover");
 }
 
-Status Engine::Impl::Write(rocksdb::WriteBatch* batch) {
-  rocksdb::Status s = db_->Write(write_options_, batch);
+Status Engine::Impl::Write(rocksdb::WriteBatch* batch, bool fsync) {
+  rocksdb::Status s = db_->Write(fsync ? write_options_ : lease_write_options_, batch);
   if (!s.ok()) return StorageError(s, "write");
   return Status::Ok();
 }

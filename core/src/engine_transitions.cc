@@ -348,7 +348,8 @@ std::vector<Task> Engine::Impl::LeaseRefs(const std::string& queue_prefix,
     tasks.push_back(std::move(t));
   }
   if (!wrote) return tasks;
-  *status = Write(&batch);
+  // A lease is not fsynced (decisions §44): losing it to power loss re-delivers the job.
+  *status = Write(&batch, /*fsync=*/false);
   if (!status->ok()) return {};
   if (!leases.empty()) {
     std::lock_guard<std::mutex> lock(index_mu_);

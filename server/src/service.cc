@@ -20,7 +20,7 @@ uint32_t ListLimit(uint32_t requested) {
   return requested == 0 ? kDefaultListLimit : std::min(requested, kMaxListLimit);
 }
 
-ConcurrencyLimit::Kind FromProto(v1::ConcurrencyLimit::Kind k) {
+ConcurrencyLimit::Kind KindFromProto(v1::ConcurrencyLimit::Kind k) {
   return k == v1::ConcurrencyLimit::FLOATING ? ConcurrencyLimit::Kind::kFloating
                                              : ConcurrencyLimit::Kind::kFixed;
 }
@@ -87,6 +87,44 @@ grpc::Status SluiceService::EnqueueBatch(grpc::ServerContext* ctx,
   });
 }
 
+namespace {
+
+// Wire reports -> engine completions for `tenant`; a report without an outcome gets its
+// invalid_argument status in *statuses at once and is left out of *batch (index maps back).
+void BuildCompletions(const google::protobuf::RepeatedPtrField<v1::ReportOutcomeRequest>& reports,
+                      const std::string& tenant, std::vector<Completion>* batch,
+                      std::vector<size_t>* index, std::vector<Status>* statuses) {
+  statuses->assign(static_cast<size_t>(reports.size()), Status::Ok());
+  batch->reserve(static_cast<size_t>(reports.size()));
+  for (int i = 0; i < reports.size(); ++i) {
+    const v1::ReportOutcomeRequest& r = reports.Get(i);
+    Completion c;
+    if (!FromProto(r.outcome(), &c.outcome)) {
+      (*statuses)[static_cast<size_t>(i)] =
+          Status::InvalidArgument("reports[" + std::to_string(i) +
+                                  "].outcome: one of success, failure or cancelled is required");
+      continue;
+    }
+    c.tenant = tenant;  // the reports' own tenant fields are ignored
+    c.task_id = r.task_id();
+    c.lease_token = r.lease_token();
+    batch->push_back(std::move(c));
+    index->push_back(static_cast<size_t>(i));
+  }
+}
+
+void AddStatuses(const std::vector<Status>& statuses,
+                 google::protobuf::RepeatedPtrField<v1::ReportStatus>* out) {
+  for (const Status& s : statuses) {
+    v1::ReportStatus* st = out->Add();
+    st->set_code(static_cast<int32_t>(GrpcCode(s.code())));
+    st->set_sluice_code(std::string(StatusCodeName(s.code())));
+    st->set_message(s.message());
+  }
+}
+
+}  // namespace
+
 grpc::Status SluiceService::LeaseTasks(grpc::ServerContext* ctx, const v1::LeaseTasksRequest* req,
                                        v1::LeaseTasksResponse* resp) {
   return Run(ctx, req->tenant(), [&](const std::string& tenant, const Principal&) {
@@ -97,13 +135,27 @@ grpc::Status SluiceService::LeaseTasks(grpc::ServerContext* ctx, const v1::Lease
     lr.max_tasks = req->max_tasks();
     const auto deadline = std::chrono::steady_clock::now() +
                           std::chrono::milliseconds(std::min(req->wait_ms(), facts_.max_wait_ms));
-    // The first slice validates the request even when wait_ms is 0.
+    // Reports ride on the first slice (which also validates the request when wait_ms is 0).
+    std::vector<Completion> batch;
+    std::vector<size_t> index;
+    std::vector<Status> statuses;
+    BuildCompletions(req->reports(), tenant, &batch, &index, &statuses);
+    bool first = true;
     while (true) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
                             deadline - std::chrono::steady_clock::now())
                             .count();
       lr.wait_ms = static_cast<uint32_t>(std::clamp<int64_t>(left, 0, kWaitSliceMs));
-      auto r = engine_->LeaseTasks(lr);
+      auto lease = [&]() -> Result<LeaseResponse> {
+        if (!first || req->reports().empty()) return engine_->LeaseTasks(lr);
+        std::vector<Status> applied;
+        Result<LeaseResponse> out = engine_->ReportAndLease(batch, lr, &applied);
+        for (size_t k = 0; k < applied.size(); ++k) statuses[index[k]] = applied[k];
+        if (out.ok()) AddStatuses(statuses, resp->mutable_report_statuses());
+        return out;
+      };
+      Result<LeaseResponse> r = lease();
+      first = false;
       if (!r.ok()) return r.status();
       if (!r->tasks.empty() || !r->refreshes.empty()) {
         for (const Task& t : r->tasks) ToProto(t, resp->add_tasks());
@@ -147,38 +199,16 @@ grpc::Status SluiceService::ReportOutcomes(grpc::ServerContext* ctx,
                                            const v1::ReportOutcomesRequest* req,
                                            v1::ReportOutcomesResponse* resp) {
   return Run(ctx, req->tenant(), [&](const std::string& tenant, const Principal&) {
-    const int n = req->reports_size();
-    std::vector<Status> statuses(static_cast<size_t>(n));
     std::vector<Completion> batch;
     std::vector<size_t> index;  // batch entry -> report
-    batch.reserve(static_cast<size_t>(n));
-    for (int i = 0; i < n; ++i) {
-      const v1::ReportOutcomeRequest& r = req->reports(i);
-      Completion c;
-      if (!FromProto(r.outcome(), &c.outcome)) {
-        statuses[static_cast<size_t>(i)] =
-            Status::InvalidArgument("reports[" + std::to_string(i) +
-                                    "].outcome: one of success, failure or cancelled "
-                                    "is required");
-        continue;
-      }
-      c.tenant = tenant;  // the reports' own tenant fields are ignored
-      c.task_id = r.task_id();
-      c.lease_token = r.lease_token();
-      batch.push_back(std::move(c));
-      index.push_back(static_cast<size_t>(i));
-    }
+    std::vector<Status> statuses;
+    BuildCompletions(req->reports(), tenant, &batch, &index, &statuses);
     if (!batch.empty()) {
       auto r = engine_->CompleteBatch(batch);
       if (!r.ok()) return r.status();
       for (size_t k = 0; k < r->size(); ++k) statuses[index[k]] = (*r)[k];
     }
-    for (const Status& s : statuses) {
-      v1::ReportStatus* out = resp->add_statuses();
-      out->set_code(static_cast<int32_t>(GrpcCode(s.code())));
-      out->set_sluice_code(std::string(StatusCodeName(s.code())));
-      out->set_message(s.message());
-    }
+    AddStatuses(statuses, resp->mutable_statuses());
     return Status::Ok();
   });
 }
@@ -310,7 +340,7 @@ grpc::Status SluiceService::GetConcurrencyKey(grpc::ServerContext* ctx,
                                               const v1::GetConcurrencyKeyRequest* req,
                                               v1::GetConcurrencyKeyResponse* resp) {
   return Run(ctx, req->tenant(), [&](const std::string& tenant, const Principal&) {
-    auto r = engine_->GetConcurrencyKey(tenant, FromProto(req->kind()), req->key());
+    auto r = engine_->GetConcurrencyKey(tenant, KindFromProto(req->kind()), req->key());
     if (!r.ok()) return r.status();
     ToProto(*r, resp->mutable_key());
     return Status::Ok();

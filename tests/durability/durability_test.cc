@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cerrno>
 #include <string>
+#include <vector>
 
 #include "core/test_util.h"
 #include "sluice/engine.h"
@@ -62,6 +63,33 @@ int SyncsForEnqueues(Durability d, int n) {
 TEST(DurabilityTest, SyncFsyncsEveryAcknowledgedWrite) {
   // Sequential calls cannot share a group commit: each one waits for its own fsync.
   EXPECT_GE(SyncsForEnqueues(Durability::kSync, 20), 20);
+}
+
+// Leases are not fsynced even under sync durability (decisions §44): losing one to power loss
+// only re-delivers its job. The completion that follows is fsynced and carries it to disk.
+TEST(DurabilityTest, SyncLeasesAreNotFsyncedButCompletionsAre) {
+  testing::TempDir dir;
+  EngineOptions o = testing::TestOptions(dir.path());
+  o.durability = Durability::kSync;
+  auto engine = testing::OpenOrDie(o);
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(engine->Enqueue(testing::Spec("q")).ok());
+  LeaseRequest req;
+  req.queue = "q";
+  req.worker_id = "w";
+  std::vector<Task> tasks;
+  int before = g_syncs.load();
+  for (int i = 0; i < 20; ++i) {
+    auto r = engine->Lease(req);
+    ASSERT_TRUE(r.ok());
+    ASSERT_EQ(r->size(), 1u);
+    tasks.push_back(r->front());
+  }
+  EXPECT_LE(g_syncs.load() - before, 1);
+  before = g_syncs.load();
+  for (const Task& t : tasks) {
+    ASSERT_TRUE(engine->Complete("", t.task_id, t.lease_token, Outcome::Success()).ok());
+  }
+  EXPECT_GE(g_syncs.load() - before, 20);
 }
 
 TEST(DurabilityTest, AsyncNeverFsyncsOnTheWritePath) {

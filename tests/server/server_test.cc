@@ -178,6 +178,61 @@ TEST_F(ServerTest, LifecycleEnqueueLeaseHeartbeatSucceed) {
   EXPECT_EQ(res.result(), "done");
 }
 
+// LeaseTasks carries the outcomes of earlier attempts: report and fetch in one round trip.
+TEST_F(ServerTest, LeaseTasksAppliesPiggybackedReportsFirst) {
+  Start();
+  for (int i = 0; i < 4; ++i) MustEnqueue(kAdmin, Spec("pb", "pb-" + std::to_string(i)));
+  const v1::LeaseTasksResponse first = Lease(kAdmin, "pb", 2);
+  ASSERT_EQ(first.tasks_size(), 2);
+  auto report = [](const v1::Task& t, uint64_t token) {
+    v1::ReportOutcomeRequest r;
+    r.set_task_id(t.task_id());
+    r.set_lease_token(token);
+    r.mutable_outcome()->mutable_success()->set_result("ok");
+    return r;
+  };
+  // A bad lease request applies none of its reports.
+  {
+    v1::LeaseTasksRequest bad;
+    bad.set_worker_id("w1");
+    bad.set_max_tasks(2);
+    *bad.add_reports() = report(first.tasks(0), first.tasks(0).lease_token());
+    v1::LeaseTasksResponse resp;
+    auto ctx = Authed(kAdmin);
+    EXPECT_EQ(stub_->LeaseTasks(ctx.get(), bad, &resp).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+    v1::GetJobRequest g;
+    g.set_id(first.tasks(0).job_id());
+    v1::GetJobResponse gr;
+    auto c2 = Authed(kAdmin);
+    ASSERT_TRUE(stub_->GetJob(c2.get(), g, &gr).ok());
+    EXPECT_EQ(gr.job().status(), v1::RUNNING);
+  }
+  v1::LeaseTasksRequest req;
+  req.set_queue("pb");
+  req.set_worker_id("w1");
+  req.set_max_tasks(2);
+  *req.add_reports() = report(first.tasks(0), first.tasks(0).lease_token());
+  *req.add_reports() = report(first.tasks(1), first.tasks(1).lease_token() + 1);  // stale
+  req.add_reports()->set_task_id(first.tasks(1).task_id());                       // no outcome
+  v1::LeaseTasksResponse resp;
+  auto ctx = Authed(kAdmin);
+  ASSERT_TRUE(stub_->LeaseTasks(ctx.get(), req, &resp).ok());
+  ASSERT_EQ(resp.report_statuses_size(), 3);
+  EXPECT_EQ(resp.report_statuses(0).code(), 0);
+  EXPECT_EQ(resp.report_statuses(1).sluice_code(), "lease_lost");
+  EXPECT_EQ(resp.report_statuses(1).code(),
+            static_cast<int>(grpc::StatusCode::FAILED_PRECONDITION));
+  EXPECT_EQ(resp.report_statuses(2).sluice_code(), "invalid_argument");
+  EXPECT_EQ(resp.tasks_size(), 2) << "the lease part still leased";
+  v1::GetJobResultRequest gr;
+  gr.set_id(first.tasks(0).job_id());
+  v1::GetJobResultResponse res;
+  auto c3 = Authed(kAdmin);
+  ASSERT_TRUE(stub_->GetJobResult(c3.get(), gr, &res).ok());
+  EXPECT_EQ(res.status(), v1::SUCCEEDED);
+}
+
 TEST_F(ServerTest, GetJobResultWaitsServerSideForTheOutcome) {
   Start();
   MustEnqueue(kAdmin, Spec("q", "waited"));

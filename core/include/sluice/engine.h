@@ -58,6 +58,14 @@ class Engine {
   // when it has a task or a refresh to hand out.
   Result<LeaseResponse> LeaseTasks(const LeaseRequest& request);
 
+  // CompleteBatch(reports) then LeaseTasks(request) in one call: a worker reports what it
+  // finished and fetches more in one round trip. The request is validated first (a bad one
+  // changes nothing); each report gets its status in *report_statuses; when the reports fail
+  // as a whole (closed, storage) nothing is leased and that status is returned.
+  Result<LeaseResponse> ReportAndLease(std::span<const Completion> reports,
+                                       const LeaseRequest& request,
+                                       std::vector<Status>* report_statuses);
+
   // Extends a live lease by the job's lease_ms and reports cancel_requested. kLeaseLost when
   // the token is stale, the worker differs, or the lease has expired (nothing changes).
   Result<HeartbeatResult> Heartbeat(std::string_view tenant, std::string_view task_id,
