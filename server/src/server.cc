@@ -205,6 +205,10 @@ Status Server::Impl::Start() {
   grpc::ResourceQuota quota("sluiced");
   quota.SetMaxThreads(static_cast<int>(config_.max_threads));
   builder.SetResourceQuota(quota);
+  // Keep idle handler threads instead of letting all but two exit (gRPC's default): with
+  // long-polls and fsync waits, the default created and destroyed a thread per few calls.
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS,
+                              static_cast<int>(config_.max_threads));
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(std::make_unique<AuthInterceptorFactory>(
       tokens_.get(), &principals_,
