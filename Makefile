@@ -5,7 +5,8 @@
 #   make test    deps + build + every test suite (C++, C, Python, Node)
 #   make run     deps + build + start sluiced in the foreground (data in data/sluiced)
 #   make venv    the project Python venv (.venv) with the pinned test tools
-#   make bench   run the benchmark matrix (docs/BENCHMARKS.md)
+#   make bench   run the engine benchmark matrix (docs/BENCHMARKS.md)
+#   make bench-server  sluiced vs BullMQ on Redis over loopback (docs/BENCHMARKS.md)
 #   make lint    clang-format check + clang-tidy on our sources
 #   make sanitize  ASan/UBSan build of the core tests, then run them
 #   make tsan    ThreadSanitizer build of the core and stress tests, then run them
@@ -28,7 +29,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 VENV ?= .venv
 
-.PHONY: deps venv build test run bench lint sanitize tsan soak clean
+.PHONY: deps venv build test run bench bench-server lint sanitize tsan soak clean
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -56,11 +57,13 @@ build: deps $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j$(JOBS)
 
 # C++, C and Python suites through ctest (the server suites included), then the Node binding
-# (npm ci, node-gyp, node --test), then the Python gRPC client (mypy --strict, pytest).
+# (npm ci, node-gyp, node --test), then the Python gRPC client (mypy --strict, pytest), then the
+# TypeScript client (npm ci, codegen, toxiproxy fault tests, npm pack test).
 test: build venv
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) --timeout 600
 	JOBS=$(JOBS) bindings/node/run_tests.sh
 	VENV=$(CURDIR)/$(VENV) SLUICED=$(CURDIR)/$(BUILD)/server/sluiced clients/python/run_tests.sh
+	SLUICED=$(CURDIR)/$(BUILD)/server/sluiced clients/typescript/run_tests.sh
 
 # sluiced in the foreground over $(DATA_DIR)/sluiced; it prints its addresses and how to
 # connect. Pass options with ARGS, e.g. make run ARGS="--durability async".
@@ -68,7 +71,11 @@ run: build
 	./$(BUILD)/server/sluiced --data-dir $(DATA_DIR)/sluiced --log-format text $(ARGS)
 
 bench: build
-	bench/run_all.sh $(BUILD)
+	ENGINE_BENCH=$(BUILD)/bench/engine_bench bench/run_all.sh
+
+# sluiced over loopback gRPC next to BullMQ on Redis (AOF everysec): bench/server_bench.sh.
+bench-server: build
+	bench/server_bench.sh $(BUILD)
 
 lint: deps $(BUILD)/build.ninja
 	clang-format --dry-run -Werror $$(git ls-files '*.cc' '*.h')

@@ -35,7 +35,7 @@ QUICK_RETRY = RetryPolicy(max_retries=3, initial_backoff_ms=0, max_backoff_ms=0,
 
 def reported_task_ids(rec: AsyncRecorder) -> set[str]:
     ids = {r.task_id for r in rec.requests("ReportOutcome")}
-    for batch in rec.requests("ReportOutcomes"):
+    for batch in rec.requests("ReportOutcomes") + rec.requests("LeaseTasks"):
         ids |= {r.task_id for r in batch.reports}
     return ids
 
@@ -162,7 +162,7 @@ def test_a_paused_worker_process_never_reports_after_its_lease_ended(
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 0
     reports = [x for x in lines if x.get("kind") == "rpc"
-               and x["method"] in ("ReportOutcome", "ReportOutcomes")]
+               and x["method"] in ("ReportOutcome", "ReportOutcomes", "LeaseTasks")]
     assert all(task_id not in x["task_ids"] for x in reports), reports
     assert any(x.get("name") == "lease_lost" for x in lines)
     job = client.get_job(h.id, include_attempts=True)

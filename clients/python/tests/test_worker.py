@@ -4,15 +4,19 @@ duplicate delivery, several queues, graceful stop."""
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 import time
 from typing import Any, Iterator
 
+import grpc
+import grpc.aio
 import pytest
 
 from harness import OP_TOKEN, Sluiced, uid
 from recorder import AsyncRecorder
 from sluice_client import (
+    AttemptStatus,
     Client,
     JobCancelled,
     JobContext,
@@ -359,3 +363,151 @@ def test_worker_rides_out_a_server_restart(tmp_path: Any, servers: list[Sluiced]
         servers.append(restarted)
         h = c.enqueue(q, b"xyz")
         assert h.await_result(timeout=20).result == b"zyx"
+
+
+class LeaseFaults(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """Fails LeaseTasks calls that carry reports: every 4th one before it is sent (nothing
+    applied), every 4th after it was answered (applied, the answer lost in transit)."""
+
+    def __init__(self) -> None:
+        self.with_reports = 0
+        self.unsent = 0
+        self.answer_lost = 0
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        method = details.method.decode() if isinstance(details.method, bytes) else details.method
+        if not method.endswith("/LeaseTasks") or not request.reports:
+            return await continuation(details, request)
+        k = self.with_reports % 4
+        self.with_reports += 1
+        if k == 1:
+            self.unsent += 1
+            raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(),
+                                       grpc.aio.Metadata(), "injected before sending")
+        call = await continuation(details, request)
+        await call
+        if k == 3:
+            self.answer_lost += 1
+            raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(),
+                                       grpc.aio.Metadata(), "injected: answer lost")
+        return call
+
+
+def _reported_on(rec: AsyncRecorder) -> tuple[list[str], list[str]]:
+    """(task ids reported on LeaseTasks, task ids reported by ReportOutcomes), as sent."""
+    on_lease = [r.task_id for req in rec.requests("LeaseTasks") for r in req.reports]
+    alone = [r.task_id for req in rec.requests("ReportOutcomes") for r in req.reports]
+    return on_lease, alone
+
+
+def _each_succeeded_once(client: Client, ids: list[str]) -> None:
+    for i in ids:
+        job = client.get_job(i, include_attempts=True)
+        ok = [a for a in job.attempts if a.status == AttemptStatus.SUCCEEDED]
+        assert job.status == JobStatus.SUCCEEDED and len(ok) == 1, (i, job.attempts)
+        assert ok[0].result == i.encode()
+
+
+@pytest.mark.parametrize("style", ["sync", "async"])
+def test_reports_ride_on_lease_calls(style: str, client: Client, make_worker: Any) -> None:
+    """With a steady stream of jobs, one round trip reports a batch and fetches the next: most
+    outcomes are acknowledged through LeaseTasks report_statuses; none lost or sent twice."""
+    q, rec, gauge, n = uid("q-"), AsyncRecorder(), Gauge(), 600
+    w = make_worker(concurrency=8, interceptors=[rec])
+    if style == "sync":
+        @w.handler(q)
+        def handle(job: JobContext) -> bytes:
+            with gauge:
+                time.sleep(random.random() * 0.003)
+            return job.job_id.encode()
+    else:
+        @w.handler(q)
+        async def handle_async(job: JobContext) -> bytes:
+            with gauge:
+                await asyncio.sleep(random.random() * 0.003)
+            return job.job_id.encode()
+    # A backlog, then a producer that keeps adding while the worker runs.
+    ids = [h.id for h in client.enqueue_batch([JobSpec(q) for _ in range(n // 2)])]
+    with w.running():
+        while len(ids) < n:
+            ids += [h.id for h in client.enqueue_batch([JobSpec(q) for _ in range(30)])]
+            time.sleep(0.01)
+        wait_for(lambda: w.stats.succeeded == n, timeout=60, what=f"{n} jobs")
+    on_lease, alone = _reported_on(rec)
+    leases = rec.requests("LeaseTasks")
+    carrying = [r for r in leases if r.reports]
+    print(f"{len(on_lease)} of {n} reports on {len(carrying)} of {len(leases)} LeaseTasks; "
+          f"{len(alone)} in {rec.count('ReportOutcomes')} ReportOutcomes")
+    # Each outcome was sent once and acknowledged once; every job has one succeeded attempt.
+    assert len(on_lease) + len(alone) == n and len(set(on_lease + alone)) == n
+    assert rec.count("ReportOutcome") == 0
+    s = w.stats
+    assert (s.succeeded, s.reports_sent, s.lease_lost, s.duplicates) == (n, n, 0, 0)
+    assert s.max_running <= 8 and gauge.peak <= 8
+    _each_succeeded_once(client, ids)
+    # Most rode on LeaseTasks, in calls that did not long-poll.
+    assert len(on_lease) >= 0.8 * n, (len(on_lease), len(alone))
+    assert all(r.wait_ms == 0 for r in carrying)
+    assert (s.reports_with_lease, s.reports_alone) == (len(on_lease), len(alone))
+    assert s.lease_report_calls == len(carrying)
+    # Fewer round trips than a ReportOutcomes per batch next to each lease.
+    assert len(leases) + rec.count("ReportOutcomes") < 2 * len(carrying), (
+        len(leases), len(carrying), rec.count("ReportOutcomes"))
+
+
+def test_a_failed_lease_call_sends_its_reports_again_alone(client: Client,
+                                                          make_worker: Any) -> None:
+    """A LeaseTasks call carrying reports fails as a whole: they go again by ReportOutcomes;
+    a repeat of one that had been applied (answer lost) is refused lease_lost and found
+    applied, so nothing is lost, doubled or miscounted."""
+    q, rec, faults, n = uid("q-"), AsyncRecorder(), LeaseFaults(), 200
+    events: list[str] = []
+    w = make_worker(concurrency=4, interceptors=[rec, faults],
+                    on_event=lambda name, f: events.append(name))
+    w.handler(q)(lambda job: job.job_id.encode())
+    ids = [h.id for h in client.enqueue_batch([JobSpec(q, lease_ms=1500) for _ in range(n)])]
+    with w.running():
+        # The tasks leased by calls whose answer was lost come back when their leases expire.
+        wait_for(lambda: w.stats.succeeded == n, timeout=60, what=f"{n} jobs")
+    s = w.stats
+    print(f"{faults.unsent} calls failed unsent, {faults.answer_lost} answers lost; "
+          f"{s.reports_recovered} recovered, {s.reports_alone} reports alone, "
+          f"{s.reports_with_lease} on LeaseTasks")
+    assert faults.unsent > 0 and faults.answer_lost > 0
+    assert s.reports_recovered > 0 and rec.count("ReportOutcomes") > 0
+    assert (s.succeeded, s.failed, s.lease_lost) == (n, 0, 0)
+    assert "report_rejected" not in events
+    _each_succeeded_once(client, ids)
+
+
+def test_a_server_ignoring_lease_reports_gets_them_alone(client: Client,
+                                                        make_worker: Any) -> None:
+    """A server older than LeaseTasksRequest.reports drops them and answers no statuses: the
+    worker notices at once and reports alone from then on."""
+
+    class OldServer(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+        async def intercept_unary_unary(self, continuation: Any, details: Any,
+                                        request: Any) -> Any:
+            if request.__class__.__name__ == "LeaseTasksRequest":
+                stripped = type(request)()
+                stripped.CopyFrom(request)
+                stripped.ClearField("reports")
+                call = await continuation(details, stripped)
+                resp = await call
+                resp.ClearField("report_statuses")
+                return resp
+            return await continuation(details, request)
+
+    q, rec, n = uid("q-"), AsyncRecorder(), 60
+    events: list[str] = []
+    w = make_worker(concurrency=4, interceptors=[rec, OldServer()],
+                    on_event=lambda name, f: events.append(name))
+    w.handler(q)(lambda job: job.job_id.encode())
+    ids = [h.id for h in client.enqueue_batch([JobSpec(q) for _ in range(n)])]
+    with w.running():
+        wait_for(lambda: w.stats.succeeded == n, timeout=30, what=f"{n} jobs")
+    assert events.count("lease_reports_ignored") == 1
+    # The first answer tells; the second lane may have sent one more call with reports.
+    assert 1 <= sum(1 for r in rec.requests("LeaseTasks") if r.reports) <= 2
+    assert w.stats.lease_lost == 0
+    _each_succeeded_once(client, ids)

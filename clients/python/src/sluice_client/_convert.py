@@ -93,7 +93,9 @@ def refresh_from_pb(r: pb.RefreshTask, tenant: str) -> RefreshTask:
 
 def lease_response(r: pb.LeaseTasksResponse, tenant: str, worker_id: str) -> LeaseResponse:
     return LeaseResponse([task_from_pb(t, tenant, worker_id) for t in r.tasks],
-                         [refresh_from_pb(x, tenant) for x in r.refreshes])
+                         [refresh_from_pb(x, tenant) for x in r.refreshes],
+                         [ReportStatus(s.code, s.sluice_code, s.message)
+                          for s in r.report_statuses])
 
 
 def heartbeat(r: pb.HeartbeatResponse) -> Heartbeat:

@@ -66,9 +66,12 @@ class RequestBuilder:
         return req, cv.all_have_ids(filled)
 
     def lease(self, queue: str, worker_id: str, max_tasks: int, wait_ms: int,
-              tenant: Optional[str]) -> pb.LeaseTasksRequest:
-        return pb.LeaseTasksRequest(tenant=self.tenant(tenant), queue=queue, worker_id=worker_id,
-                                    max_tasks=max_tasks, wait_ms=wait_ms)
+              tenant: Optional[str], reports: Sequence[Report] = ()) -> pb.LeaseTasksRequest:
+        return pb.LeaseTasksRequest(
+            tenant=self.tenant(tenant), queue=queue, worker_id=worker_id, max_tasks=max_tasks,
+            wait_ms=wait_ms,
+            reports=[cv.report_request(r.task.task_id, r.task.lease_token, r.outcome)
+                     for r in reports])
 
     @staticmethod
     def heartbeat(task: Task) -> pb.HeartbeatRequest:

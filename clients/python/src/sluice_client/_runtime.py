@@ -4,9 +4,20 @@ One lease loop per queue asks for as many tasks as there are free handler slots
 (``concurrency`` bounds the handlers running at once; leases held, i.e. running or being
 reported, are bounded by twice that, so a slow report path cannot make the worker hoard
 leases). Each task's heartbeats run from a timer on the loop at a third of its lease,
-independent of its handler (sync handlers run on daemon threads). Outcomes go through one
-reporter that batches whatever is ready into a single ReportOutcomes call, so leasing the next
-tasks overlaps reporting the last ones.
+independent of its handler (sync handlers run on daemon threads).
+
+Outcomes ride on their queue's next LeaseTasks call (``LeaseTasksRequest.reports``: report a
+batch and fetch the next in one round trip) when that loop leases anyway. A call carrying
+reports never long-polls (wait_ms 0), so a stop never waits on it or gives up on it with its
+reports' fate unknown. While the loop's call is in flight (a long-poll, or a call carrying
+earlier reports), a second lane per queue sends the outcomes that finished meanwhile on a
+LeaseTasks of their own (wait_ms 0, asking for the slots they freed), so two report-and-fetch
+round trips overlap as a lease and a ReportOutcomes did. The reporter sends outcomes alone,
+batched into one ReportOutcomes call, when no lease is coming: while stopping or backing off,
+once an outcome has waited ``report_linger_ms`` without a free slot, and for the reports of a
+LeaseTasks call that failed as a whole (they may or may not have been applied: a repeat is
+fenced by the lease token, and a ``lease_lost`` answer to it is checked against the job's
+attempts).
 """
 
 from __future__ import annotations
@@ -29,7 +40,18 @@ from .errors import (
     SluiceError,
     UnavailableError,
 )
-from .types import NodeLimits, Outcome, OutcomeKind, RefreshTask, Report, Task, encode_json
+from .types import (
+    AttemptStatus,
+    LeaseResponse,
+    NodeLimits,
+    Outcome,
+    OutcomeKind,
+    RefreshTask,
+    Report,
+    ReportStatus,
+    Task,
+    encode_json,
+)
 
 if TYPE_CHECKING:
     from .worker import JobContext, RefreshRequest, Worker
@@ -38,6 +60,7 @@ log = logging.getLogger("sluice_client.worker")
 
 MAX_REPORT_BATCH = 500
 REFRESH_THREADS = 2
+_SECOND = "\x00second"  # lease_loops / polling key suffix of a queue's second lane
 DEFAULT_REFRESH_LEASE_S = 30.0
 _TRANSIENT = (UnavailableError, DeadlineExceededError)
 
@@ -138,6 +161,18 @@ class Running:
         return time.monotonic() >= self.expires
 
 
+@dataclass(eq=False)
+class Pending:
+    """One finished outcome waiting for its acknowledgement."""
+
+    st: Running
+    outcome: Outcome
+    fut: asyncio.Future[None]
+    queued: float                    # monotonic time it was queued
+    alone: bool = False              # by ReportOutcomes only (a LeaseTasks carrying it failed)
+    maybe_applied: bool = False      # a call carrying it failed: it may have landed all the same
+
+
 @dataclass
 class Stats:
     """Counters of one Worker run (read them from any thread; they only grow)."""
@@ -147,7 +182,11 @@ class Stats:
     failed: int = 0
     cancelled: int = 0
     reports_sent: int = 0
-    report_batches: int = 0
+    report_batches: int = 0          # ReportOutcomes calls
+    lease_report_calls: int = 0      # LeaseTasks calls that carried reports
+    reports_with_lease: int = 0      # reports answered in a LeaseTasks response
+    reports_alone: int = 0           # reports sent in ReportOutcomes calls (resends count again)
+    reports_recovered: int = 0       # repeats refused lease_lost whose first send had landed
     lease_lost: int = 0
     duplicates: int = 0
     refreshes: int = 0
@@ -170,11 +209,18 @@ class Runtime:
         self.refreshing: dict[str, asyncio.Task[None]] = {}
         self.polling: dict[str, bool] = {}
         self.lease_loops: dict[str, asyncio.Task[None]] = {}
+        self.loop_state: dict[str, str] = {}  # queue -> take | fast | poll | backoff | done
         self.stopping = False
         self.hurry = False   # stop at once (a second signal): skip the drain and the grace
-        self._reports: list[tuple[Running, Outcome, asyncio.Future[None]]] = []
+        self.report_with_lease = worker.report_with_lease
+        self.linger = worker.report_linger_ms / 1000.0
+        self._reports: list[Pending] = []
         self._report_ready = asyncio.Event()
         self._reporter: Optional[asyncio.Task[None]] = None
+        self._linger_timer: Optional[asyncio.TimerHandle] = None
+        self._linger_due = 0.0
+        self._lane_wake: dict[str, asyncio.Event] = {}  # queue -> wakes its second lane
+        self._second_fast: dict[str, bool] = {}          # queue -> its second lane's call in flight
         self._changed = asyncio.Event()   # a task or refresh ended (drain waits on it)
         self.job_pool = DaemonPool(worker.concurrency, f"sluice-worker-{worker.worker_id}")
         self.refresh_pool = DaemonPool(REFRESH_THREADS, f"sluice-refresh-{worker.worker_id}")
@@ -205,12 +251,24 @@ class Runtime:
             self.polling[queue] = False
             self.lease_loops[queue] = asyncio.create_task(self._lease_loop(queue),
                                                           name=f"sluice-lease-{queue}")
+            if self.report_with_lease:
+                self._lane_wake[queue] = asyncio.Event()
+                self._second_fast[queue] = False
+                self.polling[queue + _SECOND] = False
+                self.lease_loops[queue + _SECOND] = asyncio.create_task(
+                    self._second_lane(queue), name=f"sluice-lease2-{queue}")
         self.event("started", worker_id=self.w.worker_id, queues=list(self.w.queues),
                    concurrency=self.w.concurrency)
 
     # ---- leasing ----------------------------------------------------------------------------
 
     async def _lease_loop(self, queue: str) -> None:
+        try:
+            await self._lease_rounds(queue)
+        finally:
+            self._set_state(queue, "done")
+
+    async def _lease_rounds(self, queue: str) -> None:
         idle = False
         failures = 0
         multi = len(self.w.queues) > 1
@@ -218,32 +276,113 @@ class Runtime:
             # An idle queue of a multi-queue worker reserves one slot while it long-polls, so
             # it does not sit on slots another queue's work could use.
             most = 1 if (multi and idle) else min(self.limits.max_lease_batch, 1_000_000)
+            self._set_state(queue, "take")
             n = await self.slots.take(most)
             if self.stopping:
                 self.slots.give(n)
                 return
+            batch = self._take_reports(queue)
+            self._set_state(queue, "fast" if batch else "poll")
             self.polling[queue] = True
             try:
-                resp = await self.client.lease(queue, self.w.worker_id, max_tasks=n,
-                                               wait_ms=self.w.poll_wait_ms)
+                if batch:
+                    self.stats.lease_report_calls += 1
+                # A call carrying reports does not long-poll: its answer, soon, is what says
+                # whether they were applied.
+                resp = await self.client.lease(
+                    queue, self.w.worker_id, max_tasks=n,
+                    wait_ms=0 if batch else self.w.poll_wait_ms,
+                    reports=[Report(p.st.task, p.outcome) for p in batch])
             except SluiceError as e:
                 self.polling[queue] = False
                 self.slots.give(n)
+                # Not applied, or applied with the answer lost: the reporter sends them again.
+                self._requeue_alone(batch)
+                failures += 1
+                self.event("lease_error", queue=queue, error=repr(e))
+                self._set_state(queue, "backoff")
+                await self._sleep_unless_stopping(_backoff(failures))
+                continue
+            except BaseException:
+                self.slots.give(n)
+                self._requeue_alone(batch)
+                raise
+            finally:
+                self.polling[queue] = False
+            failures = 0
+            idle = not self._leased(queue, n, batch, resp)
+
+    def _leased(self, queue: str, n: int, batch: list[Pending], resp: LeaseResponse) -> bool:
+        """Takes in a LeaseTasks answer: the reports' statuses, then the tasks (over the ``n``
+        reserved slots) and refreshes. Returns whether it brought tasks."""
+        if batch:
+            self._lease_reported(queue, batch, resp)
+        used = self._accept(resp.tasks, n, time.monotonic())
+        self.slots.give(n - used)
+        for r in resp.refreshes:
+            self._start_refresh(r)
+        return bool(resp.tasks)
+
+    def _second_due(self, queue: str) -> int:
+        """How many outcomes the queue's second lane should send now: those of the queue that
+        wait for a lease while the first lane has a call in flight (else 0)."""
+        if (not self.report_with_lease or self.stopping or self._second_fast[queue]
+                or self.loop_state.get(queue) not in ("fast", "poll")):
+            return 0
+        return sum(1 for p in self._reports if p.st.task.queue == queue and not p.alone)
+
+    async def _second_lane(self, queue: str) -> None:
+        """A queue's second lane: while the first lane's call is in flight, outcomes that
+        finished meanwhile go at once on a LeaseTasks of their own (wait_ms 0) with the slots
+        they freed, instead of waiting for that call to come back: two report-and-fetch round
+        trips overlap. It never long-polls."""
+        key = queue + _SECOND
+        wake = self._lane_wake[queue]
+        failures = 0
+        while not self.stopping:
+            due = self._second_due(queue)
+            if not due:
+                wake.clear()
+                await wake.wait()
+                continue
+            # As many tasks as the outcomes it carries freed slots (it takes no other queue's).
+            n = await self.slots.take(min(due, self.limits.max_lease_batch))
+            batch = self._take_reports(queue) if self._second_due(queue) else []
+            if not batch:
+                self.slots.give(n)
+                continue
+            self._second_fast[queue] = True
+            self.polling[key] = True
+            try:
+                self.stats.lease_report_calls += 1
+                resp = await self.client.lease(
+                    queue, self.w.worker_id, max_tasks=n, wait_ms=0,
+                    reports=[Report(p.st.task, p.outcome) for p in batch])
+            except SluiceError as e:
+                self._second_fast[queue] = False
+                self.polling[key] = False
+                self.slots.give(n)
+                self._requeue_alone(batch)
                 failures += 1
                 self.event("lease_error", queue=queue, error=repr(e))
                 await self._sleep_unless_stopping(_backoff(failures))
                 continue
             except BaseException:
                 self.slots.give(n)
+                self._requeue_alone(batch)
                 raise
             finally:
-                self.polling[queue] = False
+                self._second_fast[queue] = False
+                self.polling[key] = False
             failures = 0
-            used = self._accept(resp.tasks, n, time.monotonic())
-            self.slots.give(n - used)
-            for r in resp.refreshes:
-                self._start_refresh(r)
-            idle = not resp.tasks
+            self._leased(queue, n, batch, resp)
+            self._recheck_reports()
+
+    def _set_state(self, queue: str, state: str) -> None:
+        self.loop_state[queue] = state
+        if state in ("fast", "poll") and queue in self._lane_wake:
+            self._lane_wake[queue].set()  # outcomes that wait may go on the second lane
+        self._recheck_reports()
 
     def _accept(self, tasks: list[Task], n: int, received: float) -> int:
         """Starts the leased tasks (dropping duplicates); returns how many slots they use."""
@@ -408,52 +547,190 @@ class Runtime:
 
     async def _report(self, st: Running, outcome: Outcome) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._reports.append((st, outcome, fut))
-        self._report_ready.set()
+        p = Pending(st, outcome, fut, time.monotonic())
+        self._reports.append(p)
+        wake = self._lane_wake.get(st.task.queue)
+        if wake is not None:
+            wake.set()
+        at = self._alone_at(p)
+        if at <= p.queued:
+            self._report_ready.set()
+        else:
+            self._arm_linger(at)
         await fut
 
+    def _alone_at(self, p: Pending) -> float:
+        """When a waiting outcome goes alone (ReportOutcomes) rather than on its queue's next
+        LeaseTasks (monotonic; inf: not while things stay as they are). At once when
+        piggybacking is off or failed for it, when stopping, and when its queue's loop backs
+        off or ended; never while a call of its queue that does not long-poll is in flight
+        (the next call takes it); else once it has waited the linger for a loop that is out of
+        slots or in a long-poll."""
+        if p.alone or self.stopping or not self.report_with_lease:
+            return 0.0
+        queue = p.st.task.queue
+        state = self.loop_state.get(queue)
+        if state == "fast" or self._second_fast.get(queue):
+            return float("inf")
+        if state not in ("take", "poll"):
+            return 0.0
+        return p.queued + self.linger
+
+    def _recheck_reports(self) -> None:
+        """After a change of what the lease loops do: wakes the reporter for the outcomes that
+        go alone now, and arms the linger for the first that will."""
+        if not self._reports:
+            return
+        at = min(self._alone_at(p) for p in self._reports)
+        if at <= time.monotonic():
+            self._report_ready.set()
+        else:
+            self._arm_linger(at)
+
+    def _arm_linger(self, due: float) -> None:
+        """Wakes the reporter at ``due`` (monotonic), when an outcome stops waiting for a lease."""
+        if due == float("inf") or (self._linger_timer is not None and self._linger_due <= due):
+            return
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+        self._linger_due = due
+        self._linger_timer = asyncio.get_running_loop().call_later(
+            max(0.0, due - time.monotonic()), self._linger_over)
+
+    def _linger_over(self) -> None:
+        self._linger_timer = None
+        self._report_ready.set()
+
+    def _take_reports(self, queue: str) -> list[Pending]:
+        """The queue's waiting outcomes, for its next LeaseTasks call."""
+        if not self.report_with_lease or not self._reports:
+            return []
+        batch: list[Pending] = []
+        keep: list[Pending] = []
+        for p in self._reports:
+            if len(batch) >= MAX_REPORT_BATCH or p.alone or p.st.task.queue != queue:
+                keep.append(p)
+            elif self._lease_gone(p.st):
+                self.event("lease_lost_no_report", task_id=p.st.task.task_id,
+                           job_id=p.st.task.job_id)
+                if not p.fut.done():
+                    p.fut.set_result(None)
+            else:
+                p.st.reporting = True
+                batch.append(p)
+        self._reports[:] = keep
+        return batch
+
+    def _lease_reported(self, queue: str, batch: list[Pending], resp: LeaseResponse) -> None:
+        """The answers to the reports a LeaseTasks call carried."""
+        statuses = resp.report_statuses
+        if len(statuses) != len(batch):
+            # A server that predates LeaseTasks reports ignored them: report alone from now on
+            # (said once; the other lane may have had such a call in flight too).
+            if self.report_with_lease:
+                self.event("lease_reports_ignored", queue=queue, reports=len(batch),
+                           statuses=len(statuses))
+            self.report_with_lease = False
+            self._requeue_alone(batch, maybe_applied=bool(statuses))
+            return
+        self.stats.reports_with_lease += len(batch)
+        for p, status in zip(batch, statuses):
+            self._count(p.st, p.outcome, status.ok, status.sluice_code, status.message)
+            if not p.fut.done():
+                p.fut.set_result(None)
+
+    def _requeue_alone(self, batch: list[Pending], maybe_applied: bool = True) -> None:
+        """Reports of a LeaseTasks call that failed go by ReportOutcomes."""
+        for p in batch:
+            p.alone = True
+            p.maybe_applied = p.maybe_applied or maybe_applied
+            self._reports.append(p)
+        if batch:
+            self._report_ready.set()
+
     async def _reporter_loop(self) -> None:
+        """Sends the outcomes that go alone, one ReportOutcomes call at a time; the others
+        wait for their queue's next LeaseTasks."""
         while True:
             await self._report_ready.wait()
             self._report_ready.clear()
             while self._reports:
-                batch = self._reports[:MAX_REPORT_BATCH]
-                del self._reports[:len(batch)]
+                now = time.monotonic()
+                batch: list[Pending] = []
+                keep: list[Pending] = []
+                due = float("inf")
+                for p in self._reports:
+                    at = self._alone_at(p)
+                    if len(batch) < MAX_REPORT_BATCH and at <= now:
+                        batch.append(p)
+                        continue
+                    keep.append(p)
+                    if at > now:
+                        due = min(due, at)
+                self._reports[:] = keep
+                self._arm_linger(due)
+                if not batch:
+                    break
                 try:
                     await self._send_reports(batch)
                 finally:
-                    for _, _, fut in batch:
-                        if not fut.done():
-                            fut.set_result(None)
+                    for p in batch:
+                        if not p.fut.done():
+                            p.fut.set_result(None)
 
-    async def _send_reports(self, batch: list[tuple[Running, Outcome, asyncio.Future[None]]]
-                            ) -> None:
+    async def _send_reports(self, batch: list[Pending]) -> None:
         failures = 0
         while True:
-            live = [b for b in batch if not self._lease_gone(b[0])]
-            for st, _, _ in batch:
-                if st.lost:
-                    self.event("lease_lost_no_report", task_id=st.task.task_id,
-                               job_id=st.task.job_id)
+            live = [p for p in batch if not self._lease_gone(p.st)]
+            for p in batch:
+                if p.st.lost:
+                    self.event("lease_lost_no_report", task_id=p.st.task.task_id,
+                               job_id=p.st.task.job_id)
             if not live:
                 return
             batch = live
-            for st, _, _ in batch:
-                st.reporting = True
+            for p in batch:
+                p.st.reporting = True
+            self.stats.reports_alone += len(batch)
             try:
                 statuses = await self.client.report_outcomes(
-                    [Report(st.task, o) for st, o, _ in batch], tenant=batch[0][0].task.tenant)
+                    [Report(p.st.task, p.outcome) for p in batch],
+                    tenant=batch[0].st.task.tenant)
                 break
             except _TRANSIENT as e:
                 failures += 1
+                for p in batch:
+                    p.maybe_applied = True  # the answer may be what was lost
                 self.event("report_error", error=repr(e), reports=len(batch))
                 await asyncio.sleep(_backoff(failures))
             except SluiceError as e:
                 self.event("report_error", error=repr(e), reports=len(batch))
                 return
         self.stats.report_batches += 1
-        for (st, outcome, _), status in zip(batch, statuses):
-            self._count(st, outcome, status.ok, status.sluice_code, status.message)
+        for p, status in zip(batch, statuses):
+            if (status.sluice_code == "lease_lost" and p.maybe_applied and not p.st.lost
+                    and await self._landed(p)):
+                self.stats.reports_recovered += 1
+                status = ReportStatus(0, "ok", "")
+            self._count(p.st, p.outcome, status.ok, status.sluice_code, status.message)
+
+    async def _landed(self, p: Pending) -> bool:
+        """After a resent report met lease_lost: whether its earlier send was applied (the
+        attempt's record holds this outcome)."""
+        want = {OutcomeKind.SUCCESS: AttemptStatus.SUCCEEDED,
+                OutcomeKind.FAILURE: AttemptStatus.FAILED,
+                OutcomeKind.CANCELLED: AttemptStatus.CANCELLED}[p.outcome.kind]
+        try:
+            job = await self.client.get_job(p.st.task.job_id, include_attempts=True,
+                                            tenant=p.st.task.tenant)
+        except SluiceError as e:
+            self.event("report_error", error=repr(e), reports=1)
+            return False
+        for a in job.attempts:
+            if a.task_id == p.st.task.task_id:
+                return a.status == want and (want != AttemptStatus.FAILED
+                                             or a.error_code == p.outcome.error_code)
+        return False
 
     def _count(self, st: Running, outcome: Outcome, ok: bool, code: str, message: str) -> None:
         if ok:
@@ -573,6 +850,9 @@ class Runtime:
         Then sets the tokens of what still runs (``shutdown``), waits ``grace`` more, and
         abandons the rest (never reported: their leases expire on the server)."""
         self.stopping = True
+        self._report_ready.set()  # nothing waits for a lease any more
+        for wake in self._lane_wake.values():
+            wake.set()
         for queue, loop_task in self.lease_loops.items():
             if not self.polling.get(queue):  # waiting for a slot: no RPC to lose
                 loop_task.cancel()
@@ -609,6 +889,11 @@ class Runtime:
         return True
 
     async def close(self) -> None:
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+        for key, lane in self.lease_loops.items():
+            if key.endswith(_SECOND) and not self.polling.get(key):
+                lane.cancel()  # waiting for outcomes that will not come
         if self._reporter is not None:
             self._reporter.cancel()
         await asyncio.gather(*self.lease_loops.values(), return_exceptions=True)

@@ -218,13 +218,19 @@ class AsyncClient:
     # ---- working ----------------------------------------------------------------------------
 
     async def lease(self, queue: str, worker_id: str, *, max_tasks: int = 1, wait_ms: int = 0,
-                    tenant: Optional[str] = None, timeout: Optional[float] = None) -> LeaseResponse:
+                    tenant: Optional[str] = None, timeout: Optional[float] = None,
+                    reports: Sequence[Report] = ()) -> LeaseResponse:
         """Leases up to ``max_tasks`` due tasks of ``queue``, waiting up to ``wait_ms`` for one
         (long-poll; empty on timeout). Also returns the floating-limit refresh tasks the server
         handed this worker: run and report them (or use :class:`~sluice_client.Worker`).
-        Never retried (a lost answer would strand leased tasks)."""
+        Never retried (a lost answer would strand leased tasks).
+
+        ``reports`` (of the call's tenant) are applied first, like :meth:`report_outcomes`,
+        and answered in ``report_statuses``: report and fetch in one round trip. A bad lease
+        request applies none of them; when the call fails as a whole they may or may not have
+        been applied (a repeat is fenced by the lease token: it gets ``lease_lost``)."""
         t = self._req.tenant(tenant)
-        req = self._req.lease(queue, worker_id, max_tasks, wait_ms, tenant)
+        req = self._req.lease(queue, worker_id, max_tasks, wait_ms, tenant, reports)
         r = await self._call("LeaseTasks", req, pb.LeaseTasksResponse, timeout, wait_ms=wait_ms)
         return cv.lease_response(r, t, worker_id)
 

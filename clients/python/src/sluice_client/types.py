@@ -211,10 +211,13 @@ class RefreshTask:
 
 @dataclass(frozen=True)
 class LeaseResponse:
-    """What ``lease`` returns: job tasks, and refresh tasks for floating keys of the queue."""
+    """What ``lease`` returns: job tasks, refresh tasks for floating keys of the queue, and one
+    status per report the call carried (``reports=``), in order. ``report_statuses`` is shorter
+    than the reports only from a server that predates them (it ignored them: none applied)."""
 
     tasks: list[Task]
     refreshes: list[RefreshTask]
+    report_statuses: list[ReportStatus] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -134,6 +134,12 @@ class Worker:
             ``sluice_client.worker`` logger.
         shutdown_grace: seconds handlers get after their token is set at the stop deadline.
         interceptors: grpc.aio client interceptors for the worker's channel.
+        report_with_lease: send finished outcomes on the queue's next LeaseTasks call when the
+            worker leases anyway, so one round trip reports a batch and fetches the next
+            (default True); False: every batch is a ReportOutcomes call of its own.
+        report_linger_ms: longest an outcome waits for its queue's next lease call before it
+            is sent alone with ReportOutcomes (a call in flight that does not long-poll is
+            waited for instead: its successor takes the outcome).
     """
 
     def __init__(self, target: Optional[str] = None, *, token: Optional[str] = None,
@@ -145,7 +151,8 @@ class Worker:
                  refresh_handlers: Optional[Mapping[str, RefreshHandler]] = None,
                  refresh_handler: Optional[RefreshHandler] = None,
                  on_event: Optional[EventHook] = None, shutdown_grace: float = 1.0,
-                 interceptors: Sequence[Any] = ()) -> None:
+                 interceptors: Sequence[Any] = (), report_with_lease: bool = True,
+                 report_linger_ms: int = 10) -> None:
         if connection is None:
             if target is None:
                 raise TypeError("Worker needs a target (host:port) or a connection")
@@ -156,6 +163,8 @@ class Worker:
             raise ValueError("concurrency must be >= 1")
         if poll_wait_ms < 0:
             raise ValueError("poll_wait_ms must be >= 0")
+        if report_linger_ms < 0:
+            raise ValueError("report_linger_ms must be >= 0")
         self.connection = connection
         self.handlers: dict[str, Handler] = dict(handlers or {})
         self.concurrency = concurrency
@@ -166,6 +175,8 @@ class Worker:
         self.on_event = on_event
         self.shutdown_grace = shutdown_grace
         self.interceptors = list(interceptors)
+        self.report_with_lease = report_with_lease
+        self.report_linger_ms = report_linger_ms
         self.stats = Stats()
         self._lock = threading.Lock()
         self._loop: Optional[asyncio.AbstractEventLoop] = None

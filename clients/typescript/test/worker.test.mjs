@@ -1,0 +1,593 @@
+// Worker against a real sluiced: concurrency, outcomes, cancellation, heartbeats, lease loss,
+// duplicate delivery, re-delivery after a killed worker, stop(timeout), several queues.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import {
+  CancelRequestedError, GrpcCode, JobCancelled, JobFailure, LeaseLostError, SluiceClient,
+  UnavailableError, Worker, WorkerStoppedError,
+} from '../dist/index.js';
+import { PKG, Sluiced, TOKEN, freePort, until } from './harness.mjs';
+
+let srv;
+let client;
+const q = (name) => `${name}-${Math.random().toString(36).slice(2, 8)}`;
+const workers = [];
+
+function worker(opts) {
+  const w = new Worker(opts.client ?? client, opts);
+  w.errors = [];
+  w.on('error', (e, ctx) => w.errors.push({ e, ctx }));
+  workers.push(w);
+  return w;
+}
+
+/** A client whose methods can be intercepted; everything else is the real client. */
+function wrap(base, overrides) {
+  const c = Object.create(base);
+  for (const [k, f] of Object.entries(overrides)) c[k] = f;
+  return c;
+}
+
+before(async () => {
+  srv = await new Sluiced().start();
+  client = new SluiceClient({ address: srv.grpc, token: TOKEN });
+});
+after(async () => {
+  for (const w of workers) await w.stop({ timeoutMs: 1000, graceMs: 100 });
+  client?.close();
+  await srv?.destroy();
+});
+
+describe('running jobs', () => {
+  test('concurrency is never exceeded and is reached; leases ask only for free slots', async () => {
+    const queue = q('conc');
+    const C = 5;
+    let running = 0;
+    let peak = 0;
+    let overAsk = 0;
+    const w = worker({
+      queues: queue, concurrency: C,
+      client: wrap(client, {
+        leaseTasks(req, o) {
+          if (req.maxTasks > C - w.running) ++overAsk;
+          return client.leaseTasks(req, o);
+        },
+      }),
+      handler: async () => {
+        peak = Math.max(peak, ++running);
+        await delay(Math.random() * 15);
+        --running;
+      },
+    });
+    const hs = await client.enqueueBatch(Array.from({ length: 300 }, () => ({ queue })));
+    await until(() => w.metrics().succeeded === 300, { timeoutMs: 20_000, what: '300 jobs' });
+    assert.equal(peak, C);
+    assert.equal(overAsk, 0);
+    for (const h of hs.slice(0, 5)) assert.equal(await h.status(), 'succeeded');
+    const m = w.metrics();
+    assert.equal(m.leased, 300);
+    assert.equal(m.duplicates, 0);
+    assert.ok(m.reportCalls < 300, `reports are batched (${m.reportCalls} calls)`);
+    assert.deepEqual(w.errors, []);
+    await w.stop();
+  });
+
+  test('outcomes: return is success, throw is failure with a code, JobCancelled cancels', async () => {
+    const queue = q('out');
+    const w = worker({
+      queues: queue, concurrency: 4,
+      handler: async (job) => {
+        const { kind } = job.json();
+        switch (kind) {
+          case 'json': return { echo: job.metadata.m };
+          case 'text': return 'plain';
+          case 'bytes': return Buffer.from([1, 2, 3]);
+          case 'jobfailure': throw new JobFailure('bad_input', 'no good', { noRetry: true, data: 'ctx' });
+          case 'coded': throw Object.assign(new Error('refused'), { code: 'ECONNREFUSED' });
+          case 'plain': throw new Error('plain error');
+          case 'cancel': throw new JobCancelled();
+          case 'bigint': return 10n;  // not JSON-serializable: a failure, not a stuck job
+          default: throw new Error(`unknown ${kind}`);
+        }
+      },
+    });
+    const spec = (kind) => ({ queue, json: { kind }, metadata: { m: kind }, retry: { maxRetries: 0 } });
+    const kinds = ['json', 'text', 'bytes', 'jobfailure', 'coded', 'plain', 'cancel', 'bigint'];
+    const hs = await client.enqueueBatch(kinds.map(spec));
+    const r = Object.fromEntries(await Promise.all(
+      hs.map(async (h, i) => [kinds[i], await h.awaitResult({ timeoutMs: 10_000 })])));
+    assert.deepEqual(r.json.json(), { echo: 'json' });
+    assert.equal(r.text.text(), 'plain');
+    assert.deepEqual([...r.bytes.result], [1, 2, 3]);
+    assert.equal(r.jobfailure.status, 'failed');
+    assert.equal(r.jobfailure.errorCode, 'bad_input');
+    assert.equal(r.jobfailure.errorMessage, 'no good');
+    assert.equal(r.jobfailure.errorData.toString(), 'ctx');
+    assert.equal(r.coded.errorCode, 'ECONNREFUSED');
+    assert.equal(r.plain.errorCode, 'handler_error');
+    assert.equal(r.plain.errorMessage, 'plain error');
+    assert.equal(r.cancel.status, 'cancelled');
+    assert.equal(r.bigint.status, 'failed');
+    // The server's answer to the worker's report may arrive after the result's waiters woke.
+    await until(() => w.metrics().reporting === 0, { what: 'reports acknowledged' });
+    const m = w.metrics();
+    assert.equal(m.succeeded, 3);
+    assert.equal(m.failed, 4);
+    assert.equal(m.cancelled, 1);
+    await w.stop();
+  });
+
+  test('a failure is retried by the server and the next attempt runs', async () => {
+    const queue = q('retry');
+    const seen = [];
+    const w = worker({
+      queues: queue,
+      handler: (job) => {
+        seen.push(job.attempt);
+        if (job.attempt < 3) throw new JobFailure('flaky');
+        return 'third time';
+      },
+    });
+    const h = await client.enqueue({ queue, retry: { maxRetries: 5, initialBackoffMs: 10 } });
+    const r = await h.awaitResult({ timeoutMs: 10_000 });
+    assert.equal(r.text(), 'third time');
+    assert.deepEqual(seen, [1, 2, 3]);
+    await w.stop();
+  });
+
+  test('cancel of a running job aborts the handler signal and ends it cancelled', async () => {
+    const queue = q('cancel');
+    let reason;
+    const events = [];
+    const w = worker({
+      queues: queue,
+      handler: (job) => new Promise((_, reject) => {
+        job.signal.addEventListener('abort', () => {
+          reason = job.signal.reason;
+          reject(job.signal.reason);
+        });
+      }),
+    });
+    w.on('cancelRequested', (t) => events.push(['cancelRequested', t.jobId]));
+    w.on('cancelled', (t) => events.push(['cancelled', t.jobId]));
+    const h = await client.enqueue({ queue, leaseMs: 900 });
+    await until(() => w.running === 1, { what: 'the handler to start' });
+    const started = Date.now();
+    assert.deepEqual(await h.cancel(), { status: 'running', cancelRequested: true });
+    const r = await h.awaitResult({ timeoutMs: 5000 });
+    assert.equal(r.status, 'cancelled');
+    assert.ok(reason instanceof CancelRequestedError);
+    assert.ok(Date.now() - started < 2000, 'learned at the next heartbeat (every lease/3)');
+    await until(() => events.length === 2, { what: 'the cancelled event' });
+    assert.deepEqual(events, [['cancelRequested', h.id], ['cancelled', h.id]]);
+    await w.stop();
+  });
+
+  test('heartbeats every third of the lease keep a long job on its first attempt', async () => {
+    const queue = q('long');
+    const w = worker({ queues: queue, handler: () => delay(2000).then(() => 'ok') });
+    const h = await client.enqueue({ queue, leaseMs: 600 });
+    const r = await h.awaitResult({ timeoutMs: 10_000 });
+    assert.equal(r.status, 'succeeded');
+    const job = await h.get({ includeAttempts: true });
+    assert.equal(job.attempts.length, 1);
+    const hb = w.metrics().heartbeats;
+    assert.ok(hb >= 5 && hb <= 12, `${hb} heartbeats in 2 s at 200 ms`);
+    await w.stop();
+  });
+
+  test('a task from a long-poll that waited longer than its lease keeps its lease', async () => {
+    const queue = q('lateTask');
+    const lost = [];
+    const w = worker({ queues: queue, leaseWaitMs: 5000, handler: () => delay(900).then(() => 'kept') });
+    w.on('leaseLost', (t, why) => lost.push(why));
+    await delay(1200);  // the worker's long-poll has been waiting for 1.2 s
+    const h = await client.enqueue({ queue, leaseMs: 600 });
+    const r = await h.awaitResult({ timeoutMs: 10_000 });
+    assert.equal(r.text(), 'kept');
+    assert.deepEqual(lost, []);
+    assert.equal((await h.get()).attemptCount, 1);
+    await w.stop();
+  });
+
+  test('several queues are served by one worker', async () => {
+    const [a, b] = [q('qa'), q('qb')];
+    const w = worker({ queues: [a, b], concurrency: 4, handler: (job) => job.queue });
+    const hs = await client.enqueueBatch(Array.from({ length: 20 }, () => ({ queue: a })));
+    hs.push(...await client.enqueueBatch(Array.from({ length: 20 }, () => ({ queue: b }))));
+    const rs = await Promise.all(hs.map((h) => h.awaitResult({ timeoutMs: 10_000 })));
+    assert.equal(rs.filter((r) => r.text() === a).length, 20);
+    assert.equal(rs.filter((r) => r.text() === b).length, 20);
+    await w.stop();
+  });
+});
+
+describe('leases', () => {
+  test('a duplicate delivery of a running task is ignored', async () => {
+    const queue = q('dup');
+    let runs = 0;
+    const dupClient = wrap(client, {
+      async leaseTasks(req, o) {
+        const res = await client.leaseTasks(req, o);
+        return { ...res, tasks: res.tasks.flatMap((t) => [t, { ...t }]) };
+      },
+    });
+    const dups = [];
+    const w = worker({ queues: queue, concurrency: 4, client: dupClient, handler: async () => { ++runs; await delay(50); } });
+    w.on('duplicate', (t) => dups.push(t.taskId));
+    const hs = await client.enqueueBatch(Array.from({ length: 10 }, () => ({ queue })));
+    await Promise.all(hs.map((h) => h.awaitResult({ timeoutMs: 10_000 })));
+    await until(() => w.metrics().reporting === 0, { what: 'reports acknowledged' });
+    assert.equal(runs, 10);
+    assert.equal(dups.length, 10);
+    assert.equal(w.metrics().duplicates, 10);
+    assert.equal(w.metrics().succeeded, 10);
+    for (const h of hs) assert.equal((await h.get({ includeAttempts: true })).attempts.length, 1);
+    await w.stop();
+  });
+
+  test('LEASE_LOST on a heartbeat aborts the handler, stops heartbeats and never reports', async () => {
+    const queue = q('lost');
+    let reason;
+    let heartbeatsAfterLoss = 0;
+    let lost = false;
+    const lossClient = wrap(client, {
+      heartbeat(task, o) {
+        if (lost) ++heartbeatsAfterLoss;
+        // Attempt 1 presents a stale token: the server answers LEASE_LOST.
+        if (task.attempt === 1) return client.heartbeat({ ...task, leaseToken: task.leaseToken + 99n }, o);
+        return client.heartbeat(task, o);
+      },
+    });
+    const events = [];
+    const w = worker({
+      queues: queue, client: lossClient,
+      handler: async (job) => {
+        if (job.attempt > 1) return 'second';
+        await new Promise((r) => job.signal.addEventListener('abort', r));
+        reason = job.signal.reason;
+        return 'first (must not be reported)';
+      },
+    });
+    w.on('leaseLost', (t, why) => { lost = true; events.push([t.attempt, why]); });
+    const h = await client.enqueue({ queue, leaseMs: 600, retry: { maxRetries: 2, initialBackoffMs: 1 } });
+    const r = await h.awaitResult({ timeoutMs: 10_000 });
+    assert.equal(r.text(), 'second');
+    assert.ok(reason instanceof LeaseLostError);
+    assert.deepEqual(events, [[1, 'heartbeat']]);
+    assert.equal(heartbeatsAfterLoss, 0);
+    const job = await h.get({ includeAttempts: true });
+    assert.equal(job.attempts[0].errorCode, 'lease_expired', 'attempt 1 was reaped, not reported');
+    await w.stop();
+  });
+
+  test('heartbeats failing until the lease runs out: lost locally, never reported', async () => {
+    const queue = q('expire');
+    const failing = wrap(client, {
+      heartbeat(task, o) {
+        if (task.attempt === 1) {
+          return Promise.reject(new UnavailableError('injected', { grpcCode: GrpcCode.UNAVAILABLE }));
+        }
+        return client.heartbeat(task, o);
+      },
+    });
+    let reportedAttempt1 = false;
+    const spy = wrap(failing, {
+      reportOutcomes(reports, o) {
+        if (reports.some((x) => x.task.attempt === 1)) reportedAttempt1 = true;
+        return client.reportOutcomes(reports, o);
+      },
+      leaseTasks(req, o) {
+        if ((req.reports ?? []).some((x) => x.task.attempt === 1)) reportedAttempt1 = true;
+        return client.leaseTasks(req, o);
+      },
+    });
+    const events = [];
+    const w = worker({
+      queues: queue, client: spy,
+      handler: async (job) => {
+        if (job.attempt === 1) await delay(1200);
+        return `attempt ${job.attempt}`;
+      },
+    });
+    w.on('leaseLost', (t, why) => events.push([t.attempt, why]));
+    const h = await client.enqueue({ queue, leaseMs: 600, retry: { maxRetries: 2, initialBackoffMs: 1 } });
+    const r = await h.awaitResult({ timeoutMs: 10_000 });
+    assert.equal(r.text(), 'attempt 2');
+    assert.deepEqual(events, [[1, 'expired']]);
+    assert.equal(reportedAttempt1, false);
+    assert.ok(w.metrics().heartbeatErrors >= 1);
+    await w.stop();
+  });
+
+  test('a killed worker\'s job is re-delivered after its lease expires', async () => {
+    const queue = q('kill');
+    const h = await client.enqueue({ queue, leaseMs: 1000 });
+    const child = spawn(process.execPath,
+      [path.join(PKG, 'test', 'fixtures', 'worker-child.mjs'), srv.grpc, TOKEN, queue],
+      { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    await until(() => out.includes('started'), { timeoutMs: 10_000, what: 'the child to start the job' });
+    const childWorker = out.trim().split(' ')[2];
+    child.kill('SIGKILL');
+    const killedAt = Date.now();
+    let redelivered;
+    const w = worker({ queues: queue, handler: (job) => { redelivered = { attempt: job.attempt, at: Date.now() }; return 'rescued'; } });
+    const r = await h.awaitResult({ timeoutMs: 10_000 });
+    assert.equal(r.text(), 'rescued');
+    assert.equal(redelivered.attempt, 2);
+    assert.ok(redelivered.at - killedAt >= 500, 'not before the lease could expire');
+    const job = await h.get({ includeAttempts: true });
+    assert.equal(job.attempts[0].workerId, childWorker);
+    assert.equal(job.attempts[0].errorCode, 'lease_expired');
+    assert.equal(job.attempts[1].workerId, w.workerId);
+    await w.stop();
+  });
+});
+
+describe('stop(timeout)', () => {
+  test('stop finishes in-flight work, reports it, and leases nothing more', async () => {
+    const queue = q('stop');
+    const w = worker({ queues: queue, concurrency: 2, handler: () => delay(400).then(() => 'done') });
+    const [a, b] = await client.enqueueBatch([{ queue }, { queue }]);
+    await until(() => w.running === 2, { what: 'both handlers' });
+    const started = Date.now();
+    const res = await w.stop({ timeoutMs: 5000 });
+    assert.deepEqual(res, { drained: true, abandoned: 0 });
+    assert.ok(Date.now() - started >= 250);
+    assert.equal(await a.status(), 'succeeded', 'reported before stop resolved');
+    assert.equal(await b.status(), 'succeeded');
+    const calls = w.metrics().leaseCalls;
+    const later = await client.enqueue({ queue });
+    await delay(300);
+    assert.equal(await later.status(), 'waiting');
+    assert.equal(w.metrics().leaseCalls, calls);
+    await later.cancel();
+    assert.throws(() => w.start(), /after stop/);
+  });
+
+  test('stop of an idle worker returns at once despite a 30 s long-poll', async () => {
+    const w = worker({ queues: q('idle'), handler: () => {} });
+    await delay(200);
+    const started = Date.now();
+    assert.deepEqual(await w.stop(), { drained: true, abandoned: 0 });
+    assert.ok(Date.now() - started < 1500, `took ${Date.now() - started} ms`);
+  });
+
+  test('past the timeout: handlers are aborted; those that end are failed "worker_stopped", the rest abandoned', async () => {
+    const queue = q('stopto');
+    const reasons = [];
+    const w = worker({
+      queues: queue, concurrency: 2,
+      handler: (job) => new Promise((resolve, reject) => {
+        job.signal.addEventListener('abort', () => {
+          reasons.push(job.signal.reason);
+          if (job.json().obeys) reject(job.signal.reason);
+          // else: ignores the abort and never ends
+        });
+      }),
+    });
+    const [obeys, ignores] = await client.enqueueBatch([
+      { queue, json: { obeys: true }, leaseMs: 800, retry: { maxRetries: 1, initialBackoffMs: 60_000 } },
+      { queue, json: { obeys: false }, leaseMs: 800, retry: { maxRetries: 1, initialBackoffMs: 60_000 } },
+    ]);
+    await until(() => w.running === 2, { what: 'both handlers' });
+    const started = Date.now();
+    const res = await w.stop({ timeoutMs: 300, graceMs: 300 });
+    const took = Date.now() - started;
+    assert.deepEqual(res, { drained: false, abandoned: 1 });
+    assert.ok(took >= 550 && took < 3000, `took ${took} ms`);
+    assert.equal(reasons.length, 2);
+    assert.ok(reasons.every((r) => r instanceof WorkerStoppedError));
+    const j1 = await obeys.get({ includeAttempts: true });
+    assert.equal(j1.status, 'scheduled', 'retry pending');
+    assert.equal(j1.attempts[0].errorCode, 'worker_stopped');
+    const j2 = await ignores.get({ includeAttempts: true });
+    assert.equal(j2.status, 'running', 'abandoned: left to its lease');
+    await delay(1200);
+    const j2b = await ignores.get({ includeAttempts: true });
+    assert.equal(j2b.attempts[0].errorCode, 'lease_expired');
+    await obeys.cancel();
+    await ignores.cancel();
+  });
+});
+
+describe('reports ride on LeaseTasks', () => {
+  /** A client that counts what the worker sends: reports on LeaseTasks vs ReportOutcomes. */
+  function counting(base = client, inject = {}) {
+    const c = {
+      leaseCalls: 0, leaseCallsWithReports: 0, reportsOnLease: 0, waitingCallsWithReports: 0,
+      reportCalls: 0, reportsAlone: 0, okByTask: new Map(), notOk: [],
+    };
+    const ok = (taskId) => c.okByTask.set(taskId, (c.okByTask.get(taskId) ?? 0) + 1);
+    c.client = wrap(base, {
+      async leaseTasks(req, o) {
+        ++c.leaseCalls;
+        const reports = req.reports ?? [];
+        if (reports.length > 0) {
+          ++c.leaseCallsWithReports;
+          c.reportsOnLease += reports.length;
+          if (req.waitMs !== 0 || o?.signal) ++c.waitingCallsWithReports;
+        }
+        const res = await (inject.leaseTasks ?? ((r, oo) => base.leaseTasks(r, oo)))(req, o);
+        res.reportStatuses.forEach((st, i) => (st === null ? ok(reports[i].task.taskId) : c.notOk.push(st)));
+        return res;
+      },
+      async reportOutcomes(reports, o) {
+        ++c.reportCalls;
+        c.reportsAlone += reports.length;
+        const sts = await base.reportOutcomes(reports, o);
+        sts.forEach((st, i) => (st === null ? ok(reports[i].task.taskId) : c.notOk.push(st)));
+        return sts;
+      },
+    });
+    return c;
+  }
+
+  /** Every job succeeded once, on its first attempt, with its own id as the result. */
+  async function assertEachSucceededOnce(ids) {
+    for (let i = 0; i < ids.length; i += 100) {
+      const jobs = await Promise.all(ids.slice(i, i + 100).map((id) => client.getJob(id, { includeAttempts: true })));
+      for (const j of jobs) {
+        assert.equal(j.status, 'succeeded', j.id);
+        assert.equal(j.attempts.length, 1, j.id);
+        assert.equal(j.attempts[0].result.toString(), j.id);
+      }
+    }
+  }
+
+  test('with a steady stream of jobs, one round trip reports a batch and fetches the next', async (t) => {
+    const queue = q('ride');
+    const N = 800;
+    const C = 8;
+    const c = counting();
+    let running = 0;
+    let peak = 0;
+    const w = worker({
+      queues: queue, concurrency: C, client: c.client,
+      handler: async (job) => {
+        peak = Math.max(peak, ++running);
+        try {
+          await delay(Math.random() * 3);
+          return job.id;
+        } finally {
+          --running;
+        }
+      },
+    });
+    // A backlog, then a producer that keeps adding while the worker runs.
+    const ids = (await client.enqueueBatch(Array.from({ length: N / 2 }, () => ({ queue })))).map((h) => h.id);
+    for (let i = N / 2; i < N; i += 40) {
+      ids.push(...(await client.enqueueBatch(Array.from({ length: 40 }, () => ({ queue })))).map((h) => h.id));
+      await delay(10);
+    }
+    await until(() => w.metrics().succeeded === N, { timeoutMs: 30_000, what: `${N} jobs` });
+    await until(() => w.metrics().reporting === 0, { what: 'reports acknowledged' });
+    const m = w.metrics();
+    await w.stop();
+    t.diagnostic(`${c.reportsOnLease} of ${N} reports on ${c.leaseCallsWithReports} of ${c.leaseCalls} LeaseTasks; ` +
+      `${c.reportsAlone} in ${c.reportCalls} ReportOutcomes`);
+    await assertEachSucceededOnce(ids);
+
+    // Nothing lost, nothing reported twice: each outcome was sent once and acknowledged once.
+    assert.equal(c.okByTask.size, N);
+    assert.ok([...c.okByTask.values()].every((n) => n === 1));
+    assert.deepEqual(c.notOk, []);
+    assert.equal(c.reportsOnLease + c.reportsAlone, N);
+    assert.equal(m.leaseLost, 0);
+    assert.equal(m.duplicates, 0);
+    assert.equal(m.leased, N);
+    assert.ok(peak <= C, `peak ${peak}`);
+    // Most outcomes rode on LeaseTasks; no call carrying reports long-polled or was cancellable.
+    assert.ok(c.reportsOnLease >= 0.8 * N, `${c.reportsOnLease} of ${N} on LeaseTasks`);
+    assert.equal(c.waitingCallsWithReports, 0);
+    assert.equal(m.reportsWithLease, c.reportsOnLease);
+    assert.equal(m.reportsAlone, c.reportsAlone);
+    assert.equal(m.leaseReportCalls, c.leaseCallsWithReports);
+    // Fewer round trips than with a ReportOutcomes per batch next to each lease.
+    assert.ok(c.leaseCalls + c.reportCalls < 2 * c.leaseCallsWithReports,
+      `${c.leaseCalls} lease calls (${c.leaseCallsWithReports} with reports), ${c.reportCalls} report calls`);
+    assert.deepEqual(w.errors, []);
+  });
+
+  test('a LeaseTasks call that fails as a whole: its reports go again by ReportOutcomes, nothing lost or doubled', async (t) => {
+    const queue = q('ridefail');
+    const N = 200;
+    let withReports = 0;
+    let notSent = 0;
+    let answerLost = 0;
+    // Every 4th call carrying reports fails before it is sent (nothing applied); every 4th
+    // after it was answered (applied, then the answer lost in transit).
+    const c = counting(client, {
+      async leaseTasks(req, o) {
+        if (!req.reports?.length) return client.leaseTasks(req, o);
+        const k = withReports++ % 4;
+        if (k === 1) {
+          ++notSent;
+          throw new UnavailableError('injected before sending', { grpcCode: GrpcCode.UNAVAILABLE });
+        }
+        const res = await client.leaseTasks(req, o);
+        if (k === 3) {
+          ++answerLost;
+          throw new UnavailableError('injected: answer lost', { grpcCode: GrpcCode.UNAVAILABLE });
+        }
+        return res;
+      },
+    });
+    const lost = [];
+    const w = worker({
+      queues: queue, concurrency: 4, client: c.client, leaseWaitMs: 200,
+      errorBackoff: { initialBackoffMs: 1, maxBackoffMs: 5 },
+      handler: (job) => job.id,
+    });
+    w.on('leaseLost', (t, why) => lost.push(why));
+    const ids = (await client.enqueueBatch(Array.from({ length: N }, () => ({ queue, leaseMs: 2000 })))).map((h) => h.id);
+    // The tasks leased by calls whose answer was lost come back when their leases expire.
+    await until(() => w.metrics().succeeded === N, { timeoutMs: 30_000, what: `${N} jobs` });
+    await until(() => w.metrics().reporting === 0, { what: 'reports acknowledged' });
+    const m = w.metrics();
+    await w.stop();
+    t.diagnostic(`${notSent} calls failed unsent, ${answerLost} answers lost; ${m.reportsRecovered} recovered, ` +
+      `${c.reportsAlone} reports in ${c.reportCalls} ReportOutcomes, ${c.reportsOnLease} on LeaseTasks`);
+    assert.ok(notSent > 0 && answerLost > 0, `${notSent} not sent, ${answerLost} answers lost`);
+    assert.deepEqual(lost, [], 'an applied report answered lease_lost on its repeat is no lease loss');
+    assert.ok(m.reportsRecovered > 0, 'repeats of applied reports were found applied');
+    assert.ok(c.reportCalls > 0, 'the failed calls\' reports went by ReportOutcomes');
+    assert.equal(m.succeeded, N);
+    assert.equal(m.failed, 0);
+    for (let i = 0; i < ids.length; i += 100) {
+      const jobs = await Promise.all(ids.slice(i, i + 100).map((id) => client.getJob(id, { includeAttempts: true })));
+      for (const j of jobs) {
+        assert.equal(j.status, 'succeeded');
+        assert.equal(j.attempts.filter((a) => a.status === 'succeeded').length, 1);
+      }
+    }
+  });
+
+  test('a server that ignores LeaseTasks reports: the worker notices and reports alone', async () => {
+    const queue = q('oldsrv');
+    const N = 60;
+    const c = counting(client, {
+      async leaseTasks(req, o) {
+        // What a server older than the field does: drops it, answers no statuses.
+        const res = await client.leaseTasks({ ...req, reports: undefined }, o);
+        return { ...res, reportStatuses: [] };
+      },
+    });
+    const w = worker({ queues: queue, concurrency: 4, client: c.client, handler: (job) => job.id });
+    const ids = (await client.enqueueBatch(Array.from({ length: N }, () => ({ queue })))).map((h) => h.id);
+    await until(() => w.metrics().succeeded === N, { timeoutMs: 20_000, what: `${N} jobs` });
+    const m = w.metrics();
+    await w.stop();
+    await assertEachSucceededOnce(ids);
+    // The first answer tells; the second lane may have sent one more call with reports.
+    assert.ok(c.leaseCallsWithReports >= 1 && c.leaseCallsWithReports <= 2,
+      `${c.leaseCallsWithReports} calls with reports, then no more`);
+    assert.equal(m.leaseLost, 0);
+    assert.equal(w.errors.filter((x) => x.ctx.op === 'report').length, 1);
+  });
+});
+
+describe('recovery', () => {
+  test('the worker reports errors and recovers by itself when the server comes back', async () => {
+    const port = await freePort();
+    const s = await new Sluiced({ grpcListen: `127.0.0.1:${port}` }).start();
+    const c = new SluiceClient({ address: s.grpc, token: TOKEN });
+    const queue = q('restart');
+    const w = worker({ client: c, queues: queue, concurrency: 2, leaseWaitMs: 1000,
+      errorBackoff: { initialBackoffMs: 20, maxBackoffMs: 200 }, handler: () => 'ok' });
+    assert.equal((await (await c.enqueue({ queue })).awaitResult({ timeoutMs: 5000 })).status, 'succeeded');
+    await s.stop();
+    await until(() => w.errors.some((x) => x.ctx.op === 'lease'), { timeoutMs: 10_000, what: 'a lease error' });
+    await s.start();
+    const h = await c.enqueue({ queue }, { timeoutMs: 10_000 });
+    assert.equal((await h.awaitResult({ timeoutMs: 10_000 })).status, 'succeeded');
+    await w.stop();
+    c.close();
+    await s.destroy();
+  });
+});
