@@ -369,7 +369,8 @@ std::vector<QueueDepth> Engine::Impl::QueueDepths(uint32_t limit, size_t* total_
     out.reserve(n);
     for (const Entry& e : all) {
       // 'T' str(tenant) str(queue)
-      keys::Reader rd(std::string_view(*e.prefix).substr(1));
+      const std::string_view prefix = *e.prefix;
+      keys::Reader rd(prefix.substr(1));
       std::string_view tenant;
       std::string_view queue;
       if (!rd.GetStr(&tenant) || !rd.GetStr(&queue)) continue;
