@@ -23,7 +23,7 @@ APT_PACKAGES := build-essential cmake ninja-build ccache pkg-config git \
   libbenchmark-dev clang-format clang-tidy \
   pybind11-dev python3-dev python3-pytest python3-venv \
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libcpp-httplib-dev prometheus-cpp-dev \
-  libcli11-dev libjemalloc-dev redis-server openssl
+  libcli11-dev libjemalloc-dev redis-server openssl libsqlite3-dev
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

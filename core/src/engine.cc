@@ -2,6 +2,7 @@
 #include "sluice/engine.h"
 
 #include "engine_impl.h"
+#include "query.h"
 #include "validate.h"
 
 namespace sluice {
@@ -171,6 +172,28 @@ Result<JobResult> Engine::GetResult(std::string_view tenant, std::string_view id
   SLUICE_ADMIT();
   if (wait_ms > 0) return impl_->WaitResult(tenant, id, wait_ms);
   return impl_->GetResult(tenant, id);
+}
+
+Result<ListJobsResult> Engine::ListJobs(const ListJobsRequest& request) {
+  SLUICE_ADMIT();
+  return impl_->ListJobs(request);
+}
+
+Result<std::vector<QueueCounts>> Engine::CountJobs(std::string_view tenant,
+                                                   std::string_view queue) {
+  SLUICE_ADMIT();
+  return impl_->CountJobs(tenant, queue);
+}
+
+Result<QueryResult> Engine::Query(std::string_view tenant, std::string_view sql,
+                                  const QueryOptions& options) {
+  SLUICE_ADMIT();
+  return query::Run(this, tenant, sql, options);
+}
+
+Status Engine::VerifyIndexes() {
+  SLUICE_ADMIT();
+  return impl_->VerifyIndexes();
 }
 
 Result<size_t> Engine::ReapExpired() {

@@ -102,6 +102,11 @@ class Engine::Impl {
   // Wakes GetResult waiters of (tenant, id): called after a write that ended or deleted the job.
   void NotifyFinished(std::string_view tenant, std::string_view id);
 
+  // engine_index.cc — job indexes, listing and counts.
+  Result<ListJobsResult> ListJobs(const ListJobsRequest& request);
+  Result<std::vector<QueueCounts>> CountJobs(std::string_view tenant, std::string_view queue);
+  Status VerifyIndexes();
+
   // Admission of a public call: fails with kClosed after Close began, kIoError after a
   // storage failure. Counted so Close can wait for calls in flight.
   class CallGuard {

@@ -28,6 +28,8 @@ std::string_view StatusCodeName(StatusCode code) {
       return "already_exists";
     case StatusCode::kBusy:
       return "busy";
+    case StatusCode::kCancelled:
+      return "cancelled";
   }
   return "unknown";
 }

@@ -27,6 +27,8 @@ grpc::StatusCode GrpcCode(StatusCode code) {
       return grpc::StatusCode::ALREADY_EXISTS;
     case StatusCode::kBusy:
       return grpc::StatusCode::ABORTED;
+    case StatusCode::kCancelled:
+      return grpc::StatusCode::CANCELLED;
   }
   return grpc::StatusCode::INTERNAL;
 }

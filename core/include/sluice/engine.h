@@ -148,6 +148,28 @@ class Engine {
   // waited on); kClosed when the engine closes during the wait.
   Result<JobResult> GetResult(std::string_view tenant, std::string_view id, uint32_t wait_ms = 0);
 
+  // One page of a tenant's jobs matching request.filter, in creation order (see
+  // ListJobsRequest). Indexed filters visit a small multiple of the rows they return.
+  // kInvalidArgument for a bad filter, page size or cursor (a cursor from another filter or
+  // order is refused).
+  Result<ListJobsResult> ListJobs(const ListJobsRequest& request);
+
+  // Job counts by status for one queue of a tenant (queue != ""), or for every queue of the
+  // tenant that ever had jobs (queue == ""), from counters kept in the same writes as the
+  // transitions: no scan of jobs.
+  Result<std::vector<QueueCounts>> CountJobs(std::string_view tenant, std::string_view queue);
+
+  // Runs one read-only SQL statement (SQLite dialect) over the tenant's virtual tables jobs,
+  // job_metadata, attempts, queues, concurrency_keys and floating_limits (docs/query.md).
+  // The tenant is fixed by the caller, never by the SQL. kInvalidArgument for SQL that does not
+  // parse or would write; kTimeout, kTooLarge, kCancelled when options bound it.
+  Result<QueryResult> Query(std::string_view tenant, std::string_view sql,
+                            const QueryOptions& options = {});
+
+  // Operator check (fsck): scans every job and verifies that each index entry and counter
+  // matches the job records exactly. kCorruption naming the first mismatch. O(jobs).
+  Status VerifyIndexes();
+
   // Reaps every job lease and refresh lease that has expired by now and returns how many job
   // leases it reaped; also runs grant passes left over from bounded passes. The background
   // reaper calls this; tests with a ManualClock call it directly.

@@ -37,7 +37,10 @@ struct SizeLimits {
   uint32_t max_metadata_value_bytes = 1024;
   uint32_t max_limits_per_job = 8;
   uint32_t max_limit_key_bytes = 256;
-  uint32_t max_batch_jobs = 10'000;  // EnqueueBatch size
+  uint32_t max_batch_jobs = 10'000;     // EnqueueBatch size
+  uint32_t max_list_page = 1'000;       // ListJobs page size
+  uint32_t max_list_scan = 100'000;     // keys one ListJobs call may visit (then a short page)
+  uint32_t max_query_bytes = 64 << 10;  // SQL text of one Query
 };
 
 struct EngineOptions {

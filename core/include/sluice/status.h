@@ -31,6 +31,9 @@ enum class StatusCode : int32_t {
   kTimeout = 9,             // a bounded wait ended before its condition held
   kAlreadyExists = 10,      // reserved: an object that must be new already exists
   kBusy = 11,               // transient contention; the call may be retried as is
+  // 12 and 13 are taken by the C ABI (SLUICE_INTERNAL, SLUICE_NO_MEMORY): skipped here so
+  // that every core value equals its sluice_status.
+  kCancelled = 14,  // the caller cancelled the call (e.g. went away mid-query)
 };
 
 // Returns the stable lowercase name of a code ("not_found", "lease_lost", ...).
@@ -61,6 +64,7 @@ class [[nodiscard]] Status {
   static Status Corruption(std::string m) { return {StatusCode::kCorruption, std::move(m)}; }
   static Status Timeout(std::string m) { return {StatusCode::kTimeout, std::move(m)}; }
   static Status Busy(std::string m) { return {StatusCode::kBusy, std::move(m)}; }
+  static Status Cancelled(std::string m) { return {StatusCode::kCancelled, std::move(m)}; }
 
   // Whether the operation succeeded.
   bool ok() const { return code_ == StatusCode::kOk; }

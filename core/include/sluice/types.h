@@ -4,7 +4,10 @@
 #ifndef SLUICE_TYPES_H_
 #define SLUICE_TYPES_H_
 
+#include <array>
+#include <atomic>
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <optional>
 #include <string>
@@ -290,6 +293,78 @@ struct ConcurrencyKeyInfo {
   uint64_t holders = 0;
   uint64_t waiters = 0;
   uint32_t max = 0;  // fixed: the max carried by the newest job using the key; floating: current
+};
+
+// ---- Finding jobs: ListJobs, CountJobs, Query -------------------------------------------------
+
+// Which jobs a listing returns. Always scoped to one tenant; every other field narrows it.
+// Indexed (no full scan): metadata pairs, queue, statuses and the creation-time range; the
+// first metadata pair drives the scan when there is one, then the queue, then the statuses.
+// id_prefix and further metadata pairs are checked on the rows the index yields.
+struct JobFilter {
+  std::string tenant;
+  std::string queue;                // "" = every queue
+  std::vector<JobStatus> statuses;  // empty = every status; waiting/scheduled are derived
+  std::string id;                   // "" = any; else exactly this job
+  std::string id_prefix;            // "" = any; else ids starting with it
+  std::vector<std::pair<std::string, std::string>> metadata;    // every pair must match
+  int64_t created_from_ms = 0;                                  // inclusive
+  int64_t created_to_ms = std::numeric_limits<int64_t>::max();  // exclusive
+};
+
+// How much of each listed job to return.
+enum class JobView : uint8_t {
+  kIndex = 0,    // id, queue, status, created_ms only: read from the index, no record read
+  kSummary = 1,  // every field except payload and attempts
+  kFull = 2,     // with payload (attempts are never listed: GetJob has them)
+};
+
+// Arguments of Engine::ListJobs: a filter, an order and a page.
+struct ListJobsRequest {
+  JobFilter filter;
+  bool newest_first = false;  // order by creation time (then enqueue order), descending
+  uint32_t limit = 50;        // page size, 1..SizeLimits::max_list_page
+  std::string cursor;         // "" for the first page, else the previous page's next_cursor
+  JobView view = JobView::kSummary;
+};
+
+// One page of jobs. A page may be shorter than the limit (even empty) while more remain: a
+// call visits at most SizeLimits::max_list_scan keys. Keep paging while next_cursor is set.
+// Paging never skips or repeats a job that matches throughout, while writes continue.
+struct ListJobsResult {
+  std::vector<Job> jobs;
+  std::string next_cursor;    // "" when the listing is complete
+  uint64_t keys_visited = 0;  // index entries and records read (cost; for tests and operators)
+};
+
+// Jobs of one queue by status (index [JobStatus]), kept as counters in the same writes.
+struct QueueCounts {
+  std::string queue;
+  std::array<uint64_t, 6> by_status{};  // indexed by static_cast<size_t>(JobStatus)
+};
+
+// One value of a query result cell (SQLite's storage classes).
+struct QueryValue {
+  enum class Type : uint8_t { kNull = 0, kInteger = 1, kReal = 2, kText = 3, kBlob = 4 };
+  Type type = Type::kNull;
+  int64_t integer = 0;
+  double real = 0;
+  std::string bytes;  // kText (UTF-8) or kBlob
+};
+
+// Bounds of one Engine::Query call (LESSONS: a query has a deadline, a result cap and stops
+// when its caller goes away).
+struct QueryOptions {
+  uint32_t timeout_ms = 5'000;                   // kTimeout after this long
+  uint64_t max_result_bytes = 4 << 20;           // kTooLarge when the rows would exceed this
+  uint32_t max_rows = 10'000;                    // kTooLarge beyond this many rows
+  const std::atomic<bool>* cancelled = nullptr;  // set by the caller: the query ends kCancelled
+};
+
+// What a query returned: column names and rows of typed values.
+struct QueryResult {
+  std::vector<std::string> columns;
+  std::vector<std::vector<QueryValue>> rows;
 };
 
 }  // namespace sluice
