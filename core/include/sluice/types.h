@@ -5,8 +5,8 @@
 #define SLUICE_TYPES_H_
 
 #include <array>
-#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <map>
 #include <optional>
@@ -355,16 +355,19 @@ struct QueryValue {
 // Bounds of one Engine::Query call (LESSONS: a query has a deadline, a result cap and stops
 // when its caller goes away).
 struct QueryOptions {
-  uint32_t timeout_ms = 5'000;                   // kTimeout after this long
-  uint64_t max_result_bytes = 4 << 20;           // kTooLarge when the rows would exceed this
-  uint32_t max_rows = 10'000;                    // kTooLarge beyond this many rows
-  const std::atomic<bool>* cancelled = nullptr;  // set by the caller: the query ends kCancelled
+  uint32_t timeout_ms = 5'000;          // kTimeout after this long
+  uint64_t max_result_bytes = 4 << 20;  // kTooLarge when the rows would exceed this
+  uint32_t max_rows = 10'000;           // kTooLarge beyond this many rows
+  // Polled while the query runs (every few thousand steps); true ends it with kCancelled.
+  // Called on the querying thread; must be cheap and thread-safe. Empty: never cancelled.
+  std::function<bool()> cancelled;
 };
 
 // What a query returned: column names and rows of typed values.
 struct QueryResult {
   std::vector<std::string> columns;
   std::vector<std::vector<QueryValue>> rows;
+  uint64_t keys_visited = 0;  // index entries and records the virtual tables read
 };
 
 }  // namespace sluice
