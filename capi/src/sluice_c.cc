@@ -1,11 +1,13 @@
 // The C ABI over sluice::Engine. Every entry point catches every exception (none crosses the
 // ABI), validates pointers and struct versions, and maps core StatusCode values one-to-one onto
 // sluice_status (docs/errors.md).
+#include <array>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <exception>
+#include <limits>
 #include <map>
 #include <memory>
 #include <new>
@@ -26,13 +28,58 @@ struct sluice_engine {
   std::atomic<bool> closed{false};
 };
 
+struct sluice_cancel_token {
+  std::atomic<bool> cancelled{false};
+};
+
+struct sluice_query_result {
+  sluice::QueryResult result;
+};
+
 namespace {
 
 using sluice::Status;
 using sluice::StatusCode;
 
-static_assert(static_cast<int>(StatusCode::kBusy) == SLUICE_BUSY, "codes must line up");
-static_assert(static_cast<int>(StatusCode::kNotFound) == SLUICE_NOT_FOUND, "codes must line up");
+// Every core code equals its sluice_status (docs/errors.md); ToCStatus is the one conversion.
+#define SLUICE_SAME_CODE(core, c) \
+  static_assert(static_cast<int>(StatusCode::core) == (c), #core " must equal " #c)
+SLUICE_SAME_CODE(kOk, SLUICE_OK);
+SLUICE_SAME_CODE(kNotFound, SLUICE_NOT_FOUND);
+SLUICE_SAME_CODE(kInvalidArgument, SLUICE_INVALID_ARGUMENT);
+SLUICE_SAME_CODE(kTooLarge, SLUICE_TOO_LARGE);
+SLUICE_SAME_CODE(kLeaseLost, SLUICE_LEASE_LOST);
+SLUICE_SAME_CODE(kFailedPrecondition, SLUICE_FAILED_PRECONDITION);
+SLUICE_SAME_CODE(kClosed, SLUICE_CLOSED);
+SLUICE_SAME_CODE(kIoError, SLUICE_IO_ERROR);
+SLUICE_SAME_CODE(kCorruption, SLUICE_CORRUPTION);
+SLUICE_SAME_CODE(kTimeout, SLUICE_TIMEOUT);
+SLUICE_SAME_CODE(kAlreadyExists, SLUICE_ALREADY_EXISTS);
+SLUICE_SAME_CODE(kBusy, SLUICE_BUSY);
+SLUICE_SAME_CODE(kCancelled, SLUICE_CANCELLED);
+#undef SLUICE_SAME_CODE
+
+// A core code as a sluice_status. A code this header does not know (a core newer than the
+// ABI) is SLUICE_INTERNAL rather than a value outside the enum.
+sluice_status ToCStatus(StatusCode code) {
+  switch (code) {
+    case StatusCode::kOk:
+    case StatusCode::kNotFound:
+    case StatusCode::kInvalidArgument:
+    case StatusCode::kTooLarge:
+    case StatusCode::kLeaseLost:
+    case StatusCode::kFailedPrecondition:
+    case StatusCode::kClosed:
+    case StatusCode::kIoError:
+    case StatusCode::kCorruption:
+    case StatusCode::kTimeout:
+    case StatusCode::kAlreadyExists:
+    case StatusCode::kBusy:
+    case StatusCode::kCancelled:
+      return static_cast<sluice_status>(code);
+  }
+  return SLUICE_INTERNAL;
+}
 
 sluice_status Fail(sluice_error** err, sluice_status status, std::string message) {
   if (err != nullptr) {
@@ -48,7 +95,7 @@ sluice_status Fail(sluice_error** err, sluice_status status, std::string message
 
 sluice_status FromStatus(const Status& s, sluice_error** err) {
   if (s.ok()) return SLUICE_OK;
-  return Fail(err, static_cast<sluice_status>(s.code()), s.message());
+  return Fail(err, ToCStatus(s.code()), s.message());
 }
 
 std::string_view View(sluice_str s) {
@@ -253,6 +300,147 @@ bool ConvertOutcome(const sluice_outcome* in, sluice::Outcome* out, std::string*
   }
 }
 
+// Storage for the arrays a sluice_job points into, one element per job of an output object.
+struct JobArrays {
+  std::deque<std::vector<sluice_limit>> limits;
+  std::deque<std::vector<sluice_attempt>> attempts;
+};
+
+// Fills *out from j (whose strings are moved out), its strings in h, its arrays in *arrays.
+template <typename H>
+void FillJob(H* h, JobArrays* arrays, sluice::Job& j, sluice_job* out) {
+  sluice_job& o = *out;
+  o.id = h->Str(std::move(j.id));
+  o.tenant = h->Str(std::move(j.tenant));
+  o.queue = h->Str(std::move(j.queue));
+  o.priority = j.priority;
+  o.status = PublicStatus(j.status);
+  o.cancel_requested = j.cancel_requested;
+  o.start_at_ms = j.start_at_ms;
+  o.next_run_ms = j.next_run_ms;
+  o.lease_ms = j.lease_ms;
+  o.retry = sluice_retry_policy{j.retry.max_retries, j.retry.initial_backoff_ms,
+                                j.retry.max_backoff_ms, j.retry.multiplier, j.retry.jitter};
+  o.payload = h->Str(std::move(j.payload));
+  o.metadata = h->Kvs(j.metadata, &o.metadata_len);
+  auto& limits = arrays->limits.emplace_back();
+  limits.reserve(j.limits.size());
+  for (const auto& l : j.limits) {
+    sluice_limit c{};
+    c.kind = l.kind == sluice::ConcurrencyLimit::Kind::kFloating ? SLUICE_LIMIT_FLOATING
+                                                                 : SLUICE_LIMIT_FIXED;
+    c.key = h->Str(l.key);
+    c.max = l.max;
+    c.refresh_interval_ms = l.refresh_interval_ms;
+    c.metadata = h->Kvs(l.metadata, &c.metadata_len);
+    limits.push_back(c);
+  }
+  o.limits = limits.data();
+  o.limits_len = limits.size();
+  o.attempt_count = j.attempt_count;
+  o.retries_used = j.retries_used;
+  o.created_ms = j.created_ms;
+  o.updated_ms = j.updated_ms;
+  o.finished_ms = j.finished_ms;
+  auto& attempts = arrays->attempts.emplace_back();
+  attempts.reserve(j.attempts.size());
+  for (auto& a : j.attempts) {
+    sluice_attempt c{};
+    c.number = a.number;
+    c.task_id = h->Str(std::move(a.task_id));
+    c.worker_id = h->Str(std::move(a.worker_id));
+    c.status = static_cast<uint32_t>(a.status);
+    c.started_ms = a.started_ms;
+    c.finished_ms = a.finished_ms;
+    c.result = h->Str(std::move(a.result));
+    c.error_code = h->Str(std::move(a.error.code));
+    c.error_message = h->Str(std::move(a.error.message));
+    c.error_data = h->Str(std::move(a.error.data));
+    attempts.push_back(c);
+  }
+  o.attempts = attempts.data();
+  o.attempts_len = attempts.size();
+}
+
+// Converts a C list request; false (with a reason) for a NULL, unknown-version or malformed one.
+bool ConvertListRequest(const sluice_list_request* in, sluice::ListJobsRequest* out,
+                        std::string* why) {
+  if (in == nullptr) {
+    *why = "request must not be NULL";
+    return false;
+  }
+  if (in->version != SLUICE_LIST_REQUEST_VERSION) {
+    *why = "request.version " + std::to_string(in->version) +
+           " is not supported (this library: " + std::to_string(SLUICE_LIST_REQUEST_VERSION) + ")";
+    return false;
+  }
+  if ((in->statuses == nullptr && in->statuses_len > 0) ||
+      (in->metadata == nullptr && in->metadata_len > 0)) {
+    *why = "request: a NULL pointer with a non-zero length";
+    return false;
+  }
+  if (in->view > SLUICE_VIEW_FULL) {
+    *why = "request.view " + std::to_string(in->view) + " is not a SLUICE_VIEW_* value";
+    return false;
+  }
+  sluice::JobFilter& f = out->filter;
+  f.tenant = Copy(in->tenant);
+  f.queue = Copy(in->queue);
+  for (size_t i = 0; i < in->statuses_len; ++i) {
+    if (in->statuses[i] > SLUICE_JOB_CANCELLED) {
+      *why = "request.statuses[" + std::to_string(i) + "] " + std::to_string(in->statuses[i]) +
+             " is not a SLUICE_JOB_* value";
+      return false;
+    }
+    f.statuses.push_back(static_cast<sluice::JobStatus>(in->statuses[i]));
+  }
+  f.id = Copy(in->id);
+  f.id_prefix = Copy(in->id_prefix);
+  for (size_t i = 0; i < in->metadata_len; ++i) {
+    f.metadata.emplace_back(Copy(in->metadata[i].key), Copy(in->metadata[i].value));
+  }
+  f.created_from_ms = in->created_from_ms;
+  // 0 would be an empty range; a zeroed struct means "no upper bound", like the INIT value.
+  f.created_to_ms =
+      in->created_to_ms == 0 ? std::numeric_limits<int64_t>::max() : in->created_to_ms;
+  out->newest_first = in->newest_first;
+  out->limit = in->limit;
+  out->cursor = Copy(in->cursor);
+  out->view = static_cast<sluice::JobView>(in->view);
+  return true;
+}
+
+// Converts C query options (NULL: defaults); false (with a reason) for an unknown version.
+bool ConvertQueryOptions(const sluice_query_options* in, sluice::QueryOptions* out,
+                         std::string* why) {
+  if (in == nullptr) return true;
+  if (in->version != SLUICE_QUERY_OPTIONS_VERSION) {
+    *why = "options.version " + std::to_string(in->version) +
+           " is not supported (this library: " + std::to_string(SLUICE_QUERY_OPTIONS_VERSION) + ")";
+    return false;
+  }
+  if (in->timeout_ms != 0) out->timeout_ms = in->timeout_ms;
+  if (in->max_rows != 0) out->max_rows = in->max_rows;
+  if (in->max_result_bytes != 0) out->max_result_bytes = in->max_result_bytes;
+  if (const sluice_cancel_token* token = in->cancel_token; token != nullptr) {
+    out->cancelled = [token] { return token->cancelled.load(std::memory_order_acquire); };
+  }
+  return true;
+}
+
+static_assert(static_cast<int>(sluice::QueryValue::Type::kNull) == SLUICE_VALUE_NULL);
+static_assert(static_cast<int>(sluice::QueryValue::Type::kInteger) == SLUICE_VALUE_INTEGER);
+static_assert(static_cast<int>(sluice::QueryValue::Type::kReal) == SLUICE_VALUE_REAL);
+static_assert(static_cast<int>(sluice::QueryValue::Type::kText) == SLUICE_VALUE_TEXT);
+static_assert(static_cast<int>(sluice::QueryValue::Type::kBlob) == SLUICE_VALUE_BLOB);
+
+// The cell at (row, column), or nullptr when out of range.
+const sluice::QueryValue* Cell(const sluice_query_result* r, size_t row, size_t column) {
+  if (r == nullptr || row >= r->result.rows.size()) return nullptr;
+  const auto& cells = r->result.rows[row];
+  return column < cells.size() ? &cells[column] : nullptr;
+}
+
 }  // namespace
 
 extern "C" {
@@ -276,7 +464,8 @@ const char* sluice_status_name(sluice_status status) {
     default:
       break;
   }
-  if (static_cast<int>(status) < 0 || static_cast<int>(status) > SLUICE_BUSY) return "unknown";
+  // Every other value up to SLUICE_CANCELLED is a core code.
+  if (static_cast<int>(status) < 0 || static_cast<int>(status) > SLUICE_CANCELLED) return "unknown";
   // StatusCodeName returns static storage.
   return sluice::StatusCodeName(static_cast<StatusCode>(status)).data();
 }
@@ -517,7 +706,7 @@ sluice_status sluice_complete_batch(sluice_status* out_statuses, sluice_engine* 
     auto r = engine->engine->CompleteBatch(valid);
     if (!r.ok()) return FromStatus(r.status(), err);
     for (size_t k = 0; k < index.size(); ++k) {
-      out_statuses[index[k]] = static_cast<sluice_status>((*r)[k].code());
+      out_statuses[index[k]] = ToCStatus((*r)[k].code());
     }
     return SLUICE_OK;
   });
@@ -567,61 +756,11 @@ sluice_status sluice_get_job(sluice_job** out, sluice_engine* engine, sluice_str
     SLUICE_ENGINE(engine);
     auto r = engine->engine->GetJob(View(tenant), View(id), include_attempts);
     if (!r.ok()) return FromStatus(r.status(), err);
-    sluice::Job& j = *r;
     struct JobOut : Holder<sluice_job> {
-      std::vector<sluice_limit> limits;
-      std::vector<sluice_attempt> attempts;
+      JobArrays arrays;
     };
     auto h = std::make_unique<JobOut>();
-    sluice_job& o = h->pub;
-    o.id = h->Str(j.id);
-    o.tenant = h->Str(j.tenant);
-    o.queue = h->Str(j.queue);
-    o.priority = j.priority;
-    o.status = PublicStatus(j.status);
-    o.cancel_requested = j.cancel_requested;
-    o.start_at_ms = j.start_at_ms;
-    o.next_run_ms = j.next_run_ms;
-    o.lease_ms = j.lease_ms;
-    o.retry = sluice_retry_policy{j.retry.max_retries, j.retry.initial_backoff_ms,
-                                  j.retry.max_backoff_ms, j.retry.multiplier, j.retry.jitter};
-    o.payload = h->Str(std::move(j.payload));
-    o.metadata = h->Kvs(j.metadata, &o.metadata_len);
-    h->limits.reserve(j.limits.size());
-    for (const auto& l : j.limits) {
-      sluice_limit c{};
-      c.kind = l.kind == sluice::ConcurrencyLimit::Kind::kFloating ? SLUICE_LIMIT_FLOATING
-                                                                   : SLUICE_LIMIT_FIXED;
-      c.key = h->Str(l.key);
-      c.max = l.max;
-      c.refresh_interval_ms = l.refresh_interval_ms;
-      c.metadata = h->Kvs(l.metadata, &c.metadata_len);
-      h->limits.push_back(c);
-    }
-    o.limits = h->limits.data();
-    o.limits_len = h->limits.size();
-    o.attempt_count = j.attempt_count;
-    o.retries_used = j.retries_used;
-    o.created_ms = j.created_ms;
-    o.updated_ms = j.updated_ms;
-    o.finished_ms = j.finished_ms;
-    h->attempts.reserve(j.attempts.size());
-    for (auto& a : j.attempts) {
-      sluice_attempt c{};
-      c.number = a.number;
-      c.task_id = h->Str(std::move(a.task_id));
-      c.worker_id = h->Str(std::move(a.worker_id));
-      c.status = static_cast<uint32_t>(a.status);
-      c.started_ms = a.started_ms;
-      c.finished_ms = a.finished_ms;
-      c.result = h->Str(std::move(a.result));
-      c.error_code = h->Str(std::move(a.error.code));
-      c.error_message = h->Str(std::move(a.error.message));
-      c.error_data = h->Str(std::move(a.error.data));
-      h->attempts.push_back(c);
-    }
-    o.attempts = h->attempts.data();
-    o.attempts_len = h->attempts.size();
+    FillJob(h.get(), &h->arrays, *r, &h->pub);
     *out = h.release()->Release();
     return SLUICE_OK;
   });
@@ -764,5 +903,159 @@ sluice_status sluice_engine_stats(sluice_stats** out, sluice_engine* engine, slu
     return SLUICE_OK;
   });
 }
+
+sluice_status sluice_verify_indexes(sluice_engine* engine, sluice_error** err) {
+  return Guard(err, [&]() -> sluice_status {
+    SLUICE_ENGINE(engine);
+    return FromStatus(engine->engine->VerifyIndexes(), err);
+  });
+}
+
+sluice_status sluice_list_jobs(sluice_job_list** out, sluice_engine* engine,
+                               const sluice_list_request* request, sluice_error** err) {
+  return Guard(err, [&]() -> sluice_status {
+    SLUICE_REQUIRE(out != nullptr, "out must not be NULL");
+    *out = nullptr;
+    SLUICE_ENGINE(engine);
+    sluice::ListJobsRequest req;
+    std::string why;
+    if (!ConvertListRequest(request, &req, &why)) return Fail(err, SLUICE_INVALID_ARGUMENT, why);
+    auto r = engine->engine->ListJobs(req);
+    if (!r.ok()) return FromStatus(r.status(), err);
+    struct List : Holder<sluice_job_list> {
+      JobArrays arrays;
+      std::vector<sluice_job> jobs;
+    };
+    auto h = std::make_unique<List>();
+    h->jobs.resize(r->jobs.size());
+    for (size_t i = 0; i < r->jobs.size(); ++i) {
+      FillJob(h.get(), &h->arrays, r->jobs[i], &h->jobs[i]);
+    }
+    h->pub.jobs = h->jobs.data();
+    h->pub.jobs_len = h->jobs.size();
+    h->pub.next_cursor = h->Str(std::move(r->next_cursor));
+    h->pub.keys_visited = r->keys_visited;
+    *out = h.release()->Release();
+    return SLUICE_OK;
+  });
+}
+
+sluice_status sluice_count_jobs(sluice_queue_counts** out, sluice_engine* engine, sluice_str tenant,
+                                sluice_str queue, sluice_error** err) {
+  return Guard(err, [&]() -> sluice_status {
+    SLUICE_REQUIRE(out != nullptr, "out must not be NULL");
+    *out = nullptr;
+    SLUICE_ENGINE(engine);
+    auto r = engine->engine->CountJobs(View(tenant), View(queue));
+    if (!r.ok()) return FromStatus(r.status(), err);
+    struct Counts : Holder<sluice_queue_counts> {
+      std::vector<sluice_queue_count> items;
+    };
+    static_assert(std::tuple_size_v<decltype(sluice::QueueCounts::by_status)> ==
+                  SLUICE_JOB_STATUS_COUNT);
+    auto h = std::make_unique<Counts>();
+    h->items.resize(r->size());
+    for (size_t i = 0; i < r->size(); ++i) {
+      sluice::QueueCounts& c = (*r)[i];
+      h->items[i].queue = h->Str(std::move(c.queue));
+      for (size_t s = 0; s < SLUICE_JOB_STATUS_COUNT; ++s) h->items[i].counts[s] = c.by_status[s];
+    }
+    h->pub.items = h->items.data();
+    h->pub.len = h->items.size();
+    *out = h.release()->Release();
+    return SLUICE_OK;
+  });
+}
+
+sluice_status sluice_cancel_token_create(sluice_cancel_token** out, sluice_error** err) {
+  return Guard(err, [&]() -> sluice_status {
+    SLUICE_REQUIRE(out != nullptr, "out must not be NULL");
+    *out = new sluice_cancel_token();
+    return SLUICE_OK;
+  });
+}
+
+void sluice_cancel_token_cancel(sluice_cancel_token* token) {
+  if (token != nullptr) token->cancelled.store(true, std::memory_order_release);
+}
+
+bool sluice_cancel_token_is_cancelled(const sluice_cancel_token* token) {
+  return token != nullptr && token->cancelled.load(std::memory_order_acquire);
+}
+
+void sluice_cancel_token_destroy(sluice_cancel_token* token) { delete token; }
+
+sluice_status sluice_query(sluice_query_result** out, sluice_engine* engine, sluice_str tenant,
+                           sluice_str sql, const sluice_query_options* options,
+                           sluice_error** err) {
+  return Guard(err, [&]() -> sluice_status {
+    SLUICE_REQUIRE(out != nullptr, "out must not be NULL");
+    *out = nullptr;
+    SLUICE_ENGINE(engine);
+    SLUICE_REQUIRE(sql.ptr != nullptr || sql.len == 0,
+                   "sql: a NULL pointer with a non-zero length");
+    sluice::QueryOptions o;
+    std::string why;
+    if (!ConvertQueryOptions(options, &o, &why)) return Fail(err, SLUICE_INVALID_ARGUMENT, why);
+    // A token cancelled before the call stops it before it starts, whatever the core polls.
+    if (options != nullptr && sluice_cancel_token_is_cancelled(options->cancel_token)) {
+      return Fail(err, SLUICE_CANCELLED, "the query was cancelled before it started");
+    }
+    auto r = engine->engine->Query(View(tenant), View(sql), o);
+    if (!r.ok()) return FromStatus(r.status(), err);
+    auto result = std::make_unique<sluice_query_result>();
+    result->result = std::move(r).value();
+    *out = result.release();
+    return SLUICE_OK;
+  });
+}
+
+size_t sluice_query_result_column_count(const sluice_query_result* result) {
+  return result == nullptr ? 0 : result->result.columns.size();
+}
+
+sluice_str sluice_query_result_column_name(const sluice_query_result* result, size_t column) {
+  if (result == nullptr || column >= result->result.columns.size()) return sluice_str{"", 0};
+  const std::string& name = result->result.columns[column];
+  return sluice_str{name.c_str(), name.size()};
+}
+
+size_t sluice_query_result_row_count(const sluice_query_result* result) {
+  return result == nullptr ? 0 : result->result.rows.size();
+}
+
+uint64_t sluice_query_result_keys_visited(const sluice_query_result* result) {
+  return result == nullptr ? 0 : result->result.keys_visited;
+}
+
+sluice_value_type sluice_query_result_type(const sluice_query_result* result, size_t row,
+                                           size_t column) {
+  const sluice::QueryValue* v = Cell(result, row, column);
+  return v == nullptr ? SLUICE_VALUE_NULL : static_cast<sluice_value_type>(v->type);
+}
+
+int64_t sluice_query_result_int64(const sluice_query_result* result, size_t row, size_t column) {
+  const sluice::QueryValue* v = Cell(result, row, column);
+  return v != nullptr && v->type == sluice::QueryValue::Type::kInteger ? v->integer : 0;
+}
+
+double sluice_query_result_double(const sluice_query_result* result, size_t row, size_t column) {
+  const sluice::QueryValue* v = Cell(result, row, column);
+  if (v == nullptr) return 0;
+  if (v->type == sluice::QueryValue::Type::kReal) return v->real;
+  if (v->type == sluice::QueryValue::Type::kInteger) return static_cast<double>(v->integer);
+  return 0;
+}
+
+sluice_str sluice_query_result_bytes(const sluice_query_result* result, size_t row, size_t column) {
+  const sluice::QueryValue* v = Cell(result, row, column);
+  if (v == nullptr ||
+      (v->type != sluice::QueryValue::Type::kText && v->type != sluice::QueryValue::Type::kBlob)) {
+    return sluice_str{"", 0};
+  }
+  return sluice_str{v->bytes.c_str(), v->bytes.size()};
+}
+
+void sluice_query_result_free(sluice_query_result* result) { delete result; }
 
 }  // extern "C"

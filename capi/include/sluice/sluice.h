@@ -20,9 +20,11 @@
  *  - Threads: every call on an engine handle is thread-safe. sluice_engine_close() may be called
  *    from any thread while others are inside calls: they drain and later calls return
  *    SLUICE_CLOSED. sluice_engine_destroy() frees the handle and must be the last call on it.
- *  - Blocking: sluice_lease() waits for work for at most its request's wait_ms. Every write
- *    waits for its fsync under sync durability (about 1 ms); sluice_engine_close() and
- *    sluice_engine_destroy() wait for calls in flight. Run these off event loops.
+ *  - Blocking: sluice_lease() waits for work for at most its request's wait_ms; sluice_query()
+ *    runs for at most its options' timeout_ms (and stops early when its sluice_cancel_token is
+ *    cancelled). Every write waits for its fsync under sync durability (about 1 ms);
+ *    sluice_engine_close() and sluice_engine_destroy() wait for calls in flight (a running query
+ *    included). Run these off event loops.
  *  - Lease tokens are 64-bit and exceed 2^53: JavaScript and JSON consumers need BigInt or
  *    strings for them.
  *
@@ -52,7 +54,8 @@ extern "C" {
 
 /* ---- Status and errors ---- */
 
-/* Stable status codes. Values 0..11 equal the core's StatusCode; never renumbered or reused. */
+/* Stable status codes. Every value the core also has (0..11, 14) equals its StatusCode; 12 and
+ * 13 exist only at the C edge. Never renumbered or reused. */
 typedef enum sluice_status {
   SLUICE_OK = 0,
   SLUICE_NOT_FOUND = 1,           /* no such job (or key) in this tenant */
@@ -63,11 +66,12 @@ typedef enum sluice_status {
   SLUICE_CLOSED = 6,              /* the engine is closed or closing */
   SLUICE_IO_ERROR = 7,            /* storage failed; the engine stopped acknowledging */
   SLUICE_CORRUPTION = 8,          /* stored data could not be decoded */
-  SLUICE_TIMEOUT = 9,             /* reserved */
+  SLUICE_TIMEOUT = 9,             /* a bounded call ran out of time (sluice_query) */
   SLUICE_ALREADY_EXISTS = 10,     /* reserved */
   SLUICE_BUSY = 11,               /* transient conflict; retry the call as is */
   SLUICE_INTERNAL = 12,           /* an unexpected failure inside the library (a bug) */
-  SLUICE_NO_MEMORY = 13           /* allocation failed */
+  SLUICE_NO_MEMORY = 13,          /* allocation failed */
+  SLUICE_CANCELLED = 14           /* the caller cancelled the call (sluice_cancel_token) */
 } sluice_status;
 
 /* An error: its status and message. Created by the library, freed by sluice_error_free. */
@@ -412,6 +416,11 @@ SLUICE_EXPORT sluice_status sluice_get_result(sluice_job_result **out, sluice_en
 SLUICE_EXPORT sluice_status sluice_reap_expired(size_t *out_reaped, sluice_engine *engine,
                                                 sluice_error **err);
 
+/* Operator check (fsck): scans every job and verifies that each index entry and counter matches
+ * the job records exactly. SLUICE_CORRUPTION naming the first mismatch. O(jobs): it reads the
+ * whole store, so run it off the hot path. */
+SLUICE_EXPORT sluice_status sluice_verify_indexes(sluice_engine *engine, sluice_error **err);
+
 /* ---- Concurrency limits ---- */
 
 /* Extends a refresh lease; *out_expires_ms may be NULL. */
@@ -486,6 +495,164 @@ typedef struct sluice_stats {
 
 SLUICE_EXPORT sluice_status sluice_engine_stats(sluice_stats **out, sluice_engine *engine,
                                                 sluice_error **err);
+
+/* ---- Finding jobs ---- */
+
+/* How much of each listed job sluice_list_jobs returns. */
+#define SLUICE_VIEW_INDEX 0   /* id, queue, status, created_ms only (no record read) */
+#define SLUICE_VIEW_SUMMARY 1 /* every field except payload and attempts */
+#define SLUICE_VIEW_FULL 2    /* with payload (attempts are never listed: sluice_get_job) */
+
+/* The number of job statuses: SLUICE_JOB_SCHEDULED .. SLUICE_JOB_CANCELLED. */
+#define SLUICE_JOB_STATUS_COUNT 6
+
+#define SLUICE_LIST_REQUEST_VERSION 1
+/* One page of a listing: a filter, an order and a page. Always scoped to one tenant; every
+ * other filter field narrows it (empty / NULL / 0-length: no restriction). The filter fields
+ * are inline (not a nested struct) so that new filters can be appended at the end.
+ * Indexed (no full scan): metadata pairs, queue, statuses and the creation-time range; the first
+ * metadata pair drives the scan when there is one, then the queue, then the statuses. */
+typedef struct sluice_list_request {
+  uint32_t version; /* SLUICE_LIST_REQUEST_VERSION */
+  sluice_str tenant;
+  sluice_str queue;          /* empty: every queue */
+  const uint32_t *statuses;  /* SLUICE_JOB_* values; none: every status */
+  size_t statuses_len;       /* waiting vs scheduled is derived from the clock */
+  sluice_str id;             /* empty: any; else exactly this job */
+  sluice_str id_prefix;      /* empty: any; else ids starting with it */
+  const sluice_kv *metadata; /* every pair must match */
+  size_t metadata_len;
+  int64_t created_from_ms; /* inclusive; the INIT value 0 is no lower bound */
+  int64_t created_to_ms;   /* exclusive; the INIT value INT64_MAX (or 0) is no upper bound */
+  bool newest_first;       /* order by creation time (then enqueue order), descending */
+  uint32_t limit;          /* page size, 1..1000; the INIT value is 50 */
+  sluice_str cursor;       /* empty: the first page; else the previous page's next_cursor */
+  uint32_t view;           /* SLUICE_VIEW_*; the INIT value is SLUICE_VIEW_SUMMARY */
+} sluice_list_request;
+#define SLUICE_LIST_REQUEST_INIT                                                                  \
+  {                                                                                               \
+    SLUICE_LIST_REQUEST_VERSION, {NULL, 0}, {NULL, 0}, NULL, 0, {NULL, 0}, {NULL, 0}, NULL, 0, 0, \
+        INT64_MAX, false, 50, {NULL, 0}, SLUICE_VIEW_SUMMARY                                      \
+  }
+
+/* One page of jobs. Free with sluice_free. Each job is laid out like sluice_get_job's, with the
+ * fields its view leaves out zeroed or empty (attempts are always empty). A page may be shorter
+ * than the limit (even empty) while more remain: one call visits a bounded number of keys.
+ * Keep paging while next_cursor is not empty; paging never skips or repeats a job that matches
+ * throughout, while writes continue. */
+typedef struct sluice_job_list {
+  const sluice_job *jobs;
+  size_t jobs_len;
+  sluice_str next_cursor; /* empty when the listing is complete; opaque bytes otherwise */
+  uint64_t keys_visited;  /* index entries and records read (the call's cost) */
+} sluice_job_list;
+
+/* Lists one page of a tenant's jobs matching `request`, in creation order. *out (free with
+ * sluice_free) holds the page. SLUICE_INVALID_ARGUMENT for a NULL or unknown-version request,
+ * a status or view value out of range, a bad page size, or a cursor that is malformed or comes
+ * from another filter or order; SLUICE_TOO_LARGE for oversized filter strings. Thread-safe;
+ * never blocks on other calls beyond reading the store. */
+SLUICE_EXPORT sluice_status sluice_list_jobs(sluice_job_list **out, sluice_engine *engine,
+                                             const sluice_list_request *request,
+                                             sluice_error **err);
+
+/* Job counts of one queue, by status. */
+typedef struct sluice_queue_count {
+  sluice_str queue;
+  uint64_t counts[SLUICE_JOB_STATUS_COUNT]; /* indexed by SLUICE_JOB_* */
+} sluice_queue_count;
+
+/* What sluice_count_jobs returns. Free with sluice_free. */
+typedef struct sluice_queue_counts {
+  const sluice_queue_count *items;
+  size_t len;
+} sluice_queue_counts;
+
+/* Job counts by status for one queue of `tenant` (queue not empty), or for every queue of the
+ * tenant that ever had jobs (queue empty). Read from counters kept in the same writes as the
+ * transitions: no scan of jobs. *out is freed with sluice_free. */
+SLUICE_EXPORT sluice_status sluice_count_jobs(sluice_queue_counts **out, sluice_engine *engine,
+                                              sluice_str tenant, sluice_str queue,
+                                              sluice_error **err);
+
+/* ---- Queries ---- */
+
+/* A cancellation flag for long calls (sluice_query). Create one, pass it in the call's options,
+ * and call sluice_cancel_token_cancel from any thread to stop the call: it then returns
+ * SLUICE_CANCELLED within a few milliseconds. A token stays cancelled once cancelled; it may be
+ * shared by several calls. */
+typedef struct sluice_cancel_token sluice_cancel_token;
+
+/* Creates an uncancelled token; *out is released with sluice_cancel_token_destroy. */
+SLUICE_EXPORT sluice_status sluice_cancel_token_create(sluice_cancel_token **out,
+                                                       sluice_error **err);
+/* Cancels every call using the token, now and later. Thread-safe, idempotent; NULL is a no-op. */
+SLUICE_EXPORT void sluice_cancel_token_cancel(sluice_cancel_token *token);
+/* Whether the token was cancelled (false for NULL). Thread-safe. */
+SLUICE_EXPORT bool sluice_cancel_token_is_cancelled(const sluice_cancel_token *token);
+/* Frees the token. Only after every call using it has returned. NULL is a no-op. */
+SLUICE_EXPORT void sluice_cancel_token_destroy(sluice_cancel_token *token);
+
+#define SLUICE_QUERY_OPTIONS_VERSION 1
+/* Bounds of one sluice_query. Zero means the engine default for every numeric field. */
+typedef struct sluice_query_options {
+  uint32_t version;                        /* SLUICE_QUERY_OPTIONS_VERSION */
+  uint32_t timeout_ms;                     /* 0: 5000; SLUICE_TIMEOUT after this long */
+  uint32_t max_rows;                       /* 0: 10000; SLUICE_TOO_LARGE beyond this many rows */
+  uint64_t max_result_bytes;               /* 0: 4 MiB; SLUICE_TOO_LARGE beyond this size */
+  const sluice_cancel_token *cancel_token; /* NULL: not cancellable */
+} sluice_query_options;
+#define SLUICE_QUERY_OPTIONS_INIT \
+  { SLUICE_QUERY_OPTIONS_VERSION, 0, 0, 0, NULL }
+
+/* The type of a query result cell (SQLite's storage classes). */
+typedef enum sluice_value_type {
+  SLUICE_VALUE_NULL = 0,
+  SLUICE_VALUE_INTEGER = 1, /* sluice_query_result_int64 */
+  SLUICE_VALUE_REAL = 2,    /* sluice_query_result_double */
+  SLUICE_VALUE_TEXT = 3,    /* sluice_query_result_bytes: UTF-8 */
+  SLUICE_VALUE_BLOB = 4     /* sluice_query_result_bytes */
+} sluice_value_type;
+
+/* The columns and typed rows a query returned: an opaque handle read through the accessors
+ * below and released with sluice_query_result_free. Immutable: safe to read from several
+ * threads at once. */
+typedef struct sluice_query_result sluice_query_result;
+
+/* Runs one read-only SQL statement (SQLite dialect) over `tenant`'s virtual tables jobs,
+ * job_metadata, attempts, queues, concurrency_keys and floating_limits (docs/query.md). The
+ * tenant is fixed here, never by the SQL. `options` may be NULL (defaults, not cancellable).
+ * Blocks for at most options->timeout_ms. On success *out holds the rows (free with
+ * sluice_query_result_free). SLUICE_INVALID_ARGUMENT for SQL that does not parse or would
+ * write; SLUICE_TIMEOUT, SLUICE_TOO_LARGE and SLUICE_CANCELLED when its bounds stop it. */
+SLUICE_EXPORT sluice_status sluice_query(sluice_query_result **out, sluice_engine *engine,
+                                         sluice_str tenant, sluice_str sql,
+                                         const sluice_query_options *options, sluice_error **err);
+
+/* The number of result columns (0 for NULL). */
+SLUICE_EXPORT size_t sluice_query_result_column_count(const sluice_query_result *result);
+/* The name of column `column`, NUL-terminated, owned by the result ({"", 0} when out of range). */
+SLUICE_EXPORT sluice_str sluice_query_result_column_name(const sluice_query_result *result,
+                                                         size_t column);
+/* The number of result rows (0 for NULL). */
+SLUICE_EXPORT size_t sluice_query_result_row_count(const sluice_query_result *result);
+/* Index entries and records the query's virtual tables read (its cost). */
+SLUICE_EXPORT uint64_t sluice_query_result_keys_visited(const sluice_query_result *result);
+/* The type of cell (row, column); SLUICE_VALUE_NULL when out of range. */
+SLUICE_EXPORT sluice_value_type sluice_query_result_type(const sluice_query_result *result,
+                                                         size_t row, size_t column);
+/* An INTEGER cell's value; 0 for other types and out of range. */
+SLUICE_EXPORT int64_t sluice_query_result_int64(const sluice_query_result *result, size_t row,
+                                                size_t column);
+/* A REAL cell's value, or an INTEGER cell's converted to double; 0 otherwise. */
+SLUICE_EXPORT double sluice_query_result_double(const sluice_query_result *result, size_t row,
+                                                size_t column);
+/* A TEXT or BLOB cell's bytes, owned by the result and NUL-terminated (use len: blobs may hold
+ * NUL bytes); {"", 0} for other types and out of range. */
+SLUICE_EXPORT sluice_str sluice_query_result_bytes(const sluice_query_result *result, size_t row,
+                                                   size_t column);
+/* Frees a query result and everything read from it. NULL is a no-op. */
+SLUICE_EXPORT void sluice_query_result_free(sluice_query_result *result);
 
 #ifdef __cplusplus
 } /* extern "C" */
