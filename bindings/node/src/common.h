@@ -14,6 +14,7 @@ namespace sluice_node {
 
 struct AddonData {
   Napi::FunctionReference engine_ctor;
+  Napi::FunctionReference cancel_token_ctor;
   Napi::FunctionReference error_factory;
 };
 
@@ -43,6 +44,17 @@ struct Handle {
   ~Handle() { sluice_engine_destroy(engine); }
 };
 using HandlePtr = std::shared_ptr<Handle>;
+
+// A C cancel token, shared by its JS CancelToken object and every query using it: the token is
+// destroyed only after the last of them lets go (sluice.h: never while a call uses it).
+struct TokenHandle {
+  sluice_cancel_token* token = nullptr;
+  TokenHandle() = default;
+  TokenHandle(const TokenHandle&) = delete;
+  TokenHandle& operator=(const TokenHandle&) = delete;
+  ~TokenHandle() { sluice_cancel_token_destroy(token); }
+};
+using TokenPtr = std::shared_ptr<TokenHandle>;
 
 // A status and message taken out of a sluice_error (which is freed at once).
 struct Failure {

@@ -96,14 +96,43 @@ inline Napi::Object ToObject(const Napi::Value& v, const std::string& what, bool
   return v.As<Napi::Object>();
 }
 
-// Metadata: a plain object of string values. The C side gets views built later (Bind), once
-// the owning strings no longer move.
+// Opaque bytes carried in a JS string one byte per UTF-16 unit (latin1): any byte sequence
+// survives the round trip, and ASCII reads as itself. For cursors. Absent is "".
+inline std::string ToLatin1(const Napi::Value& v, const std::string& what) {
+  if (Absent(v)) return {};
+  if (!v.IsString()) return ToText(v, what);
+  size_t len = 0;
+  napi_status st = napi_get_value_string_latin1(v.Env(), v, nullptr, 0, &len);
+  if (st != napi_ok) ThrowType(v.Env(), what, "a string");
+  std::string s(len + 1, '\0');
+  st = napi_get_value_string_latin1(v.Env(), v, s.data(), s.size(), &len);
+  if (st != napi_ok) ThrowType(v.Env(), what, "a string");
+  s.resize(len);
+  return s;
+}
+
+// Metadata: a plain object of string values, or (where order matters, as in filters) an array
+// of [key, value] pairs. The C side gets views built later (Bind), once the owning strings no
+// longer move.
 struct OwnedKvs {
   std::vector<std::pair<std::string, std::string>> items;
   std::vector<sluice_kv> view;
 
   void Read(const Napi::Value& v, const std::string& what) {
     if (Absent(v)) return;
+    if (v.IsArray()) {
+      Napi::Array arr = v.As<Napi::Array>();
+      for (uint32_t i = 0; i < arr.Length(); ++i) {
+        std::string w = what + "[" + std::to_string(i) + "]";
+        Napi::Value pair = arr.Get(i);
+        if (!pair.IsArray() || pair.As<Napi::Array>().Length() != 2) {
+          ThrowType(v.Env(), w, "a [key, value] pair");
+        }
+        Napi::Array kv = pair.As<Napi::Array>();
+        items.emplace_back(ToText(kv.Get(0u), w + "[0]"), ToText(kv.Get(1u), w + "[1]"));
+      }
+      return;
+    }
     Napi::Object o = ToObject(v, what, false);
     Napi::Array names = o.GetPropertyNames();
     for (uint32_t i = 0; i < names.Length(); ++i) {
@@ -256,10 +285,83 @@ struct OwnedOutcome {
   }
 };
 
+inline uint32_t ToJobStatus(const Napi::Value& v, const std::string& what) {
+  static const char* const kNames[] = {"scheduled", "waiting", "running",
+                                       "succeeded", "failed",  "cancelled"};
+  std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
+  for (uint32_t i = 0; i < SLUICE_JOB_STATUS_COUNT; ++i) {
+    if (s == kNames[i]) return i;
+  }
+  ThrowType(v.Env(), what, "a job status ('scheduled', 'waiting', ..., 'cancelled')");
+}
+
+inline uint32_t ToView(const Napi::Value& v, const std::string& what) {
+  if (Absent(v)) return SLUICE_VIEW_SUMMARY;
+  std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
+  if (s == "index") return SLUICE_VIEW_INDEX;
+  if (s == "summary") return SLUICE_VIEW_SUMMARY;
+  if (s == "full") return SLUICE_VIEW_FULL;
+  ThrowType(v.Env(), what, "'index', 'summary' or 'full'");
+}
+
+// A listing request with the memory its sluice_list_request points into.
+struct OwnedListRequest {
+  std::string tenant, queue, id, id_prefix, cursor;
+  std::vector<uint32_t> statuses;
+  OwnedKvs metadata;
+  sluice_list_request request = SLUICE_LIST_REQUEST_INIT;
+
+  void Read(const Napi::Value& v) {
+    Napi::Object o = ToObject(v, "request", true);
+    tenant = ToText(o.Get("tenant"), "request.tenant");
+    queue = ToText(o.Get("queue"), "request.queue");
+    Napi::Value sv = o.Get("statuses");
+    if (!Absent(sv)) {
+      if (!sv.IsArray()) ThrowType(v.Env(), "request.statuses", "an array");
+      Napi::Array arr = sv.As<Napi::Array>();
+      for (uint32_t i = 0; i < arr.Length(); ++i) {
+        statuses.push_back(ToJobStatus(arr.Get(i), "request.statuses[" + std::to_string(i) + "]"));
+      }
+    }
+    id = ToText(o.Get("id"), "request.id");
+    id_prefix = ToText(o.Get("idPrefix"), "request.idPrefix");
+    metadata.Read(o.Get("metadata"), "request.metadata");
+    request.created_from_ms = ToI64(o.Get("createdFromMs"), "request.createdFromMs", 0);
+    request.created_to_ms = ToI64(o.Get("createdToMs"), "request.createdToMs", INT64_MAX);
+    request.newest_first = ToBool(o.Get("newestFirst"), false);
+    request.limit = ToU32(o.Get("limit"), "request.limit", 50);
+    cursor = ToLatin1(o.Get("cursor"), "request.cursor");
+    request.view = ToView(o.Get("view"), "request.view");
+  }
+
+  // Points `request` at the owned memory. Call once the object stops moving.
+  const sluice_list_request* Bind() {
+    metadata.Bind();
+    request.tenant = Str(tenant);
+    request.queue = Str(queue);
+    request.statuses = statuses.data();
+    request.statuses_len = statuses.size();
+    request.id = Str(id);
+    request.id_prefix = Str(id_prefix);
+    request.metadata = metadata.view.data();
+    request.metadata_len = metadata.view.size();
+    request.cursor = Str(cursor);
+    return &request;
+  }
+};
+
 // ---- C -> JS result conversion ------------------------------------------------------------
 
 inline Napi::String JsStr(Napi::Env env, sluice_str s) {
   return Napi::String::New(env, s.ptr == nullptr ? "" : s.ptr, s.len);
+}
+
+inline Napi::String JsLatin1(Napi::Env env, sluice_str s) {
+  napi_value v = nullptr;
+  NAPI_THROW_IF_FAILED(env,
+                       napi_create_string_latin1(env, s.ptr == nullptr ? "" : s.ptr, s.len, &v),
+                       Napi::String());
+  return Napi::String(env, v);
 }
 
 inline Napi::Buffer<char> JsBytes(Napi::Env env, sluice_str s) {
@@ -386,6 +488,59 @@ inline Napi::Object JsJob(Napi::Env env, const sluice_job& j) {
     attempts.Set(static_cast<uint32_t>(i), JsAttempt(env, j.attempts[i]));
   }
   o.Set("attempts", attempts);
+  return o;
+}
+
+inline Napi::Object JsQueueCount(Napi::Env env, const sluice_queue_count& c) {
+  Napi::Object counts = Napi::Object::New(env);
+  for (uint32_t s = 0; s < SLUICE_JOB_STATUS_COUNT; ++s) {
+    counts.Set(JobStatusName(s), Num(env, static_cast<double>(c.counts[s])));
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("queue", JsStr(env, c.queue));
+  o.Set("counts", counts);
+  return o;
+}
+
+// One query cell: INTEGER as a number when it is exact in a double, else a BigInt; REAL a
+// number; TEXT a string; BLOB a Buffer; NULL null.
+inline Napi::Value JsCell(Napi::Env env, const sluice_query_result* r, size_t row, size_t col) {
+  constexpr int64_t kMaxSafe = 9007199254740991;  // Number.MAX_SAFE_INTEGER
+  switch (sluice_query_result_type(r, row, col)) {
+    case SLUICE_VALUE_INTEGER: {
+      const int64_t i = sluice_query_result_int64(r, row, col);
+      if (i >= -kMaxSafe && i <= kMaxSafe) return Num(env, static_cast<double>(i));
+      return Napi::BigInt::New(env, i);
+    }
+    case SLUICE_VALUE_REAL:
+      return Num(env, sluice_query_result_double(r, row, col));
+    case SLUICE_VALUE_TEXT:
+      return JsStr(env, sluice_query_result_bytes(r, row, col));
+    case SLUICE_VALUE_BLOB:
+      return JsBytes(env, sluice_query_result_bytes(r, row, col));
+    case SLUICE_VALUE_NULL:
+      break;
+  }
+  return env.Null();
+}
+
+inline Napi::Object JsQueryResult(Napi::Env env, const sluice_query_result* r) {
+  const size_t ncols = sluice_query_result_column_count(r);
+  const size_t nrows = sluice_query_result_row_count(r);
+  Napi::Array columns = Napi::Array::New(env, ncols);
+  for (size_t c = 0; c < ncols; ++c) {
+    columns.Set(static_cast<uint32_t>(c), JsStr(env, sluice_query_result_column_name(r, c)));
+  }
+  Napi::Array rows = Napi::Array::New(env, nrows);
+  for (size_t i = 0; i < nrows; ++i) {
+    Napi::Array row = Napi::Array::New(env, ncols);
+    for (size_t c = 0; c < ncols; ++c) row.Set(static_cast<uint32_t>(c), JsCell(env, r, i, c));
+    rows.Set(static_cast<uint32_t>(i), row);
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("columns", columns);
+  o.Set("rows", rows);
+  o.Set("keysVisited", Num(env, static_cast<double>(sluice_query_result_keys_visited(r))));
   return o;
 }
 

@@ -18,6 +18,7 @@ const expected = [
   [11, 'busy', 'BusyError'],
   [12, 'internal', 'InternalError'],
   [13, 'no_memory', 'NoMemoryError'],
+  [14, 'cancelled', 'CancelledError'],
 ];
 
 test('every status has its class, code and name', () => {
@@ -34,7 +35,8 @@ test('every status has its class, code and name', () => {
   const unknown = sluice.errorFromStatus(99, 'm');
   assert.equal(unknown.constructor, sluice.SluiceError);
   assert.equal(unknown.code, 'unknown');
-  assert.deepEqual(Object.keys(sluice.Status).length, 14);
+  assert.deepEqual(Object.keys(sluice.Status).length, 15);
+  assert.equal(sluice.errorFromStatus(15, 'm').code, 'unknown');
 });
 
 function is(cls, code) {

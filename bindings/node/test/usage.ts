@@ -1,7 +1,8 @@
 // Type-checks a consumer of the published declarations (dist/index.d.ts): `npm run typecheck`.
 import {
-  Engine, LeaseLostError, NotFoundError, SluiceError, type Completion, type EngineStats,
-  type JobSpec, type Task,
+  CancelledError, Engine, LeaseLostError, NotFoundError, SluiceError, SluiceTimeoutError,
+  type Completion, type EngineStats, type Job, type JobPage, type JobSpec, type QueryCell,
+  type QueryResult, type QueueCounts, type Task,
 } from '..';
 
 export async function worker(path: string): Promise<EngineStats> {
@@ -31,4 +32,32 @@ export async function worker(path: string): Promise<EngineStats> {
   const stats = await engine.stats();
   await engine.close();
   return stats;
+}
+
+export async function operator(engine: Engine): Promise<number> {
+  const page: JobPage = await engine.listJobs({ tenant: 't', queue: 'email',
+    statuses: ['failed', 'cancelled'], metadata: [['customer', 'acme']], newestFirst: true,
+    limit: 100, view: 'index' });
+  const next: JobPage = await engine.listJobs({ tenant: 't', cursor: page.nextCursor });
+  let n = next.jobs.length;
+  for await (const job of engine.iterJobs({ tenant: 't', idPrefix: 'import-', pageSize: 500 })) {
+    const j: Job = job;
+    if (j.status === 'failed') await engine.restart(j.id, { tenant: 't' });
+    n++;
+  }
+  const counts: QueueCounts[] = await engine.countJobs('t');
+  for (const c of counts) n += c.counts.waiting + c.counts.scheduled;
+  const ac = new AbortController();
+  try {
+    const r: QueryResult = await engine.query('t', 'SELECT queue, count(*) FROM jobs GROUP BY 1',
+      { timeoutMs: 1000, maxRows: 100, maxResultBytes: 1 << 20, signal: ac.signal });
+    const cell: QueryCell = r.rows[0]?.[1] ?? null;
+    if (typeof cell === 'number' || typeof cell === 'bigint') n += Number(cell);
+    if (r.columns.length !== 2) console.log(r.keysVisited);
+  } catch (e) {
+    if (e instanceof CancelledError || e instanceof SluiceTimeoutError) return -1;
+    throw e;
+  }
+  await engine.verifyIndexes();
+  return n;
 }

@@ -43,7 +43,8 @@ export class ClosedError extends SluiceError {}
 export class StorageError extends SluiceError {}
 /** Stored data could not be decoded. */
 export class CorruptionError extends SluiceError {}
-/** Reserved: a bounded wait reported a timeout. (Not `TimeoutError`, to avoid DOM's name.) */
+/** A bounded call ran out of time (a query past its timeoutMs). (Not `TimeoutError`, to avoid
+ *  DOM's name.) */
 export class SluiceTimeoutError extends SluiceError {}
 /** Reserved. */
 export class AlreadyExistsError extends SluiceError {}
@@ -53,6 +54,8 @@ export class BusyError extends SluiceError {}
 export class InternalError extends SluiceError {}
 /** Allocation failed. */
 export class NoMemoryError extends SluiceError {}
+/** The caller cancelled the call: a query whose AbortSignal aborted. */
+export class CancelledError extends SluiceError {}
 
 /** sluice_status values (never renumbered). */
 export const Status = {
@@ -70,6 +73,7 @@ export const Status = {
   BUSY: 11,
   INTERNAL: 12,
   NO_MEMORY: 13,
+  CANCELLED: 14,
 } as const;
 
 type ErrorClass = new (message: string, status: number, code: string) => SluiceError;
@@ -88,6 +92,7 @@ const errorClasses: Record<number, ErrorClass> = {
   [Status.BUSY]: BusyError,
   [Status.INTERNAL]: InternalError,
   [Status.NO_MEMORY]: NoMemoryError,
+  [Status.CANCELLED]: CancelledError,
 };
 
 /** Builds the error class for a status (unknown statuses become a plain SluiceError). */
@@ -346,6 +351,102 @@ export interface TenantOption {
   tenant?: string;
 }
 
+/** How much of each listed job to return. */
+export type JobView =
+  /** id, queue, status and createdMs only, read from the index (other fields empty or 0). */
+  | 'index'
+  /** Every field except payload and attempts (the default). */
+  | 'summary'
+  /** With payload (attempts are never listed: use getJob). */
+  | 'full';
+
+/**
+ * Which jobs a listing returns. Always one tenant ('' by default); every other field narrows it.
+ * Indexed (no full scan): metadata, queue, statuses and the creation-time range; the first
+ * metadata pair drives the scan when there is one (pass pairs to fix the order), then the queue,
+ * then the statuses. idPrefix and further metadata pairs are checked on the rows the index yields.
+ */
+export interface JobFilter {
+  tenant?: string;
+  /** Omitted or '': every queue. */
+  queue?: string;
+  /** Omitted or empty: every status ('waiting' vs 'scheduled' is derived from the clock). */
+  statuses?: JobStatus[];
+  /** Exactly this job. */
+  id?: string;
+  /** Ids starting with this. */
+  idPrefix?: string;
+  /** Every pair must match. */
+  metadata?: Record<string, string> | [string, string][];
+  /** Inclusive, epoch ms; default 0. */
+  createdFromMs?: number;
+  /** Exclusive, epoch ms; default: no upper bound. */
+  createdToMs?: number;
+}
+
+/** One page of a listing: a filter, an order and a page. */
+export interface ListJobsRequest extends JobFilter {
+  /** Newest first (by creation time, then enqueue order); default oldest first. */
+  newestFirst?: boolean;
+  /** Page size, 1..1000; default 50. */
+  limit?: number;
+  /** The previous page's nextCursor; omitted or '' for the first page. */
+  cursor?: string;
+  /** Default 'summary'. */
+  view?: JobView;
+}
+
+/**
+ * One page of jobs. A page may be shorter than the limit (even empty) while more remain: keep
+ * paging while nextCursor is not ''. Paging never skips or repeats a job that matches throughout.
+ */
+export interface JobPage {
+  jobs: Job[];
+  /** '' when the listing is complete; an opaque string otherwise. */
+  nextCursor: string;
+  /** Index entries and records read (the call's cost). */
+  keysVisited: number;
+}
+
+/** Options of Engine.iterJobs: the filter, an order, a page size and a view. */
+export interface IterJobsOptions extends JobFilter {
+  newestFirst?: boolean;
+  /** Jobs fetched per page (1..1000); default 100. */
+  pageSize?: number;
+  view?: JobView;
+}
+
+/** Job counts of one queue by status. */
+export interface QueueCounts {
+  queue: string;
+  counts: Record<JobStatus, number>;
+}
+
+/**
+ * One query cell: INTEGER is a number when it is a safe integer, else a bigint; REAL a number;
+ * TEXT a string; BLOB a Buffer; NULL null.
+ */
+export type QueryCell = null | number | bigint | string | Buffer;
+
+/** Bounds of one query. Omitted numbers take the engine defaults. */
+export interface QueryOptions {
+  /** Default 5000: the query rejects with SluiceTimeoutError after this long. */
+  timeoutMs?: number;
+  /** Default 10000: more rows reject with TooLargeError. */
+  maxRows?: number;
+  /** Default 4 MiB: a bigger result rejects with TooLargeError. */
+  maxResultBytes?: number;
+  /** Aborting it stops the query: it rejects with CancelledError. */
+  signal?: AbortSignal;
+}
+
+export interface QueryResult {
+  columns: string[];
+  rows: QueryCell[][];
+  /** Index entries and records the query read (its cost). */
+  keysVisited: number;
+}
+
 // ---- The addon's surface (positional, normalised arguments) -------------------------------
 
 interface NativeCompletion {
@@ -388,10 +489,22 @@ interface NativeEngine {
   setFloatingLimit(tenant: string, key: string, max: number): Promise<void>;
   concurrencyKey(tenant: string, kind: LimitKind, key: string): Promise<ConcurrencyKeyState>;
   stats(): Promise<EngineStats>;
+  verifyIndexes(): Promise<void>;
+  listJobs(req: ListJobsRequest): Promise<JobPage>;
+  countJobs(tenant: string, queue: string): Promise<QueueCounts[]>;
+  query(tenant: string, sql: string, timeoutMs: number | undefined, maxRows: number | undefined,
+    maxResultBytes: number | undefined, token: NativeCancelToken | undefined):
+    Promise<QueryResult>;
+}
+
+interface NativeCancelToken {
+  cancel(): void;
+  readonly cancelled: boolean;
 }
 
 interface NativeModule {
   open(path: string, options: EngineOptions): Promise<NativeEngine>;
+  CancelToken: new () => NativeCancelToken;
   setErrorFactory(f: (status: number, code: string, message: string) => Error): void;
   version(): string;
   statusName(status: number): string;
@@ -570,6 +683,71 @@ export class Engine {
   /** Engine counters and gauges. */
   stats(): Promise<EngineStats> {
     return settle(() => this.#native.stats());
+  }
+
+  /** Operator check (fsck): verifies every index entry and counter against the job records.
+   *  Rejects with CorruptionError naming the first mismatch. Reads the whole store. */
+  verifyIndexes(): Promise<void> {
+    return settle(() => this.#native.verifyIndexes());
+  }
+
+  /**
+   * One page of a tenant's jobs matching the request's filter, in creation order. Rejects with
+   * InvalidArgumentError for a bad filter, page size or cursor (a cursor only continues the
+   * listing, filter and order, it came from).
+   */
+  listJobs(request: ListJobsRequest = {}): Promise<JobPage> {
+    return settle(() => this.#native.listJobs(request));
+  }
+
+  /**
+   * Every job matching the filter, page by page (pageSize jobs per call to the engine):
+   *
+   *     for await (const job of engine.iterJobs({ queue: 'email', statuses: ['failed'] })) ...
+   */
+  async *iterJobs(options: IterJobsOptions = {}): AsyncGenerator<Job, void, undefined> {
+    const { pageSize, ...rest } = options;
+    let cursor = '';
+    do {
+      const page = await this.listJobs({ ...rest, limit: pageSize ?? 100, cursor });
+      yield* page.jobs;
+      cursor = page.nextCursor;
+    } while (cursor !== '');
+  }
+
+  /**
+   * Job counts by status for one queue of a tenant, or for every queue of the tenant that ever
+   * had jobs (queue omitted or ''). Read from counters, not by scanning jobs.
+   */
+  countJobs(tenant = '', queue = ''): Promise<QueueCounts[]> {
+    return settle(() => this.#native.countJobs(tenant, queue));
+  }
+
+  /**
+   * Runs one read-only SQL statement (SQLite dialect) over the tenant's virtual tables jobs,
+   * job_metadata, attempts, queues, concurrency_keys and floating_limits (docs/query.md), off
+   * the event loop. The tenant is fixed here, never by the SQL. Rejects with
+   * InvalidArgumentError for SQL that does not parse or would write, SluiceTimeoutError after
+   * timeoutMs, TooLargeError past maxRows or maxResultBytes, and CancelledError when `signal`
+   * aborts (also when it had aborted before the call).
+   */
+  async query(tenant: string, sql: string, options: QueryOptions = {}): Promise<QueryResult> {
+    const { signal } = options;
+    let token: NativeCancelToken | undefined;
+    let onAbort: (() => void) | undefined;
+    if (signal !== undefined) {
+      const t = new native.CancelToken();
+      token = t;
+      onAbort = () => t.cancel();
+      if (signal.aborted) t.cancel();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    }
+    try {
+      return await this.#native.query(tenant, sql, options.timeoutMs, options.maxRows,
+        options.maxResultBytes, token);
+    } finally {
+      if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort);
+    }
   }
 
   /** Stops the engine: waiting leases end with ClosedError, later calls reject with it.
