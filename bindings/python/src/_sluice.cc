@@ -121,10 +121,21 @@ class Arena {
                          py::str(py::type::handle_of(obj).attr("__name__")).cast<std::string>());
   }
 
-  // A mapping of str to str (None: empty). The returned vector points into this arena.
+  // A mapping of str to str, or (where order matters, as in filters) an iterable of
+  // (key, value) pairs; None: empty. The returned vector points into this arena.
   std::vector<sluice_kv> Metadata(py::handle obj, const char* field) {
     std::vector<sluice_kv> kvs;
     if (obj.is_none()) return kvs;
+    if (!PyDict_Check(obj.ptr()) && !py::hasattr(obj, "items")) {
+      for (py::handle item : py::list(py::reinterpret_borrow<py::object>(obj))) {
+        if (!PyTuple_Check(item.ptr()) || PyTuple_GET_SIZE(item.ptr()) != 2) {
+          throw py::type_error(std::string(field) + " must be a mapping or (key, value) pairs");
+        }
+        kvs.push_back({Str(PyTuple_GET_ITEM(item.ptr(), 0), field),
+                       Str(PyTuple_GET_ITEM(item.ptr(), 1), field)});
+      }
+      return kvs;
+    }
     if (PyDict_Check(obj.ptr())) {
       kvs.reserve(static_cast<size_t>(PyDict_GET_SIZE(obj.ptr())));
       PyObject* key = nullptr;
@@ -306,6 +317,52 @@ py::tuple JobTuple(const sluice_job& j) {
 py::tuple EnqueueTuple(const sluice_enqueue_result& r) {
   return py::make_tuple(Text(r.id), r.created, r.status);
 }
+
+py::tuple QueueCountTuple(const sluice_queue_count& c) {
+  py::tuple counts(SLUICE_JOB_STATUS_COUNT);
+  for (size_t i = 0; i < SLUICE_JOB_STATUS_COUNT; ++i) counts[i] = py::int_(c.counts[i]);
+  return py::make_tuple(Text(c.queue), counts);
+}
+
+// One query cell: INTEGER int, REAL float, TEXT str (surrogateescape like every string), BLOB
+// bytes, NULL None.
+py::object Cell(const sluice_query_result* r, size_t row, size_t column) {
+  switch (sluice_query_result_type(r, row, column)) {
+    case SLUICE_VALUE_INTEGER:
+      return py::int_(sluice_query_result_int64(r, row, column));
+    case SLUICE_VALUE_REAL:
+      return py::float_(sluice_query_result_double(r, row, column));
+    case SLUICE_VALUE_TEXT:
+      return Text(sluice_query_result_bytes(r, row, column));
+    case SLUICE_VALUE_BLOB:
+      return Blob(sluice_query_result_bytes(r, row, column));
+    case SLUICE_VALUE_NULL:
+      break;
+  }
+  return py::none();
+}
+
+// ---- Cancel tokens ------------------------------------------------------------------------------
+
+// One sluice_cancel_token. Held by shared_ptr: a query keeps the token alive while it runs, so
+// the C token is never destroyed under a call (sluice.h's rule).
+class CancelToken {
+ public:
+  CancelToken() {
+    Call([&](sluice_error** err) { return sluice_cancel_token_create(&token_, err); });
+  }
+  ~CancelToken() { sluice_cancel_token_destroy(token_); }
+  CancelToken(const CancelToken&) = delete;
+  CancelToken& operator=(const CancelToken&) = delete;
+
+  // Thread-safe and cheap: callable with or without the GIL.
+  void Cancel() { sluice_cancel_token_cancel(token_); }
+  bool Cancelled() const { return sluice_cancel_token_is_cancelled(token_); }
+  const sluice_cancel_token* get() const { return token_; }
+
+ private:
+  sluice_cancel_token* token_ = nullptr;
+};
 
 // ---- The engine handle --------------------------------------------------------------------------
 
@@ -534,6 +591,87 @@ class Engine {
     return py::make_tuple(holders, waiters, max);
   }
 
+  void VerifyIndexes() {
+    Call([&](sluice_error** err) { return sluice_verify_indexes(engine_, err); });
+  }
+
+  // -> (jobs, next_cursor, keys_visited)
+  py::tuple ListJobs(py::handle tenant, py::handle queue, py::handle statuses, py::handle id,
+                     py::handle id_prefix, py::handle metadata, py::handle created_from_ms,
+                     py::handle created_to_ms, bool newest_first, py::handle limit,
+                     py::handle cursor, py::handle view) {
+    Arena arena;
+    sluice_list_request req = SLUICE_LIST_REQUEST_INIT;
+    req.tenant = arena.Str(tenant, "tenant");
+    req.queue = arena.Str(queue, "queue");
+    std::vector<uint32_t> status_values;
+    for (py::handle st : py::list(py::reinterpret_borrow<py::object>(statuses))) {
+      status_values.push_back(U32(st, "statuses"));
+    }
+    req.statuses = status_values.data();
+    req.statuses_len = status_values.size();
+    req.id = arena.Str(id, "id");
+    req.id_prefix = arena.Str(id_prefix, "id_prefix");
+    std::vector<sluice_kv> md = arena.Metadata(metadata, "metadata");
+    req.metadata = md.data();
+    req.metadata_len = md.size();
+    req.created_from_ms = I64(created_from_ms, "created_from_ms");
+    req.created_to_ms = I64(created_to_ms, "created_to_ms");
+    req.newest_first = newest_first;
+    req.limit = U32(limit, "limit");
+    req.cursor = arena.Str(cursor, "cursor");
+    req.view = U32(view, "view");
+    sluice_job_list* out = nullptr;
+    Call([&](sluice_error** err) { return sluice_list_jobs(&out, engine_, &req, err); });
+    Owned<sluice_job_list> owned(out);
+    py::list jobs;
+    for (size_t i = 0; i < out->jobs_len; ++i) jobs.append(JobTuple(out->jobs[i]));
+    return py::make_tuple(jobs, Text(out->next_cursor), out->keys_visited);
+  }
+
+  // -> [(queue, (scheduled, waiting, running, succeeded, failed, cancelled)), ...]
+  py::list CountJobs(py::handle tenant, py::handle queue) {
+    Arena arena;
+    sluice_str t = arena.Str(tenant, "tenant");
+    sluice_str q = arena.Str(queue, "queue");
+    sluice_queue_counts* out = nullptr;
+    Call([&](sluice_error** err) { return sluice_count_jobs(&out, engine_, t, q, err); });
+    Owned<sluice_queue_counts> owned(out);
+    py::list result;
+    for (size_t i = 0; i < out->len; ++i) result.append(QueueCountTuple(out->items[i]));
+    return result;
+  }
+
+  // -> (columns, rows, keys_visited). The query runs without the GIL; `token` (may be None)
+  // is kept alive by this frame until the call returns.
+  py::tuple Query(py::handle tenant, py::handle sql, py::handle timeout_ms, py::handle max_rows,
+                  py::handle max_result_bytes, std::shared_ptr<CancelToken> token) {
+    Arena arena;
+    sluice_str t = arena.Str(tenant, "tenant");
+    sluice_str q = arena.Str(sql, "sql");
+    sluice_query_options opts = SLUICE_QUERY_OPTIONS_INIT;
+    opts.timeout_ms = U32(timeout_ms, "timeout_ms");
+    opts.max_rows = U32(max_rows, "max_rows");
+    opts.max_result_bytes = U64(max_result_bytes, "max_result_bytes");
+    opts.cancel_token = token ? token->get() : nullptr;
+    sluice_query_result* out = nullptr;
+    Call([&](sluice_error** err) { return sluice_query(&out, engine_, t, q, &opts, err); });
+    std::unique_ptr<sluice_query_result, void (*)(sluice_query_result*)> owned(
+        out, &sluice_query_result_free);
+    const size_t ncols = sluice_query_result_column_count(out);
+    const size_t nrows = sluice_query_result_row_count(out);
+    py::list columns;
+    for (size_t c = 0; c < ncols; ++c)
+      columns.append(Text(sluice_query_result_column_name(out, c)));
+    py::list rows;
+    for (size_t r = 0; r < nrows; ++r) {
+      py::tuple row(ncols);
+      for (size_t c = 0; c < ncols; ++c) row[c] = Cell(out, r, c);
+      rows.append(std::move(row));
+    }
+    return py::make_tuple(columns, rows, sluice_query_result_keys_visited(out));
+  }
+
   py::tuple Stats() {
     sluice_stats* out = nullptr;
     Call([&](sluice_error** err) { return sluice_engine_stats(&out, engine_, err); });
@@ -598,5 +736,22 @@ PYBIND11_MODULE(_sluice, m) {
       .def("floating_limit_get", &Engine::FloatingLimitGet)
       .def("floating_limit_set", &Engine::FloatingLimitSet)
       .def("concurrency_key", &Engine::ConcurrencyKey)
-      .def("stats", &Engine::Stats);
+      .def("stats", &Engine::Stats)
+      .def("verify_indexes", &Engine::VerifyIndexes)
+      .def("list_jobs", &Engine::ListJobs)
+      .def("count_jobs", &Engine::CountJobs)
+      .def("query", &Engine::Query, py::arg("tenant"), py::arg("sql"), py::arg("timeout_ms"),
+           py::arg("max_rows"), py::arg("max_result_bytes"), py::arg("token").none(true));
+
+  py::class_<CancelToken, std::shared_ptr<CancelToken>>(m, "CancelToken", R"doc(
+A cancellation flag for Engine.query. Pass it as ``cancel_token=`` and call :meth:`cancel` from
+any thread: the running query stops with CancelledError within milliseconds. A token stays
+cancelled once cancelled (the next query using it stops at once): use one per operation.)doc")
+      .def(py::init<>())
+      .def("cancel", &CancelToken::Cancel, py::call_guard<py::gil_scoped_release>(),
+           "Cancels every query using this token, now and later. Thread-safe, idempotent.")
+      .def_property_readonly("cancelled", &CancelToken::Cancelled, "Whether cancel() was called.")
+      .def("__repr__", [](const CancelToken& t) {
+        return std::string("<sluice.CancelToken ") + (t.Cancelled() ? "cancelled>" : "active>");
+      });
 }

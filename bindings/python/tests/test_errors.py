@@ -30,6 +30,7 @@ ALL = [
     (11, "busy", sluice.BusyError),
     (12, "internal", sluice.InternalError),
     (13, "no_memory", sluice.NoMemoryError),
+    (14, "cancelled", sluice.CancelledError),
 ]
 
 

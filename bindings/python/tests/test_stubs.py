@@ -11,11 +11,18 @@ from sluice import _sluice
 PKG = pathlib.Path(sluice.__file__).parent
 
 
-def _stub_names() -> tuple[set[str], set[str]]:
+CLASSES = ("Engine", "CancelToken")
+
+
+def _stub_names() -> tuple[set[str], dict[str, set[str]]]:
     tree = ast.parse((PKG / "_sluice.pyi").read_text())
     functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
-    [engine] = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Engine"]
-    methods = {n.name for n in engine.body if isinstance(n, ast.FunctionDef)}
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    assert set(classes) == set(CLASSES)
+    methods = {
+        name: {n.name for n in cls.body if isinstance(n, ast.FunctionDef)}
+        for name, cls in classes.items()
+    }
     return functions, methods
 
 
@@ -26,10 +33,11 @@ def test_marker_and_stubs_ship_with_the_package() -> None:
 
 def test_extension_stub_matches_the_module() -> None:
     functions, methods = _stub_names()
-    public = {n for n in dir(_sluice) if not n.startswith("_")} - {"Engine"}
+    public = {n for n in dir(_sluice) if not n.startswith("_")} - set(CLASSES)
     assert functions == public
-    built = {n for n in vars(_sluice.Engine) if not n.startswith("_")}
-    assert methods - {"__init__"} == built
+    for name in CLASSES:
+        built = {n for n in vars(getattr(_sluice, name)) if not n.startswith("_")}
+        assert methods[name] - {"__init__"} == built, name
 
 
 def test_public_names_exported() -> None:

@@ -13,9 +13,11 @@ status code of the C ABI (:mod:`sluice.errors`, docs/errors.md).
 
 from . import _sluice
 from ._engine import Engine
+from ._sluice import CancelToken
 from .errors import (
     AlreadyExistsError,
     BusyError,
+    CancelledError,
     ClosedError,
     CorruptionError,
     FailedPreconditionError,
@@ -39,13 +41,17 @@ from .types import (
     FloatingLimitState,
     Heartbeat,
     Job,
+    JobPage,
     JobResult,
     JobSpec,
     JobStatus,
+    JobView,
     KeyState,
     LeaseResponse,
     Limit,
     LimitKind,
+    QueryResult,
+    QueueCounts,
     RefreshTask,
     RetryPolicy,
     Stats,
@@ -62,6 +68,7 @@ def library_version() -> str:
 
 __all__ = [
     "Engine",
+    "CancelToken",
     "library_version",
     "__version__",
     # values
@@ -73,13 +80,17 @@ __all__ = [
     "FloatingLimitState",
     "Heartbeat",
     "Job",
+    "JobPage",
     "JobResult",
     "JobSpec",
     "JobStatus",
+    "JobView",
     "KeyState",
     "LeaseResponse",
     "Limit",
     "LimitKind",
+    "QueryResult",
+    "QueueCounts",
     "RefreshTask",
     "RetryPolicy",
     "Stats",
@@ -99,5 +110,6 @@ __all__ = [
     "BusyError",
     "InternalError",
     "NoMemoryError",
+    "CancelledError",
     "error_class",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _sluice
 from .errors import InvalidArgumentError
@@ -17,12 +17,16 @@ from .types import (
     Heartbeat,
     Job,
     JobResult,
+    JobPage,
     JobSpec,
     JobStatus,
+    JobView,
     KeyState,
     LeaseResponse,
     Limit,
     LimitKind,
+    QueryResult,
+    QueueCounts,
     RefreshTask,
     RetryPolicy,
     Stats,
@@ -30,6 +34,8 @@ from .types import (
 )
 
 if TYPE_CHECKING:
+    from ._sluice import CancelToken
+
     from ._sluice import _EnqueueTuple, _JobTuple
 
 __all__ = ["Engine"]
@@ -39,6 +45,31 @@ _OUTCOME_FAILURE = 1
 _OUTCOME_CANCELLED = 2
 
 BytesLike = Union[bytes, bytearray, memoryview]
+# Metadata to match: a mapping, or (key, value) pairs where the order matters (the first pair
+# drives the index scan).
+MetadataFilter = Union[Mapping[str, str], Iterable[Tuple[str, str]]]
+
+_NO_UPPER_BOUND = 2**63 - 1
+
+
+def _job_status(value: Union[JobStatus, int, str]) -> int:
+    if isinstance(value, str):
+        try:
+            return JobStatus[value.upper()].value
+        except KeyError:
+            raise InvalidArgumentError(f"statuses: {value!r} is not a job status") from None
+    return int(value)  # out-of-range numbers are refused by the library
+
+
+def _view(value: Union[JobView, int, str]) -> int:
+    if isinstance(value, str):
+        try:
+            return JobView[value.upper()].value
+        except KeyError:
+            raise InvalidArgumentError(
+                f"view: {value!r} is not 'index', 'summary' or 'full'"
+            ) from None
+    return int(value)
 
 
 def _durability(value: Union[str, int, Durability]) -> int:
@@ -362,3 +393,129 @@ class Engine:
     ) -> KeyState:
         """Live holders, waiters and max of a concurrency key (zeros when idle)."""
         return KeyState(*self._h.concurrency_key(tenant, int(kind), key))
+
+    # ---- finding jobs -------------------------------------------------------------------------
+
+    def list_jobs(
+        self,
+        *,
+        tenant: str = "",
+        queue: str = "",
+        statuses: Iterable[Union[JobStatus, int, str]] = (),
+        id: str = "",
+        id_prefix: str = "",
+        metadata: Optional[MetadataFilter] = None,
+        created_from_ms: int = 0,
+        created_to_ms: Optional[int] = None,
+        newest_first: bool = False,
+        limit: int = 50,
+        cursor: str = "",
+        view: Union[JobView, str] = JobView.SUMMARY,
+    ) -> JobPage:
+        """One page of ``tenant``'s jobs matching the filter, in creation order.
+
+        Every filter narrows the listing: ``queue`` ("" = every queue), ``statuses`` (empty =
+        every status; ``JobStatus`` or names like ``"failed"``), ``id`` (exactly this job),
+        ``id_prefix``, ``metadata`` (every pair must match), and the creation-time range
+        ``[created_from_ms, created_to_ms)`` (None: no upper bound). Metadata, queue, statuses
+        and the time range are indexed; the first metadata pair drives the scan when there is
+        one. Pass the previous page's ``next_cursor`` as ``cursor`` to continue; a page may be
+        short (even empty) while more remain. See :meth:`iter_jobs`.
+
+        Raises:
+            InvalidArgumentError: a bad filter, ``limit`` outside 1..1000, or a cursor that is
+                malformed or from another filter or order.
+        """
+        jobs, next_cursor, keys_visited = self._h.list_jobs(
+            tenant, queue, [_job_status(s) for s in statuses], id, id_prefix, metadata,
+            created_from_ms, _NO_UPPER_BOUND if created_to_ms is None else created_to_ms,
+            newest_first, limit, cursor, _view(view),
+        )
+        return JobPage([_job(t) for t in jobs], next_cursor, keys_visited)
+
+    def iter_jobs(
+        self,
+        *,
+        tenant: str = "",
+        queue: str = "",
+        statuses: Iterable[Union[JobStatus, int, str]] = (),
+        id: str = "",
+        id_prefix: str = "",
+        metadata: Optional[MetadataFilter] = None,
+        created_from_ms: int = 0,
+        created_to_ms: Optional[int] = None,
+        newest_first: bool = False,
+        page_size: int = 100,
+        view: Union[JobView, str] = JobView.SUMMARY,
+    ) -> Iterator[Job]:
+        """Every job matching the filter (see :meth:`list_jobs`), fetched ``page_size`` at a
+        time; the GIL is released for each page. Jobs that match throughout are yielded exactly
+        once while writes continue."""
+        statuses = [_job_status(s) for s in statuses]
+        if metadata is not None and not isinstance(metadata, Mapping):
+            metadata = list(metadata)  # read it once, not once per page
+        cursor = ""
+        while True:
+            page = self.list_jobs(
+                tenant=tenant, queue=queue, statuses=statuses, id=id, id_prefix=id_prefix,
+                metadata=metadata, created_from_ms=created_from_ms,
+                created_to_ms=created_to_ms, newest_first=newest_first, limit=page_size,
+                cursor=cursor, view=view,
+            )
+            yield from page.jobs
+            cursor = page.next_cursor
+            if not cursor:
+                return
+
+    def count_jobs(self, tenant: str = "", queue: str = "") -> list[QueueCounts]:
+        """Job counts by status of one ``queue`` of ``tenant``, or of every queue of the tenant
+        that ever had jobs (``queue=""``). Read from counters kept with the transitions: no
+        scan of jobs."""
+        return [
+            QueueCounts(q, {JobStatus(i): n for i, n in enumerate(counts)})
+            for q, counts in self._h.count_jobs(tenant, queue)
+        ]
+
+    def query(
+        self,
+        tenant: str,
+        sql: str,
+        *,
+        timeout_ms: Optional[int] = None,
+        max_rows: Optional[int] = None,
+        max_result_bytes: Optional[int] = None,
+        cancel_token: Optional[CancelToken] = None,
+    ) -> QueryResult:
+        """Runs one read-only SQL statement (SQLite dialect) over ``tenant``'s virtual tables
+        jobs, job_metadata, attempts, queues, concurrency_keys and floating_limits
+        (docs/query.md). The tenant is fixed here, never by the SQL. The GIL is released while
+        it runs; to stop it early, call ``cancel_token.cancel()`` from another thread.
+
+        Args:
+            timeout_ms: SluiceTimeoutError after this long (None: 5000).
+            max_rows: TooLargeError beyond this many rows (None: 10000).
+            max_result_bytes: TooLargeError beyond this size (None: 4 MiB).
+            cancel_token: a :class:`sluice.CancelToken`; once cancelled, the query raises
+                CancelledError.
+
+        Raises:
+            InvalidArgumentError: the SQL does not parse or would write.
+            SluiceTimeoutError, TooLargeError, CancelledError: a bound stopped it.
+        """
+        columns, rows, keys_visited = self._h.query(
+            tenant, sql,
+            _non_negative("timeout_ms", timeout_ms or 0),
+            _non_negative("max_rows", max_rows or 0),
+            _non_negative("max_result_bytes", max_result_bytes or 0),
+            cancel_token,
+        )
+        return QueryResult(tuple(columns), rows, keys_visited)
+
+    def verify_indexes(self) -> None:
+        """Operator check (fsck): verifies every index entry and counter against the job
+        records. Reads the whole store.
+
+        Raises:
+            CorruptionError: naming the first mismatch.
+        """
+        self._h.verify_indexes()

@@ -7,6 +7,7 @@ are for people and may change. The table lives in ``docs/errors.md``.
 
 Names avoid shadowing Python builtins: ``IO_ERROR`` is :class:`StorageError` (not ``IOError``,
 which is ``OSError``), ``TIMEOUT`` is :class:`SluiceTimeoutError` (not ``TimeoutError``).
+:class:`CancelledError` is this package's (an ``Exception``), not ``asyncio.CancelledError``.
 Argument errors are also ``ValueError`` and allocation failure is also ``MemoryError``, so
 generic handlers keep working.
 """
@@ -28,6 +29,7 @@ __all__ = [
     "BusyError",
     "InternalError",
     "NoMemoryError",
+    "CancelledError",
     "error_class",
 ]
 
@@ -115,8 +117,8 @@ class CorruptionError(SluiceError):
 
 
 class SluiceTimeoutError(SluiceError):
-    """Reserved: a bounded wait that must report a timeout. A lease long-poll that times out
-    returns an empty list instead."""
+    """A bounded call ran out of time: a query past its ``timeout_ms``. (A lease long-poll that
+    times out returns an empty list instead.)"""
 
     status = 9
     status_name = "timeout"
@@ -150,6 +152,16 @@ class NoMemoryError(SluiceError, MemoryError):
     status_name = "no_memory"
 
 
+class CancelledError(SluiceError):
+    """The caller cancelled the call: a query whose :class:`sluice.CancelToken` was cancelled
+    (while it ran, or before it started). Queries only read, so nothing changed.
+
+    Not ``asyncio.CancelledError``: this one is an ``Exception`` like every SluiceError."""
+
+    status = 14
+    status_name = "cancelled"
+
+
 _BY_STATUS: dict[int, type[SluiceError]] = {
     cls.status: cls
     for cls in (
@@ -166,6 +178,7 @@ _BY_STATUS: dict[int, type[SluiceError]] = {
         BusyError,
         InternalError,
         NoMemoryError,
+        CancelledError,
     )
 }
 

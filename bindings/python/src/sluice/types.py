@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Sequence, Tuple
+from typing import Any, Mapping, Optional, Sequence, Tuple
 
 __all__ = [
     "Durability",
@@ -32,6 +32,10 @@ __all__ = [
     "FloatingLimitState",
     "KeyState",
     "Stats",
+    "JobView",
+    "JobPage",
+    "QueueCounts",
+    "QueryResult",
 ]
 
 
@@ -312,3 +316,51 @@ class Stats:
     limit_keys: int
     limit_holders: int
     limit_waiters: int
+
+
+class JobView(enum.IntEnum):
+    """How much of each listed job :meth:`sluice.Engine.list_jobs` returns (``SLUICE_VIEW_*``)."""
+
+    INDEX = 0
+    """id, queue, status and created_ms only, read from the index (other fields empty or 0)."""
+    SUMMARY = 1
+    """Every field except payload and attempts (the default)."""
+    FULL = 2
+    """With payload (attempts are never listed: use get_job)."""
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """One page of a listing. A page may be shorter than the limit (even empty) while more
+    remain: keep paging while ``next_cursor`` is not empty (or use
+    :meth:`sluice.Engine.iter_jobs`)."""
+
+    jobs: list[Job]
+    next_cursor: str
+    """Empty when the listing is complete; an opaque string otherwise."""
+    keys_visited: int
+    """Index entries and records read (the call's cost)."""
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    """Job counts of one queue by status (kept as counters: no scan)."""
+
+    queue: str
+    counts: Mapping[JobStatus, int]
+
+    @property
+    def total(self) -> int:
+        """Jobs of the queue in every status."""
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """What :meth:`sluice.Engine.query` returned. Cells are ``int`` (INTEGER), ``float`` (REAL),
+    ``str`` (TEXT), ``bytes`` (BLOB) or ``None`` (NULL)."""
+
+    columns: Tuple[str, ...]
+    rows: list[Tuple[Any, ...]]
+    keys_visited: int
+    """Index entries and records the query read (its cost)."""
