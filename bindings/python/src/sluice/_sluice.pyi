@@ -1,7 +1,7 @@
 # Stubs of the _sluice extension (bindings/python/src/_sluice.cc). Private: use sluice.Engine.
 # Tuple layouts are positional and match the dataclasses in sluice/types.py field for field
 # (Task without its trailing worker_id).
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 _Text = Union[str, bytes]
 _Buffer = Union[bytes, bytearray, memoryview]
@@ -79,7 +79,7 @@ class Engine:
     # -> (jobs, next_cursor, keys_visited)
     def list_jobs(self, tenant: _Text, queue: _Text, statuses: Sequence[int], id: _Text,
                   id_prefix: _Text,
-                  metadata: Optional[Union[Mapping[str, str], Sequence[tuple[str, str]]]],
+                  metadata: Optional[Union[Mapping[str, str], Iterable[tuple[str, str]]]],
                   created_from_ms: int, created_to_ms: int, newest_first: bool, limit: int,
                   cursor: _Text, view: int) -> tuple[list[_JobTuple], str, int]: ...
     def count_jobs(self, tenant: _Text, queue: _Text) -> list[_CountsTuple]: ...
