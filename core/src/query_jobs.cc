@@ -10,28 +10,37 @@
 namespace sluice::query {
 namespace {
 
-// Jobs per ListJobs page: large for index and summary rows, small when rows carry payloads
-// (up to max_payload_bytes each) so that one page stays small in memory.
+// Jobs per ListJobs page: pages start small and double up to a large page, so that a scan
+// SQLite ends early (a LIMIT it could not hand down) reads little more than it uses, and a long
+// scan costs few calls. Pages with payloads (up to max_payload_bytes each) stay small.
+constexpr uint32_t kFirstPageJobs = 32;
 constexpr uint32_t kPageJobs = 1000;
 constexpr uint32_t kFullPageJobs = 32;
 
-// One ListJobs call for the context's tenant; advances request->cursor and counts the keys
-// the engine visited. *more is false after the last page.
-Status ListPage(QueryContext* ctx, ListJobsRequest* request, int64_t wanted, std::vector<Job>* jobs,
-                bool* more) {
-  uint32_t page = request->view == JobView::kFull ? kFullPageJobs : kPageJobs;
-  page = std::min(page, ctx->limits().max_list_page);
-  if (wanted > 0 && wanted < page) page = static_cast<uint32_t>(wanted);
-  request->limit = std::max<uint32_t>(page, 1);
-  request->filter.tenant = ctx->tenant();
-  auto r = ctx->engine()->ListJobs(*request);
-  if (!r.ok()) return r.status();
-  ctx->AddKeysVisited(r->keys_visited);
-  *jobs = std::move(r->jobs);
-  request->cursor = std::move(r->next_cursor);
-  *more = !request->cursor.empty();
-  return Status::Ok();
-}
+// Pages through ListJobs for one scan of the context's tenant.
+struct JobPager {
+  ListJobsRequest request;
+  uint32_t page = 0;  // size of the last page asked for
+
+  // One ListJobs call: at most `wanted` jobs when >= 0. Advances the cursor, counts the keys the
+  // engine visited; *more is false after the last page.
+  Status Next(QueryContext* ctx, int64_t wanted, std::vector<Job>* jobs, bool* more) {
+    const uint32_t cap = std::min(request.view == JobView::kFull ? kFullPageJobs : kPageJobs,
+                                  ctx->limits().max_list_page);
+    page = std::min(page == 0 ? kFirstPageJobs : page * 2, cap);
+    uint32_t n = page;
+    if (wanted >= 0 && wanted < n) n = static_cast<uint32_t>(wanted);
+    request.limit = std::max<uint32_t>(n, 1);
+    request.filter.tenant = ctx->tenant();
+    auto r = ctx->engine()->ListJobs(request);
+    if (!r.ok()) return r.status();
+    ctx->AddKeysVisited(r->keys_visited);
+    *jobs = std::move(r->jobs);
+    request.cursor = std::move(r->next_cursor);
+    *more = !request.cursor.empty();
+    return Status::Ok();
+  }
+};
 
 void ResultInt(sqlite3_context* out, int64_t v) { sqlite3_result_int64(out, v); }
 
@@ -144,18 +153,18 @@ class JobsCursor : public PagedCursor<Job> {
   explicit JobsCursor(QueryContext* ctx) : PagedCursor(ctx) {}
 
   Status Filter(int idx_num, const char* idx_str, int argc, sqlite3_value** argv) override {
-    Status s = DecodeJobScan(idx_num, idx_str, argc, argv, ctx_->limits(), &scan_);
+    JobScan scan;
+    Status s = DecodeJobScan(idx_num, idx_str, argc, argv, ctx_->limits(), &scan);
     if (!s.ok()) return s;
-    return Start(scan_.empty, scan_.max_rows);
+    pager_ = JobPager{std::move(scan.request)};
+    return Start(scan.empty, scan.max_rows);
   }
   void Column(sqlite3_context* out, int column) const override { JobColumn(row(), column, out); }
 
  private:
-  Status FetchPage() override {
-    return ListPage(ctx_, &scan_.request, RowsWanted(), &rows_, &more_);
-  }
+  Status FetchPage() override { return pager_.Next(ctx_, RowsWanted(), &rows_, &more_); }
 
-  JobScan scan_;
+  JobPager pager_;
 };
 
 int JobsBestIndex(sqlite3_index_info* info) { return PlanJobScan(kJobsColumns, info); }
@@ -172,7 +181,9 @@ const JobColumns kMetadataColumns = {
     .created = kMetaCreatedMs,
     .key = kMetaKey,
     .value = kMetaValue,
-    .needs_record = true,
+    .index_columns = Bit(kMetaJobId) | Bit(kMetaKey) | Bit(kMetaValue) | Bit(kMetaQueue) |
+                     Bit(kMetaStatus) | Bit(kMetaCreatedMs),
+    .pair_rows = true,
 };
 
 // One metadata pair of a job of the current page.
@@ -191,6 +202,7 @@ class MetadataCursor : public PagedCursor<MetadataRow> {
   Status Filter(int idx_num, const char* idx_str, int argc, sqlite3_value** argv) override {
     Status s = DecodeJobScan(idx_num, idx_str, argc, argv, ctx_->limits(), &scan_);
     if (!s.ok()) return s;
+    pager_ = JobPager{std::move(scan_.request)};
     return Start(scan_.empty, scan_.max_rows);
   }
 
@@ -216,8 +228,13 @@ class MetadataCursor : public PagedCursor<MetadataRow> {
 
  private:
   Status FetchPage() override {
-    Status s = ListPage(ctx_, &scan_.request, RowsWanted(), &jobs_, &more_);
+    Status s = pager_.Next(ctx_, RowsWanted(), &jobs_, &more_);
     if (!s.ok()) return s;
+    if (pager_.request.view == JobView::kIndex) {
+      // The plan fixed key and value: each listed job has exactly that pair (no record read).
+      for (const Job& job : jobs_) rows_.push_back({&job, &*scan_.key, &*scan_.value});
+      return Status::Ok();
+    }
     for (const Job& job : jobs_) {
       for (const auto& [key, value] : job.metadata) {
         if (scan_.key && key != *scan_.key) continue;
@@ -228,7 +245,8 @@ class MetadataCursor : public PagedCursor<MetadataRow> {
     return Status::Ok();
   }
 
-  JobScan scan_;
+  JobScan scan_;  // its key and value filter the pairs
+  JobPager pager_;
   std::vector<Job> jobs_;  // the page rows_ points into
 };
 
@@ -274,8 +292,8 @@ class AttemptsCursor : public PagedCursor<Attempt> {
     next_id_ = 0;
     listing_ = !(idx_str != nullptr && idx_str[0] == 'i' && argc == 1);
     list_more_ = listing_;
-    list_request_ = ListJobsRequest{};
-    list_request_.view = JobView::kIndex;
+    lister_ = JobPager{};
+    lister_.request.view = JobView::kIndex;
     bool empty = false;
     if (!listing_) {
       std::string id;
@@ -324,7 +342,7 @@ class AttemptsCursor : public PagedCursor<Attempt> {
         return Status::Ok();
       }
       std::vector<Job> page;
-      Status s = ListPage(ctx_, &list_request_, -1, &page, &list_more_);
+      Status s = lister_.Next(ctx_, -1, &page, &list_more_);
       if (!s.ok()) return s;
       ids_.clear();
       next_id_ = 0;
@@ -349,7 +367,7 @@ class AttemptsCursor : public PagedCursor<Attempt> {
 
   bool listing_ = false;
   bool list_more_ = false;
-  ListJobsRequest list_request_;
+  JobPager lister_;  // the tenant's job ids, when not one job
   std::vector<std::string> ids_;
   size_t next_id_ = 0;
   std::string job_id_;  // whose attempts rows_ holds
@@ -366,7 +384,8 @@ const TableSpec kJobsTable = {
     "CREATE TABLE x(id TEXT, queue TEXT, status TEXT, priority INTEGER, created_ms INTEGER, "
     "updated_ms INTEGER, finished_ms INTEGER, start_at_ms INTEGER, next_run_ms INTEGER, "
     "attempts INTEGER, retries_used INTEGER, max_retries INTEGER, lease_ms INTEGER, "
-    "cancel_requested INTEGER, metadata TEXT, limits TEXT, payload BLOB)",
+    "cancel_requested INTEGER, metadata TEXT, limits TEXT, payload BLOB, PRIMARY KEY (id)) "
+    "WITHOUT ROWID",
     JobsBestIndex,
     OpenJobs,
 };
@@ -374,7 +393,7 @@ const TableSpec kJobsTable = {
 const TableSpec kJobMetadataTable = {
     "job_metadata",
     "CREATE TABLE x(job_id TEXT, key TEXT, value TEXT, queue TEXT, status TEXT, "
-    "created_ms INTEGER)",
+    "created_ms INTEGER, PRIMARY KEY (job_id, key)) WITHOUT ROWID",
     MetadataBestIndex,
     OpenMetadata,
 };
@@ -383,7 +402,7 @@ const TableSpec kAttemptsTable = {
     "attempts",
     "CREATE TABLE x(job_id TEXT, number INTEGER, worker_id TEXT, status TEXT, "
     "started_ms INTEGER, finished_ms INTEGER, result BLOB, error_code TEXT, "
-    "error_message TEXT, error_data BLOB)",
+    "error_message TEXT, error_data BLOB, PRIMARY KEY (job_id, number)) WITHOUT ROWID",
     AttemptsBestIndex,
     OpenAttempts,
 };

@@ -118,9 +118,12 @@ void Use(sqlite3_index_info* info, int i, bool omit, char arg, std::string* args
   info->aConstraintUsage[i].omit = omit ? 1 : 0;
 }
 
-JobView ChooseView(const JobColumns& cols, uint64_t used) {
+// The cheapest view with every column the statement reads. `pair_fixed`: the plan fixes a
+// metadata key and value (rows of job_metadata then need no record).
+JobView ChooseView(const JobColumns& cols, uint64_t used, bool pair_fixed) {
   if (cols.payload >= 0 && (used & (uint64_t{1} << cols.payload)) != 0) return JobView::kFull;
-  if (cols.needs_record || (used & ~cols.index_columns) != 0) return JobView::kSummary;
+  if (cols.pair_rows && !pair_fixed) return JobView::kSummary;
+  if ((used & ~cols.index_columns) != 0) return JobView::kSummary;
   return JobView::kIndex;
 }
 
@@ -139,6 +142,8 @@ int PlanJobScan(const JobColumns& cols, sqlite3_index_info* info) {
   double rows = 1e6;
   int limit = -1;
   int offset = -1;
+  bool key_fixed = false;
+  bool value_fixed = false;
   for (int i = 0; i < info->nConstraint; ++i) {
     const auto& c = info->aConstraint[i];
     if (c.op == SQLITE_INDEX_CONSTRAINT_LIMIT || c.op == SQLITE_INDEX_CONSTRAINT_OFFSET) {
@@ -157,6 +162,8 @@ int PlanJobScan(const JobColumns& cols, sqlite3_index_info* info) {
     Use(info, i, omit, arg, &args);
     all_consumed = all_consumed && omit;
     rows *= Selectivity(arg);
+    key_fixed = key_fixed || arg == kArgKey;
+    value_fixed = value_fixed || arg == kArgValue;
     if (arg == kArgStatus) sqlite3_vtab_in(info, i, 1);  // a whole IN list in one xFilter
   }
   // The listing is in creation order, ties in enqueue order: it satisfies ORDER BY created_ms
@@ -172,7 +179,7 @@ int PlanJobScan(const JobColumns& cols, sqlite3_index_info* info) {
     Use(info, limit, false, kArgLimit, &args);
     if (offset >= 0) Use(info, offset, false, kArgOffset, &args);
   }
-  const JobView view = ChooseView(cols, info->colUsed);
+  const JobView view = ChooseView(cols, info->colUsed, key_fixed && value_fixed);
   info->idxNum = (newest_first ? kNewestFirst : 0) | (static_cast<int>(view) << kViewShift);
   const double per_row = view == JobView::kIndex ? 1 : (view == JobView::kSummary ? 2 : 4);
   info->estimatedRows = static_cast<sqlite3_int64>(std::max(1.0, rows));

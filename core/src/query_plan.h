@@ -28,7 +28,9 @@ struct JobColumns {
   int value = -1;
   int payload = -1;            // reading it needs JobView::kFull
   uint64_t index_columns = 0;  // columns JobView::kIndex fills (bit per column)
-  bool needs_record = false;   // rows always need the record (job_metadata: the metadata)
+  // Rows are metadata pairs (job_metadata): they need the job record, unless the plan fixes
+  // both key and value (then every listed job has exactly that one matching pair).
+  bool pair_rows = false;
 };
 
 // xBestIndex of a job-backed table: consumes the constraints it can push down, the ORDER BY

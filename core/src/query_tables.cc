@@ -292,14 +292,16 @@ std::unique_ptr<Cursor> OpenFloating(QueryContext* ctx) {
 const TableSpec kQueuesTable = {
     "queues",
     "CREATE TABLE x(queue TEXT, scheduled INTEGER, waiting INTEGER, running INTEGER, "
-    "succeeded INTEGER, failed INTEGER, cancelled INTEGER, total INTEGER)",
+    "succeeded INTEGER, failed INTEGER, cancelled INTEGER, total INTEGER, PRIMARY KEY (queue)) "
+    "WITHOUT ROWID",
     QueuesBestIndex,
     OpenQueues,
 };
 
 const TableSpec kConcurrencyKeysTable = {
     "concurrency_keys",
-    "CREATE TABLE x(kind TEXT, key TEXT, max INTEGER, holders INTEGER, waiters INTEGER)",
+    "CREATE TABLE x(kind TEXT, key TEXT, max INTEGER, holders INTEGER, waiters INTEGER, "
+    "PRIMARY KEY (kind, key)) WITHOUT ROWID",
     KeysBestIndex,
     OpenKeys,
 };
@@ -309,7 +311,7 @@ const TableSpec kFloatingLimitsTable = {
     "CREATE TABLE x(key TEXT, current_max INTEGER, default_max INTEGER, "
     "refresh_interval_ms INTEGER, last_refreshed_ms INTEGER, failures INTEGER, "
     "next_refresh_ms INTEGER, refresh_in_flight INTEGER, holders INTEGER, waiters INTEGER, "
-    "metadata TEXT)",
+    "metadata TEXT, PRIMARY KEY (key)) WITHOUT ROWID",
     FloatingBestIndex,
     OpenFloating,
 };

@@ -55,7 +55,6 @@ struct Table {
 struct CursorBox {
   sqlite3_vtab_cursor base;
   std::unique_ptr<Cursor> impl;
-  sqlite3_int64 rowid;
 };
 
 // The pAux of a registered module: which table, for which query.
@@ -144,13 +143,11 @@ int Close(sqlite3_vtab_cursor* cur) {
 int Filter(sqlite3_vtab_cursor* base, int idx_num, const char* idx_str, int argc,
            sqlite3_value** argv) {
   CursorBox* cur = AsCursor(base);
-  cur->rowid = 0;
   return Guarded(cur, [&] { return cur->impl->Filter(idx_num, idx_str, argc, argv); });
 }
 
 int Next(sqlite3_vtab_cursor* base) {
   CursorBox* cur = AsCursor(base);
-  ++cur->rowid;
   return Guarded(cur, [&] { return cur->impl->Next(); });
 }
 
@@ -165,10 +162,8 @@ int Column(sqlite3_vtab_cursor* base, sqlite3_context* out, int column) {
   return SQLITE_OK;
 }
 
-int Rowid(sqlite3_vtab_cursor* base, sqlite3_int64* out) {
-  *out = AsCursor(base)->rowid;
-  return SQLITE_OK;
-}
+// Never called: the tables are WITHOUT ROWID. Present so that no path reaches a null pointer.
+int Rowid(sqlite3_vtab_cursor* /*base*/, sqlite3_int64* /*out*/) { return SQLITE_ERROR; }
 
 sqlite3_module MakeModule() {
   sqlite3_module m{};
@@ -185,7 +180,9 @@ sqlite3_module MakeModule() {
   m.xEof = Eof;
   m.xColumn = Column;
   m.xRowid = Rowid;
-  return m;  // no xUpdate: every table is read-only
+  // No xUpdate: every table is read-only. No xRowid: every table is WITHOUT ROWID, keyed by
+  // what identifies a row (SQLite's OR optimization deduplicates rows by that key).
+  return m;
 }
 
 const sqlite3_module kModule = MakeModule();
