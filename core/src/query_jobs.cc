@@ -97,7 +97,7 @@ enum JobsColumn {
 
 constexpr uint64_t Bit(int column) { return uint64_t{1} << column; }
 
-const JobColumns kJobsColumns = {
+constexpr JobColumns kJobsColumns = {
     .id = kJobId,
     .queue = kJobQueue,
     .status = kJobStatus,
@@ -174,7 +174,7 @@ std::unique_ptr<Cursor> OpenJobs(QueryContext* ctx) { return std::make_unique<Jo
 
 enum MetadataColumn { kMetaJobId, kMetaKey, kMetaValue, kMetaQueue, kMetaStatus, kMetaCreatedMs };
 
-const JobColumns kMetadataColumns = {
+constexpr JobColumns kMetadataColumns = {
     .id = kMetaJobId,
     .queue = kMetaQueue,
     .status = kMetaStatus,

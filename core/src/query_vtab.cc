@@ -165,7 +165,7 @@ int Column(sqlite3_vtab_cursor* base, sqlite3_context* out, int column) {
 // Never called: the tables are WITHOUT ROWID. Present so that no path reaches a null pointer.
 int Rowid(sqlite3_vtab_cursor* /*base*/, sqlite3_int64* /*out*/) { return SQLITE_ERROR; }
 
-sqlite3_module MakeModule() {
+constexpr sqlite3_module MakeModule() {
   sqlite3_module m{};
   m.iVersion = 1;
   m.xCreate = Create;
@@ -185,7 +185,7 @@ sqlite3_module MakeModule() {
   return m;
 }
 
-const sqlite3_module kModule = MakeModule();
+constexpr sqlite3_module kModule = MakeModule();
 
 void DeleteAux(void* aux) { delete static_cast<ModuleAux*>(aux); }
 
