@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/query_test_util.h"
@@ -586,6 +587,41 @@ TEST_F(QueryTest, DocumentedExamplesRun) {
   EXPECT_EQ(failed.rows.size(), 2u);
   QueryResult queues = MustQuery("", examples[3]);
   EXPECT_EQ(queues.rows.size(), 2u);
+}
+
+// Queries on several threads while jobs move between statuses: each sees every job exactly once
+// (ListJobs pages by position, so a job changing status between pages is neither lost nor
+// repeated).
+TEST_F(QueryTest, ConcurrentQueriesWhileJobsMove) {
+  constexpr int kJobs = 3000;
+  std::vector<JobSpec> specs(kJobs, Spec("q"));
+  ASSERT_TRUE(IsOk(engine_->EnqueueBatch(specs)));
+  std::atomic<bool> stop{false};
+  std::atomic<int> queries{0};
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 3; ++t) {
+    readers.emplace_back([&] {
+      while (!stop.load()) {
+        auto r = engine_->Query("", "SELECT status, count(*) FROM jobs GROUP BY status");
+        int64_t total = 0;
+        if (r.ok()) {
+          for (const auto& row : r->rows) total += row[1].integer;
+        }
+        if (total != kJobs) ++wrong;
+        ++queries;
+      }
+    });
+  }
+  for (int round = 0; round < 30; ++round) {
+    for (const Task& t : LeaseAll("", "q", 50)) {
+      Complete("", t, round % 2 == 0 ? Outcome::Success() : Outcome::Failure("x"));
+    }
+  }
+  while (queries.load() < 10) std::this_thread::yield();
+  stop = true;
+  for (std::thread& t : readers) t.join();
+  EXPECT_EQ(wrong.load(), 0) << "of " << queries.load() << " queries";
 }
 
 // ---- Tenant isolation -------------------------------------------------------------------------
