@@ -24,12 +24,15 @@ namespace sluice::query {
 // and outlives the connection. Used by the querying thread only.
 class QueryContext {
  public:
+  // Starts the clock: the deadline is now + options.timeout_ms. `options` must outlive this.
   QueryContext(Engine* engine, std::string tenant, const SizeLimits& limits,
                const QueryOptions& options);
 
+  // The engine the tables read through its public API (not owned).
   Engine* engine() const { return engine_; }
   // The one tenant every table reads; fixed by the caller, never by the SQL.
   const std::string& tenant() const { return tenant_; }
+  // The engine's size limits: values beyond them name nothing, so scans return no rows.
   const SizeLimits& limits() const { return limits_; }
 
   // kTimeout once the deadline has passed, kCancelled once options.cancelled() says so, else
@@ -43,6 +46,7 @@ class QueryContext {
 
   // Adds what an engine call read (ListJobsResult::keys_visited, one per record read).
   void AddKeysVisited(uint64_t n) { keys_visited_ += n; }
+  // The total so far (QueryResult::keys_visited).
   uint64_t keys_visited() const { return keys_visited_; }
 
  private:
