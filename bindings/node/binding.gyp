@@ -1,7 +1,8 @@
 # The Sluice Node addon: src/addon.cc (which calls only the C ABI, sluice.h) compiled together
 # with the engine's own sources (core/ and capi/, resolved by scripts/native.js: the repository
-# checkout, or the copy a packed tarball carries in native/). RocksDB and protobuf come from the
-# system (Debian: librocksdb-dev, libprotobuf-dev, protobuf-compiler).
+# checkout, or the copy a packed tarball carries in native/). RocksDB, protobuf and SQLite (the
+# engine's query tables) come from the system (Debian: librocksdb-dev, libprotobuf-dev,
+# protobuf-compiler, libsqlite3-dev).
 {
   "targets": [
     {
@@ -27,7 +28,7 @@
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17"],
       "cflags_cc": ["-std=c++20", "-fexceptions", "-frtti", "-fvisibility=hidden"],
-      "libraries": ["-lrocksdb", "-lprotobuf", "-lpthread"]
+      "libraries": ["-lrocksdb", "-lprotobuf", "-lsqlite3", "-lpthread"]
     }
   ]
 }

@@ -5,7 +5,7 @@
 #   SLUICE_NODE_SKIP_PACK=1 ... .sh       skip the slow pack-and-install test
 #   JOBS=N                                parallel compile jobs (default 2)
 #
-# Needs node >= 20, npm, g++, protoc and the RocksDB/protobuf dev packages (make deps).
+# Needs node >= 20, npm, g++, protoc and the RocksDB/protobuf/SQLite dev packages (make deps).
 set -euo pipefail
 cd "$(dirname "$0")"
 
