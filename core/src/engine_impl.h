@@ -54,6 +54,10 @@ class IndexSink {
   virtual ~IndexSink() = default;
   virtual void Put(const std::string& key, const std::string& value) = 0;
   virtual void Delete(const std::string& key) = 0;
+  // Deletes an index entry: written once, deleted once, never overwritten, so a SingleDelete
+  // (it and the entry vanish together at the first compaction that sees both, leaving no
+  // tombstone for scans of the index range to skip).
+  virtual void DeleteIndex(const std::string& key) = 0;
   // Adds `delta` to the counter shard `key` (written by FlushCounts).
   void Count(const std::string& key, const JobCounts& delta) {
     JobCounts& c = counts_[key];
@@ -72,6 +76,7 @@ class JobBatch final : public rocksdb::WriteBatch, public IndexSink {
     (void)rocksdb::WriteBatch::Put(k, v);
   }
   void Delete(const std::string& k) override { (void)rocksdb::WriteBatch::Delete(k); }
+  void DeleteIndex(const std::string& k) override { (void)rocksdb::WriteBatch::SingleDelete(k); }
   using rocksdb::WriteBatch::Delete;
   using rocksdb::WriteBatch::Put;
 };
@@ -84,6 +89,9 @@ class TxnSink final : public IndexSink {
   }
   void Delete(const std::string& k) override {
     if (status_.ok()) status_ = txn_->DeleteUntracked(k);
+  }
+  void DeleteIndex(const std::string& k) override {
+    if (status_.ok()) status_ = txn_->SingleDeleteUntracked(k);
   }
   // The first failure, if any.
   const rocksdb::Status& status() const { return status_; }

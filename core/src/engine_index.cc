@@ -267,8 +267,8 @@ void Engine::Impl::FileJob(std::string_view tenant, std::string_view id, storage
   if (filed && before == after && before_due == after_due) return;
   if (filed) {
     ForEachEntry(tenant, id, *st, before, before_due,
-                 [&](const std::string& k, const std::string&) { sink->Delete(k); });
-    if (before == kScheduled) sink->Delete(keys::IdxDueKey(before_due, st->enqueue_seq()));
+                 [&](const std::string& k, const std::string&) { sink->DeleteIndex(k); });
+    if (before == kScheduled) sink->DeleteIndex(keys::IdxDueKey(before_due, st->enqueue_seq()));
   }
   ForEachEntry(tenant, id, *st, after, after_due,
                [&](const std::string& k, const std::string& v) { sink->Put(k, v); });
@@ -289,8 +289,9 @@ void Engine::Impl::UnfileJob(std::string_view tenant, std::string_view id,
   if (st.indexed_as() == 0) return;
   const auto before = static_cast<uint8_t>(st.indexed_as() - 1);
   ForEachEntry(tenant, id, st, before, st.indexed_due_ms(),
-               [&](const std::string& k, const std::string&) { sink->Delete(k); });
-  if (before == kScheduled) sink->Delete(keys::IdxDueKey(st.indexed_due_ms(), st.enqueue_seq()));
+               [&](const std::string& k, const std::string&) { sink->DeleteIndex(k); });
+  if (before == kScheduled)
+    sink->DeleteIndex(keys::IdxDueKey(st.indexed_due_ms(), st.enqueue_seq()));
   sink->Count(keys::CountKey(tenant, st.queue(), static_cast<uint16_t>(StripeOf(tenant, id))),
               CountDelta(before, -1));
 }
@@ -341,7 +342,7 @@ Result<size_t> Engine::Impl::PromoteDue(int64_t now) {
       if (!s.ok() || st.indexed_as() != kScheduled + 1u || st.indexed_due_ms() != d.due) {
         // A stray entry (never written by a transition; VerifyIndexes reports it): drop it
         // rather than promote it forever.
-        batch.Delete(keys::IdxDueKey(d.due, d.seq));
+        batch.DeleteIndex(keys::IdxDueKey(d.due, d.seq));
         continue;
       }
       PutJob(d.tenant, d.id, &st, now, &batch);  // due <= now: filed as waiting
@@ -833,7 +834,14 @@ Status Engine::Impl::MigrateFormat1() {
       rocksdb::ReadOptions sro = read_options_;
       sro.iterate_upper_bound = &supper;
       std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(sro));
-      for (it->Seek(slo); it->Valid(); it->Next()) drop.Delete(it->key());
+      for (it->Seek(slo); it->Valid(); it->Next()) {
+        // Index entries are only ever single-deleted; counter shards are overwritten.
+        if (space == keys::kCount) {
+          drop.Delete(it->key());
+        } else {
+          drop.SingleDelete(it->key());
+        }
+      }
       if (!it->status().ok()) return Status::IoError("migrate: " + it->status().ToString());
     }
     rocksdb::Status rs = db_->Write(write_options_, &drop);

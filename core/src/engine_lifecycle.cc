@@ -4,6 +4,7 @@
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
+#include <rocksdb/utilities/table_properties_collectors.h>
 
 #include <chrono>
 #include <filesystem>
@@ -110,6 +111,11 @@ Status Engine::Impl::OpenStore() {
   // Queues touch each key range roughly in order (ids are time-ordered, tasks and index
   // entries by seq): the skiplist keeps one insert hint per range (InsertHintPrefix).
   o.memtable_insert_with_hint_prefix_extractor = std::make_shared<InsertHintPrefix>();
+  // Index ranges are queues too: entries deleted at one end. Files that collect many deletes are
+  // compacted early so that scans of those ranges do not wade through tombstones.
+  o.table_properties_collector_factories.emplace_back(
+      rocksdb::NewCompactOnDeletionCollectorFactory(/*sliding_window_size=*/4096,
+                                                    /*deletion_trigger=*/2048));
   rocksdb::BlockBasedTableOptions t;
   t.block_cache = rocksdb::NewLRUCache(options_.block_cache_bytes);
   t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10, false));
