@@ -124,4 +124,28 @@ JobStatus PublicStatus(const storage::JobState& s, int64_t now_ms) {
   }
 }
 
+Job ToJob(std::string_view tenant, std::string_view id, const storage::JobState& st,
+          storage::JobBody* body, int64_t now_ms) {
+  Job j;
+  j.id = std::string(id);
+  j.tenant = std::string(tenant);
+  j.queue = st.queue();
+  j.priority = st.priority();
+  j.start_at_ms = st.start_at_ms();
+  j.next_run_ms = st.status() == storage::STORED_STATUS_PENDING ? st.due_ms() : 0;
+  j.retry = FromRecord(st.retry());
+  j.lease_ms = st.lease_ms();
+  if (body != nullptr) j.payload = std::move(*body->mutable_payload());
+  j.metadata.insert(st.metadata().begin(), st.metadata().end());
+  for (const auto& l : st.limits()) j.limits.push_back(FromRecord(l));
+  j.status = PublicStatus(st, now_ms);
+  j.cancel_requested = st.cancel_requested();
+  j.attempt_count = st.attempts();
+  j.retries_used = st.retries_used();
+  j.created_ms = st.created_ms();
+  j.updated_ms = st.updated_ms();
+  j.finished_ms = st.finished_ms();
+  return j;
+}
+
 }  // namespace sluice::codec

@@ -39,6 +39,11 @@ Attempt FromRecord(std::string_view job_id, const storage::AttemptRecord& r);
 // Public status of a stored job at time now_ms (pending splits into scheduled / waiting).
 JobStatus PublicStatus(const storage::JobState& s, int64_t now_ms);
 
+// The public job (no attempts) from its records. body == nullptr: without payload. The body's
+// payload is moved out.
+Job ToJob(std::string_view tenant, std::string_view id, const storage::JobState& st,
+          storage::JobBody* body, int64_t now_ms);
+
 }  // namespace sluice::codec
 
 #endif  // SLUICE_CORE_SRC_CODEC_H_

@@ -59,7 +59,7 @@ Result<CancelResult> Engine::Impl::Cancel(std::string_view tenant, std::string_v
       st.set_task_seq(0);
       st.set_updated_ms(now);
       st.set_finished_ms(now);
-      batch.Put(keys::JobKey(tenant, id), st.SerializeAsString());
+      PutJob(tenant, id, &st, now, &batch);
       s = Write(&batch);
       if (!s.ok()) return s;
       RemovePendingCommitted(tenant, id, before);
@@ -84,7 +84,7 @@ Result<CancelResult> Engine::Impl::Cancel(std::string_view tenant, std::string_v
       st.set_cancel_requested(true);
       st.set_updated_ms(now);
       batch.Put(lease_key, codec::EncodeLease(lv));
-      batch.Put(keys::JobKey(tenant, id), st.SerializeAsString());
+      PutJob(tenant, id, &st, now, &batch);
       s = Write(&batch);
       if (!s.ok()) return s;
       return CancelResult{JobStatus::kRunning, true};
@@ -118,7 +118,7 @@ Status Engine::Impl::Restart(std::string_view tenant, std::string_view id) {
   st.set_finished_ms(0);
   st.set_updated_ms(now);
   published[0].second = PutTask(tenant, id, &st, now, &batch, &published[0].first);
-  batch.Put(keys::JobKey(tenant, id), st.SerializeAsString());
+  PutJob(tenant, id, &st, now, &batch);
   s = Write(&batch);
   if (!s.ok()) return s;
   PublishTasks(&published, now);
@@ -149,7 +149,7 @@ Status Engine::Impl::Expedite(std::string_view tenant, std::string_view id) {
   batch.Put(keys::TaskKey(qp, st.priority(), now, seq), id);
   st.set_due_ms(now);
   st.set_updated_ms(now);
-  batch.Put(keys::JobKey(tenant, id), st.SerializeAsString());
+  PutJob(tenant, id, &st, now, &batch);
   s = Write(&batch);
   if (!s.ok()) return s;
   std::lock_guard<std::mutex> lock(index_mu_);
@@ -166,7 +166,6 @@ Status Engine::Impl::Delete(std::string_view tenant, std::string_view id) {
   storage::JobState st;
   s = ReadJobState(tenant, id, &st);
   if (!s.ok()) return s;
-  const int64_t now = Now();
   if (st.status() == storage::STORED_STATUS_RUNNING) {
     return Status::FailedPrecondition("job \"" + std::string(id) +
                                       "\" is running; cancel it and wait for it to end first");
@@ -179,10 +178,11 @@ Status Engine::Impl::Delete(std::string_view tenant, std::string_view id) {
   for (uint32_t a = 1; a <= st.attempts(); ++a) batch.Delete(keys::AttemptKey(tenant, id, a));
   batch.Delete(keys::BodyKey(tenant, id));
   batch.Delete(keys::JobKey(tenant, id));
+  BatchSink sink(&batch);
+  UnfileJob(tenant, id, before, &sink);
   s = Write(&batch);
   if (!s.ok()) return s;
   if (pending) RemovePendingCommitted(tenant, id, before);
-  (void)now;
   NotifyFinished(tenant, id);  // a waiter learns the job is gone (kNotFound)
   return Status::Ok();
 }
@@ -214,26 +214,7 @@ Result<Job> Engine::Impl::GetJob(std::string_view tenant, std::string_view id,
   storage::JobBody body;
   if (!body.ParseFromString(raw)) return Status::Corruption("job body is malformed");
 
-  const int64_t now = Now();
-  Job j;
-  j.id = std::string(id);
-  j.tenant = std::string(tenant);
-  j.queue = st.queue();
-  j.priority = st.priority();
-  j.start_at_ms = st.start_at_ms();
-  j.next_run_ms = st.status() == storage::STORED_STATUS_PENDING ? st.due_ms() : 0;
-  j.retry = codec::FromRecord(st.retry());
-  j.lease_ms = st.lease_ms();
-  j.payload = std::move(*body.mutable_payload());
-  j.metadata.insert(body.metadata().begin(), body.metadata().end());
-  for (const auto& l : st.limits()) j.limits.push_back(codec::FromRecord(l));
-  j.status = codec::PublicStatus(st, now);
-  j.cancel_requested = st.cancel_requested();
-  j.attempt_count = st.attempts();
-  j.retries_used = st.retries_used();
-  j.created_ms = st.created_ms();
-  j.updated_ms = st.updated_ms();
-  j.finished_ms = st.finished_ms();
+  Job j = codec::ToJob(tenant, id, st, &body, Now());
   if (include_attempts) {
     for (uint32_t a = 1; a <= st.attempts(); ++a) {
       if (a == st.attempts() && st.status() == storage::STORED_STATUS_RUNNING) {

@@ -16,6 +16,7 @@
 #define SLUICE_CORE_SRC_ENGINE_IMPL_H_
 
 #include <rocksdb/utilities/optimistic_transaction_db.h>
+#include <rocksdb/utilities/transaction.h>
 #include <rocksdb/utilities/write_batch_with_index.h>
 #include <rocksdb/write_batch.h>
 
@@ -40,6 +41,47 @@
 #include "storage.pb.h"
 
 namespace sluice {
+
+// Where index changes go: a write batch, or the enqueue transaction (untracked writes, so the
+// shared counters never make concurrent enqueues conflict).
+class IndexSink {
+ public:
+  virtual ~IndexSink() = default;
+  virtual void Put(const std::string& key, const std::string& value) = 0;
+  virtual void Delete(const std::string& key) = 0;
+  virtual void Merge(const std::string& key, const std::string& value) = 0;
+};
+
+class BatchSink final : public IndexSink {
+ public:
+  explicit BatchSink(rocksdb::WriteBatchBase* batch) : batch_(batch) {}
+  void Put(const std::string& k, const std::string& v) override { (void)batch_->Put(k, v); }
+  void Delete(const std::string& k) override { (void)batch_->Delete(k); }
+  void Merge(const std::string& k, const std::string& v) override { (void)batch_->Merge(k, v); }
+
+ private:
+  rocksdb::WriteBatchBase* batch_;
+};
+
+class TxnSink final : public IndexSink {
+ public:
+  explicit TxnSink(rocksdb::Transaction* txn) : txn_(txn) {}
+  void Put(const std::string& k, const std::string& v) override {
+    if (status_.ok()) status_ = txn_->PutUntracked(k, v);
+  }
+  void Delete(const std::string& k) override {
+    if (status_.ok()) status_ = txn_->DeleteUntracked(k);
+  }
+  void Merge(const std::string& k, const std::string& v) override {
+    if (status_.ok()) status_ = txn_->MergeUntracked(k, v);
+  }
+  // The first failure, if any.
+  const rocksdb::Status& status() const { return status_; }
+
+ private:
+  rocksdb::Transaction* txn_;
+  rocksdb::Status status_;
+};
 
 class Engine::Impl {
  public:
@@ -106,6 +148,24 @@ class Engine::Impl {
   Result<ListJobsResult> ListJobs(const ListJobsRequest& request);
   Result<std::vector<QueueCounts>> CountJobs(std::string_view tenant, std::string_view queue);
   Status VerifyIndexes();
+  // Files the job (st) in the indexes under its status at `now`, writing the changes since its
+  // last filing (st->indexed_as / indexed_due_ms) into sink, and records the new filing in st.
+  void FileJob(std::string_view tenant, std::string_view id, storage::JobState* st, int64_t now,
+               IndexSink* sink);
+  // Removes every index entry of a job that is being deleted.
+  void UnfileJob(std::string_view tenant, std::string_view id, const storage::JobState& st,
+                 IndexSink* sink);
+  // FileJob plus the write of the job record: how every transition stores a job's state.
+  void PutJob(std::string_view tenant, std::string_view id, storage::JobState* st, int64_t now,
+              rocksdb::WriteBatchBase* batch);
+  // Refiles jobs filed as scheduled whose due time has come as waiting; returns how many.
+  Result<size_t> PromoteDue(int64_t now);
+  // Where scans of the 'D' range start (see due_floor_).
+  std::string DueScanStart();
+  // Builds the indexes of a format-1 store and marks it format 2 (at open).
+  Status MigrateFormat1();
+  // The merge operator of the job counters.
+  static std::shared_ptr<rocksdb::MergeOperator> NewCountMergeOperator();
 
   // Admission of a public call: fails with kClosed after Close began, kIoError after a
   // storage failure. Counted so Close can wait for calls in flight.
@@ -257,6 +317,9 @@ class Engine::Impl {
   std::atomic<int> result_waiter_count_{0};
   uint64_t finished_gen_ = 0;
   MemoryIndex index_;
+  // Every 'D' (due-index) entry is due after this: scans of due jobs start here, skipping the
+  // deleted entries of earlier promotions (engine_index.cc).
+  std::atomic<int64_t> due_floor_{0};
   mutable std::mutex limits_mu_;
   LimitIndex limits_;
   std::array<std::mutex, 256> float_stripes_;

@@ -1,17 +1,851 @@
-// Job indexes (status, queue, metadata, creation time), ListJobs and CountJobs.
+// Job indexes (by status, queue + status, metadata pair + status; keys.h), their upkeep in
+// every transition's write, the promotion of scheduled jobs that became due, ListJobs,
+// CountJobs, VerifyIndexes and the format-1 migration. docs/decisions.md §53.
+//
+// Every job is "filed" under one status byte (JobStatus) in each index; JobState.indexed_as
+// remembers which, so a transition rewrites exactly the entries it changes, in its own write.
+// Scheduled vs waiting is derived from time: a pending job whose due time is in the future is
+// filed as scheduled and also in the 'D' range; the reaper promotes it to waiting once due
+// (PromoteDue). Between its due time and its promotion ("lag") readers correct for it through
+// the 'D' range, which then holds exactly the lagging jobs, so answers are exact at any time.
+#include <rocksdb/merge_operator.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <tuple>
+
+#include "codec.h"
 #include "engine_impl.h"
+#include "keys.h"
+#include "validate.h"
 
 namespace sluice {
+namespace {
 
-Result<ListJobsResult> Engine::Impl::ListJobs(const ListJobsRequest& /*request*/) {
-  return Status::FailedPrecondition("ListJobs is not implemented yet");
+constexpr uint8_t kScheduled = static_cast<uint8_t>(JobStatus::kScheduled);
+constexpr uint8_t kWaiting = static_cast<uint8_t>(JobStatus::kWaiting);
+constexpr int kStatuses = 6;
+constexpr int64_t kDueFloorMarginMs = 10'000;
+
+// The status a job is filed under at `now`. Parked or granted jobs are due by construction.
+uint8_t FileStatus(const storage::JobState& st, int64_t now) {
+  switch (st.status()) {
+    case storage::STORED_STATUS_PENDING:
+      return st.waiting_on() > 0 || st.holds_limits() || st.due_ms() <= now ? kWaiting : kScheduled;
+    case storage::STORED_STATUS_RUNNING:
+      return static_cast<uint8_t>(JobStatus::kRunning);
+    case storage::STORED_STATUS_SUCCEEDED:
+      return static_cast<uint8_t>(JobStatus::kSucceeded);
+    case storage::STORED_STATUS_FAILED:
+      return static_cast<uint8_t>(JobStatus::kFailed);
+    default:
+      return static_cast<uint8_t>(JobStatus::kCancelled);
+  }
 }
 
-Result<std::vector<QueueCounts>> Engine::Impl::CountJobs(std::string_view /*tenant*/,
-                                                         std::string_view /*queue*/) {
-  return Status::FailedPrecondition("CountJobs is not implemented yet");
+std::string EncodeI64(int64_t v) {
+  std::string out(8, '\0');
+  const auto u = static_cast<uint64_t>(v);
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((u >> (8 * i)) & 0xff);
+  return out;
 }
 
-Status Engine::Impl::VerifyIndexes() { return Status::Ok(); }
+bool DecodeI64(std::string_view in, int64_t* v) {
+  if (in.size() != 8) return false;
+  uint64_t u = 0;
+  for (int i = 7; i >= 0; --i) u = (u << 8) | static_cast<uint8_t>(in[i]);
+  *v = static_cast<int64_t>(u);
+  return true;
+}
+
+// Value of a G/Y/M entry.
+std::string IndexValue(std::string_view id, std::string_view queue, int64_t due) {
+  std::string v;
+  keys::PutStr(&v, id);
+  keys::PutStr(&v, queue);
+  keys::PutU64(&v, static_cast<uint64_t>(due < 0 ? 0 : due));
+  return v;
+}
+
+struct IndexEntry {
+  std::string_view id;
+  std::string_view queue;
+  int64_t due = 0;
+};
+
+bool ParseIndexValue(std::string_view v, IndexEntry* out) {
+  keys::Reader r(v);
+  uint64_t due = 0;
+  if (!r.GetStr(&out->id) || !r.GetStr(&out->queue) || !r.GetU64(&due) || !r.empty()) return false;
+  out->due = static_cast<int64_t>(due);
+  return true;
+}
+
+// Value of a 'D' entry.
+std::string DueValue(std::string_view tenant, std::string_view id, std::string_view queue,
+                     int64_t created) {
+  std::string v;
+  keys::PutStr(&v, tenant);
+  keys::PutStr(&v, id);
+  keys::PutStr(&v, queue);
+  keys::PutU64(&v, static_cast<uint64_t>(created < 0 ? 0 : created));
+  return v;
+}
+
+struct DueEntry {
+  std::string tenant, id, queue;
+  int64_t created = 0;
+  uint64_t seq = 0;
+  int64_t due = 0;
+};
+
+bool ParseDue(std::string_view key, std::string_view value, DueEntry* out) {
+  keys::Reader k(key.substr(1));
+  uint64_t due = 0;
+  if (key.empty() || !k.GetU64(&due) || !k.GetU64(&out->seq) || !k.empty()) return false;
+  keys::Reader r(value);
+  std::string_view t, id, q;
+  uint64_t created = 0;
+  if (!r.GetStr(&t) || !r.GetStr(&id) || !r.GetStr(&q) || !r.GetU64(&created) || !r.empty()) {
+    return false;
+  }
+  out->tenant = std::string(t);
+  out->id = std::string(id);
+  out->queue = std::string(q);
+  out->created = static_cast<int64_t>(created);
+  out->due = static_cast<int64_t>(due);
+  return true;
+}
+
+// The G, Y and M entries of a job filed under `status` (D is separate: scheduled only).
+template <class F>
+void ForEachEntry(std::string_view tenant, std::string_view id, const storage::JobState& st,
+                  uint8_t status, int64_t due, F&& fn) {
+  const std::string value = IndexValue(id, st.queue(), status == kScheduled ? due : 0);
+  auto emit = [&](std::string key) {
+    keys::PutPos(&key, st.created_ms(), st.enqueue_seq());
+    fn(key, value);
+  };
+  emit(keys::IdxStatusPrefix(tenant, status));
+  emit(keys::IdxQueuePrefix(tenant, st.queue(), status));
+  for (const auto& [k, v] : st.metadata()) emit(keys::IdxMetaPrefix(tenant, k, v, status));
+}
+
+// int64 addition: the job counters ('C').
+class AddOperator : public rocksdb::AssociativeMergeOperator {
+ public:
+  bool Merge(const rocksdb::Slice& /*key*/, const rocksdb::Slice* existing,
+             const rocksdb::Slice& value, std::string* new_value,
+             rocksdb::Logger* /*logger*/) const override {
+    int64_t a = 0, b = 0;
+    if (existing != nullptr && !DecodeI64(std::string_view(existing->data(), existing->size()), &a))
+      return false;
+    if (!DecodeI64(std::string_view(value.data(), value.size()), &b)) return false;
+    *new_value =
+        EncodeI64(static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b)));
+    return true;
+  }
+  const char* Name() const override { return "sluice.add64"; }
+};
+
+// Cursor: "1" + hex(created) + hex(seq) + hex(fingerprint of the listing it belongs to).
+uint32_t Fingerprint(const ListJobsRequest& r) {
+  uint32_t h = 2166136261u;
+  auto mix = [&h](std::string_view s) {
+    for (char c : s) {
+      h ^= static_cast<uint8_t>(c);
+      h *= 16777619u;
+    }
+    h ^= 0xff;
+    h *= 16777619u;
+  };
+  const JobFilter& f = r.filter;
+  mix(f.tenant);
+  mix(f.queue);
+  std::string st;
+  for (JobStatus s : f.statuses) st.push_back(static_cast<char>('0' + static_cast<int>(s)));
+  std::sort(st.begin(), st.end());
+  mix(st);
+  mix(f.id);
+  mix(f.id_prefix);
+  for (const auto& [k, v] : f.metadata) {
+    mix(k);
+    mix(v);
+  }
+  mix(std::to_string(f.created_from_ms));
+  mix(std::to_string(f.created_to_ms));
+  mix(r.newest_first ? "d" : "a");
+  return h;
+}
+
+std::string Hex(uint64_t v, int digits) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out(static_cast<size_t>(digits), '0');
+  for (int i = digits - 1; i >= 0; --i, v >>= 4) out[static_cast<size_t>(i)] = kDigits[v & 0xf];
+  return out;
+}
+
+bool ParseHex(std::string_view s, uint64_t* v) {
+  *v = 0;
+  for (char c : s) {
+    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (d < 0) return false;
+    *v = (*v << 4) | static_cast<uint64_t>(d);
+  }
+  return true;
+}
+
+using Pos = std::pair<uint64_t, uint64_t>;  // (created_ms, enqueue_seq)
+
+std::string EncodeCursor(Pos p, uint32_t fp) {
+  return "1" + Hex(p.first, 16) + Hex(p.second, 16) + Hex(fp, 8);
+}
+
+bool DecodeCursor(std::string_view c, uint32_t fp, Pos* p) {
+  uint64_t got = 0;
+  return c.size() == 41 && c[0] == '1' && ParseHex(c.substr(1, 16), &p->first) &&
+         ParseHex(c.substr(17, 16), &p->second) && ParseHex(c.substr(33, 8), &got) && got == fp;
+}
+
+// One index range, iterated in listing order within [lower, upper).
+struct Source {
+  std::string lower, upper;
+  rocksdb::Slice lo, hi;
+  std::unique_ptr<rocksdb::Iterator> it;
+  uint8_t status = 0;
+  bool future_only = false;  // filed as scheduled and only scheduled wanted: keep due > now
+};
+
+// A job read from an index during a listing.
+struct Hit {
+  Pos pos;
+  std::string id, queue;
+  uint8_t status = 0;
+  int64_t due = 0;
+  bool lagging = false;  // from the 'D' range: filed as scheduled, due by now
+};
+
+}  // namespace
+
+std::string Engine::Impl::DueScanStart() {
+  const int64_t floor = due_floor_.load(std::memory_order_acquire);
+  if (Now() < floor) {
+    due_floor_.store(0, std::memory_order_release);  // the clock stepped back: rescan all
+    return std::string(1, keys::kIdxDue);
+  }
+  return keys::IdxDueKey(floor, 0);
+}
+
+std::shared_ptr<rocksdb::MergeOperator> Engine::Impl::NewCountMergeOperator() {
+  return std::make_shared<AddOperator>();
+}
+
+void Engine::Impl::FileJob(std::string_view tenant, std::string_view id, storage::JobState* st,
+                           int64_t now, IndexSink* sink) {
+  const bool filed = st->indexed_as() > 0;
+  const uint8_t before = filed ? static_cast<uint8_t>(st->indexed_as() - 1) : 0;
+  const int64_t before_due = st->indexed_due_ms();
+  const uint8_t after = FileStatus(*st, now);
+  const int64_t after_due = after == kScheduled ? st->due_ms() : 0;
+  if (filed && before == after && before_due == after_due) return;
+  if (filed) {
+    ForEachEntry(tenant, id, *st, before, before_due,
+                 [&](const std::string& k, const std::string&) { sink->Delete(k); });
+    if (before == kScheduled) sink->Delete(keys::IdxDueKey(before_due, st->enqueue_seq()));
+  }
+  ForEachEntry(tenant, id, *st, after, after_due,
+               [&](const std::string& k, const std::string& v) { sink->Put(k, v); });
+  if (after == kScheduled) {
+    sink->Put(keys::IdxDueKey(after_due, st->enqueue_seq()),
+              DueValue(tenant, id, st->queue(), st->created_ms()));
+  }
+  if (!filed || before != after) {
+    if (filed) sink->Merge(keys::CountKey(tenant, st->queue(), before), EncodeI64(-1));
+    sink->Merge(keys::CountKey(tenant, st->queue(), after), EncodeI64(1));
+  }
+  st->set_indexed_as(after + 1u);
+  st->set_indexed_due_ms(after_due);
+}
+
+void Engine::Impl::UnfileJob(std::string_view tenant, std::string_view id,
+                             const storage::JobState& st, IndexSink* sink) {
+  if (st.indexed_as() == 0) return;
+  const auto before = static_cast<uint8_t>(st.indexed_as() - 1);
+  ForEachEntry(tenant, id, st, before, st.indexed_due_ms(),
+               [&](const std::string& k, const std::string&) { sink->Delete(k); });
+  if (before == kScheduled) sink->Delete(keys::IdxDueKey(st.indexed_due_ms(), st.enqueue_seq()));
+  sink->Merge(keys::CountKey(tenant, st.queue(), before), EncodeI64(-1));
+}
+
+void Engine::Impl::PutJob(std::string_view tenant, std::string_view id, storage::JobState* st,
+                          int64_t now, rocksdb::WriteBatchBase* batch) {
+  BatchSink sink(batch);
+  FileJob(tenant, id, st, now, &sink);
+  batch->Put(keys::JobKey(tenant, id), st->SerializeAsString());
+}
+
+Result<size_t> Engine::Impl::PromoteDue(int64_t now) {
+  size_t promoted = 0;
+  for (;;) {
+    // Up to 256 due entries per write, each under its job's stripe.
+    std::vector<DueEntry> due;
+    {
+      const std::string lo = DueScanStart();
+      const std::string hi = keys::IdxDueKey(now + 1, 0);
+      rocksdb::Slice upper(hi);
+      rocksdb::ReadOptions ro = read_options_;
+      ro.iterate_upper_bound = &upper;
+      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+      for (it->Seek(lo); it->Valid() && due.size() < 256; it->Next()) {
+        DueEntry d;
+        if (!ParseDue(std::string_view(it->key().data(), it->key().size()),
+                      std::string_view(it->value().data(), it->value().size()), &d)) {
+          return Fatal(Status::Corruption("malformed due-index entry"));
+        }
+        due.push_back(std::move(d));
+      }
+      if (!it->status().ok()) return StorageError(it->status(), "scan due index");
+    }
+    if (due.empty()) {
+      // Everything due by now is promoted. Transitions still in flight may file jobs due a
+      // little before `now` (they read the clock earlier): keep a margin below it.
+      due_floor_.store(std::max<int64_t>(0, now - kDueFloorMarginMs), std::memory_order_release);
+      return promoted;
+    }
+    std::vector<size_t> stripes;
+    for (const auto& d : due) stripes.push_back(StripeOf(d.tenant, d.id));
+    auto locks = LockStripes(std::move(stripes));
+    rocksdb::WriteBatch batch;
+    for (const auto& d : due) {
+      storage::JobState st;
+      Status s = ReadJobState(d.tenant, d.id, &st);
+      if (!s.ok() && s.code() != StatusCode::kNotFound) return s;
+      if (!s.ok() || st.indexed_as() != kScheduled + 1u || st.indexed_due_ms() != d.due) {
+        // A stray entry (never written by a transition; VerifyIndexes reports it): drop it
+        // rather than promote it forever.
+        batch.Delete(keys::IdxDueKey(d.due, d.seq));
+        continue;
+      }
+      PutJob(d.tenant, d.id, &st, now, &batch);  // due <= now: filed as waiting
+      ++promoted;
+    }
+    // Only the indexes change: not fsynced, like a lease (a lost promotion is redone).
+    Status s = Write(&batch, /*fsync=*/false);
+    if (!s.ok()) return s;
+  }
+}
+
+Result<ListJobsResult> Engine::Impl::ListJobs(const ListJobsRequest& req) {
+  const JobFilter& f = req.filter;
+  Status s = validate::JobFilter(f, options_.limits);
+  if (!s.ok()) return s;
+  if (req.limit == 0 || req.limit > options_.limits.max_list_page) {
+    return Status::InvalidArgument("limit must be 1.." +
+                                   std::to_string(options_.limits.max_list_page) + ", got " +
+                                   std::to_string(req.limit));
+  }
+  if (static_cast<int>(req.view) > static_cast<int>(JobView::kFull)) {
+    return Status::InvalidArgument("view is not a JobView");
+  }
+  const uint32_t fp = Fingerprint(req);
+  std::optional<Pos> after;
+  if (!req.cursor.empty()) {
+    Pos p;
+    if (!DecodeCursor(req.cursor, fp, &p)) {
+      return Status::InvalidArgument(
+          "cursor is malformed or belongs to another listing (filter or order changed)");
+    }
+    after = p;
+  }
+  const int64_t now = Now();
+  const rocksdb::Snapshot* snap = db_->GetSnapshot();
+  struct Release {
+    rocksdb::DB* db;
+    const rocksdb::Snapshot* snap;
+    ~Release() { db->ReleaseSnapshot(snap); }
+  } release{db_.get(), snap};
+  rocksdb::ReadOptions ro = read_options_;
+  ro.snapshot = snap;
+
+  ListJobsResult out;
+  bool want[kStatuses] = {};
+  for (JobStatus st : f.statuses) want[static_cast<int>(st)] = true;
+  if (f.statuses.empty()) std::fill(std::begin(want), std::end(want), true);
+
+  const Pos from{static_cast<uint64_t>(std::max<int64_t>(f.created_from_ms, 0)), 0};
+  const Pos to{static_cast<uint64_t>(std::max<int64_t>(f.created_to_ms, 0)), 0};
+  auto in_range = [&](Pos p) {
+    if (p < from || p >= to) return false;
+    if (!after) return true;
+    return req.newest_first ? p < *after : p > *after;
+  };
+
+  // Reads the job record of a hit; false when it no longer matches a check that needs it.
+  auto read_state = [&](const std::string& id, storage::JobState* st) -> Status {
+    std::string raw;
+    ++out.keys_visited;
+    rocksdb::Status rs = db_->Get(ro, keys::JobKey(f.tenant, id), &raw);
+    if (!rs.ok()) {
+      return rs.IsNotFound() ? Status::Corruption("index entry of a missing job \"" + id + "\"")
+                             : StorageError(rs, "read job");
+    }
+    if (!st->ParseFromString(raw)) return Status::Corruption("job record is malformed");
+    return Status::Ok();
+  };
+  auto meta_match = [&](const storage::JobState& st, size_t first) {
+    for (size_t i = first; i < f.metadata.size(); ++i) {
+      auto it = st.metadata().find(f.metadata[i].first);
+      if (it == st.metadata().end() || it->second != f.metadata[i].second) return false;
+    }
+    return true;
+  };
+  auto emit = [&](const Hit& h, const storage::JobState* known) -> Status {
+    Job j;
+    if (req.view == JobView::kIndex) {
+      j.id = h.id;
+      j.tenant = f.tenant;
+      j.queue = h.queue;
+      j.status = static_cast<JobStatus>(h.status);
+      if (h.status == kScheduled && h.due <= now) j.status = JobStatus::kWaiting;
+      j.created_ms = static_cast<int64_t>(h.pos.first);
+      out.jobs.push_back(std::move(j));
+      return Status::Ok();
+    }
+    storage::JobState st;
+    if (known != nullptr) {
+      st = *known;
+    } else {
+      Status rs = read_state(h.id, &st);
+      if (!rs.ok()) return rs;
+    }
+    storage::JobBody body;
+    if (req.view == JobView::kFull) {
+      std::string raw;
+      ++out.keys_visited;
+      rocksdb::Status r = db_->Get(ro, keys::BodyKey(f.tenant, h.id), &raw);
+      if (!r.ok() || !body.ParseFromString(raw)) {
+        return r.ok() || r.IsNotFound() ? Status::Corruption("job body is missing or malformed")
+                                        : StorageError(r, "read job body");
+      }
+    }
+    out.jobs.push_back(
+        codec::ToJob(f.tenant, h.id, st, req.view == JobView::kFull ? &body : nullptr, now));
+    return Status::Ok();
+  };
+
+  // One job by id: a point read.
+  if (!f.id.empty()) {
+    storage::JobState st;
+    std::string raw;
+    ++out.keys_visited;
+    rocksdb::Status rs = db_->Get(ro, keys::JobKey(f.tenant, f.id), &raw);
+    if (rs.IsNotFound()) return out;
+    if (!rs.ok()) return StorageError(rs, "read job");
+    if (!st.ParseFromString(raw)) return Status::Corruption("job record is malformed");
+    Hit h{{static_cast<uint64_t>(std::max<int64_t>(st.created_ms(), 0)), st.enqueue_seq()},
+          f.id,
+          st.queue(),
+          static_cast<uint8_t>(codec::PublicStatus(st, now)),
+          0,
+          false};
+    if (!want[h.status] || !in_range(h.pos) || (!f.queue.empty() && st.queue() != f.queue) ||
+        !f.id.starts_with(f.id_prefix) || !meta_match(st, 0)) {
+      return out;
+    }
+    s = emit(h, &st);
+    if (!s.ok()) return s;
+    return out;
+  }
+
+  // The driving index: the first metadata pair, else the queue, else the status alone.
+  auto prefix_of = [&](uint8_t status) {
+    if (!f.metadata.empty()) {
+      return keys::IdxMetaPrefix(f.tenant, f.metadata[0].first, f.metadata[0].second, status);
+    }
+    if (!f.queue.empty()) return keys::IdxQueuePrefix(f.tenant, f.queue, status);
+    return keys::IdxStatusPrefix(f.tenant, status);
+  };
+  std::vector<Source> sources;
+  sources.reserve(kStatuses);
+  for (int b = 0; b < kStatuses; ++b) {
+    const bool scheduled_only = b == kScheduled && want[kScheduled] && !want[kWaiting];
+    if (!want[b] && !(b == kScheduled && want[kWaiting])) continue;
+    // Waiting without scheduled: the lagging scheduled entries come from the 'D' range below.
+    if (b == kScheduled && !want[kScheduled]) continue;
+    Source& src = sources.emplace_back();
+    src.status = static_cast<uint8_t>(b);
+    src.future_only = scheduled_only;
+    const std::string p = prefix_of(src.status);
+    src.lower = p;
+    keys::PutPos(&src.lower, static_cast<int64_t>(from.first), 0);
+    src.upper = p;
+    keys::PutPos(&src.upper, static_cast<int64_t>(to.first), 0);
+    if (after) {
+      std::string c = p;
+      if (req.newest_first) {
+        keys::PutPos(&c, static_cast<int64_t>(after->first), after->second);
+        src.upper = std::min(src.upper, c);
+      } else {
+        keys::PutPos(&c, static_cast<int64_t>(after->first), after->second);
+        c.push_back('\0');  // strictly after the cursor's key
+        src.lower = std::max(src.lower, c);
+      }
+    }
+    if (src.lower >= src.upper) {
+      sources.pop_back();
+      continue;
+    }
+    src.lo = rocksdb::Slice(src.lower);
+    src.hi = rocksdb::Slice(src.upper);
+    rocksdb::ReadOptions sro = ro;
+    sro.iterate_lower_bound = &src.lo;
+    sro.iterate_upper_bound = &src.hi;
+    src.it.reset(db_->NewIterator(sro));
+    if (req.newest_first) {
+      src.it->SeekToLast();
+    } else {
+      src.it->SeekToFirst();
+    }
+  }
+  // Waiting without scheduled: jobs filed as scheduled whose due time has passed ('D' <= now).
+  std::vector<Hit> lag;
+  if (want[kWaiting] && !want[kScheduled]) {
+    const std::string lo = DueScanStart();
+    const std::string hi = keys::IdxDueKey(now + 1, 0);
+    rocksdb::Slice upper(hi);
+    rocksdb::ReadOptions dro = ro;
+    dro.iterate_upper_bound = &upper;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(dro));
+    for (it->Seek(lo); it->Valid(); it->Next()) {
+      ++out.keys_visited;
+      DueEntry d;
+      if (!ParseDue(std::string_view(it->key().data(), it->key().size()),
+                    std::string_view(it->value().data(), it->value().size()), &d)) {
+        return Status::Corruption("malformed due-index entry");
+      }
+      const Pos p{static_cast<uint64_t>(d.created), d.seq};
+      if (d.tenant != f.tenant || (!f.queue.empty() && d.queue != f.queue) || !in_range(p))
+        continue;
+      if (!f.metadata.empty()) {
+        storage::JobState st;
+        s = read_state(d.id, &st);
+        if (!s.ok()) return s;
+        if (!meta_match(st, 0)) continue;
+      }
+      lag.push_back(Hit{p, d.id, d.queue, kScheduled, d.due, true});
+    }
+    if (!it->status().ok()) return StorageError(it->status(), "scan due index");
+    std::sort(lag.begin(), lag.end(), [&](const Hit& a, const Hit& b) {
+      return req.newest_first ? a.pos > b.pos : a.pos < b.pos;
+    });
+  }
+
+  size_t lag_at = 0;
+  std::optional<Pos> last;
+  const uint64_t scan_cap = options_.limits.max_list_scan;
+  auto more_left = [&] {
+    if (lag_at < lag.size()) return true;
+    return std::any_of(sources.begin(), sources.end(),
+                       [](const Source& x) { return x.it->Valid(); });
+  };
+  while (out.jobs.size() < req.limit) {
+    // The next position over every source, in listing order.
+    int best = -1;
+    Pos best_pos;
+    for (size_t i = 0; i < sources.size(); ++i) {
+      rocksdb::Iterator* it = sources[i].it.get();
+      if (!it->Valid()) continue;
+      Pos p;
+      int64_t created = 0;
+      if (!keys::ParsePos(std::string_view(it->key().data(), it->key().size()), &created,
+                          &p.second)) {
+        return Status::Corruption("malformed index key");
+      }
+      p.first = static_cast<uint64_t>(created);
+      if (best < 0 || (req.newest_first ? p > best_pos : p < best_pos)) {
+        best = static_cast<int>(i);
+        best_pos = p;
+      }
+    }
+    const bool lag_first =
+        lag_at < lag.size() &&
+        (best < 0 || (req.newest_first ? lag[lag_at].pos > best_pos : lag[lag_at].pos < best_pos));
+    if (best < 0 && !lag_first) break;
+    if (out.keys_visited >= scan_cap && last) break;  // bounded work per call: a short page
+    Hit h;
+    if (lag_first) {
+      h = lag[lag_at++];
+    } else {
+      Source& src = sources[static_cast<size_t>(best)];
+      ++out.keys_visited;
+      IndexEntry e;
+      if (!ParseIndexValue(std::string_view(src.it->value().data(), src.it->value().size()), &e)) {
+        return Status::Corruption("malformed index entry");
+      }
+      h.pos = best_pos;
+      h.id = std::string(e.id);
+      h.queue = std::string(e.queue);
+      h.status = src.status;
+      h.due = e.due;
+      const bool future_only = src.future_only;
+      if (req.newest_first) {
+        src.it->Prev();
+      } else {
+        src.it->Next();
+      }
+      if (future_only && h.due <= now) {
+        last = h.pos;
+        continue;
+      }
+    }
+    last = h.pos;
+    if (!f.queue.empty() && h.queue != f.queue) continue;
+    if (!h.id.starts_with(f.id_prefix)) continue;
+    const storage::JobState* known = nullptr;
+    storage::JobState st;
+    if (f.metadata.size() > 1) {
+      s = read_state(h.id, &st);
+      if (!s.ok()) return s;
+      if (!meta_match(st, 1)) continue;
+      known = &st;
+    }
+    s = emit(h, known);
+    if (!s.ok()) return s;
+  }
+  for (const Source& src : sources) {
+    if (!src.it->status().ok()) return StorageError(src.it->status(), "scan job index");
+  }
+  if (last && more_left()) out.next_cursor = EncodeCursor(*last, fp);
+  return out;
+}
+
+Result<std::vector<QueueCounts>> Engine::Impl::CountJobs(std::string_view tenant,
+                                                         std::string_view queue) {
+  Status s = validate::Tenant(tenant, options_.limits);
+  if (s.ok() && !queue.empty()) s = validate::Queue(queue, options_.limits);
+  if (!s.ok()) return s;
+  const int64_t now = Now();
+  const rocksdb::Snapshot* snap = db_->GetSnapshot();
+  struct Release {
+    rocksdb::DB* db;
+    const rocksdb::Snapshot* snap;
+    ~Release() { db->ReleaseSnapshot(snap); }
+  } release{db_.get(), snap};
+  rocksdb::ReadOptions ro = read_options_;
+  ro.snapshot = snap;
+
+  std::map<std::string, std::array<int64_t, kStatuses>, std::less<>> counts;
+  std::string prefix(1, keys::kCount);
+  keys::PutStr(&prefix, tenant);
+  if (!queue.empty()) keys::PutStr(&prefix, queue);
+  const std::string end = keys::PrefixEnd(prefix);
+  rocksdb::Slice upper(end);
+  rocksdb::ReadOptions cro = ro;
+  cro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(cro));
+  for (it->Seek(prefix); it->Valid(); it->Next()) {
+    keys::Reader r(std::string_view(it->key().data(), it->key().size()).substr(1));
+    std::string_view t, q;
+    uint8_t b = 0;
+    int64_t n = 0;
+    if (!r.GetStr(&t) || !r.GetStr(&q) || !r.GetU8(&b) || !r.empty() || b >= kStatuses ||
+        !DecodeI64(std::string_view(it->value().data(), it->value().size()), &n)) {
+      return Status::Corruption("malformed job counter");
+    }
+    if (!queue.empty() && q != queue) continue;  // a queue whose name extends this one's
+    auto [slot, inserted] = counts.try_emplace(std::string(q));
+    if (inserted) slot->second.fill(0);
+    slot->second[b] += n;
+  }
+  if (!it->status().ok()) return StorageError(it->status(), "scan job counters");
+  // Lagging scheduled jobs (due by now, not yet promoted) count as waiting.
+  const std::string dlo = DueScanStart();
+  const std::string dhi = keys::IdxDueKey(now + 1, 0);
+  rocksdb::Slice dupper(dhi);
+  rocksdb::ReadOptions dro = ro;
+  dro.iterate_upper_bound = &dupper;
+  it.reset(db_->NewIterator(dro));
+  for (it->Seek(dlo); it->Valid(); it->Next()) {
+    DueEntry d;
+    if (!ParseDue(std::string_view(it->key().data(), it->key().size()),
+                  std::string_view(it->value().data(), it->value().size()), &d)) {
+      return Status::Corruption("malformed due-index entry");
+    }
+    if (d.tenant != tenant) continue;
+    auto c = counts.find(d.queue);
+    if (c == counts.end()) continue;
+    --c->second[kScheduled];
+    ++c->second[kWaiting];
+  }
+  if (!it->status().ok()) return StorageError(it->status(), "scan due index");
+  std::vector<QueueCounts> result;
+  result.reserve(counts.size());
+  for (const auto& [q, c] : counts) {
+    QueueCounts qc;
+    qc.queue = q;
+    for (int b = 0; b < kStatuses; ++b)
+      qc.by_status[b] = static_cast<uint64_t>(std::max<int64_t>(c[b], 0));
+    result.push_back(std::move(qc));
+  }
+  return result;
+}
+
+Status Engine::Impl::VerifyIndexes() {
+  const rocksdb::Snapshot* snap = db_->GetSnapshot();
+  struct Release {
+    rocksdb::DB* db;
+    const rocksdb::Snapshot* snap;
+    ~Release() { db->ReleaseSnapshot(snap); }
+  } release{db_.get(), snap};
+  rocksdb::ReadOptions ro = read_options_;
+  ro.snapshot = snap;
+
+  std::map<std::string, int64_t> want_counts;  // counter key -> jobs
+  std::map<char, uint64_t> want_entries;       // key space -> entries
+  auto scan = [&](char space,
+                  const std::function<Status(std::string_view, std::string_view)>& fn) -> Status {
+    const std::string lo(1, space), hi = keys::PrefixEnd(lo);
+    rocksdb::Slice upper(hi);
+    rocksdb::ReadOptions sro = ro;
+    sro.iterate_upper_bound = &upper;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(sro));
+    for (it->Seek(lo); it->Valid(); it->Next()) {
+      Status s = fn(std::string_view(it->key().data(), it->key().size()),
+                    std::string_view(it->value().data(), it->value().size()));
+      if (!s.ok()) return s;
+    }
+    return it->status().ok() ? Status::Ok() : StorageError(it->status(), "verify scan");
+  };
+  auto expect = [&](const std::string& key, const std::string& value, std::string_view what) {
+    std::string got;
+    rocksdb::Status rs = db_->Get(ro, key, &got);
+    if (!rs.ok() || got != value) {
+      return Status::Corruption(std::string(what) + " entry is " +
+                                (rs.ok()           ? "wrong"
+                                 : rs.IsNotFound() ? "missing"
+                                                   : rs.ToString()));
+    }
+    ++want_entries[key[0]];
+    return Status::Ok();
+  };
+  Status s = scan(keys::kJob, [&](std::string_view key, std::string_view value) -> Status {
+    std::string_view tenant, id;
+    storage::JobState st;
+    if (!keys::ParseJobScopedKey(key, &tenant, &id) || !st.ParseFromString(std::string(value))) {
+      return Status::Corruption("malformed job record");
+    }
+    const std::string who =
+        "job \"" + std::string(id) + "\" of tenant \"" + std::string(tenant) + "\": ";
+    if (st.indexed_as() == 0 || st.indexed_as() > kStatuses)
+      return Status::Corruption(who + "not indexed");
+    const auto b = static_cast<uint8_t>(st.indexed_as() - 1);
+    const uint8_t now_b = FileStatus(st, std::numeric_limits<int64_t>::min());
+    const bool pending = st.status() == storage::STORED_STATUS_PENDING;
+    if (pending ? (b != kScheduled && b != kWaiting) || (now_b == kWaiting && b != kWaiting)
+                : b != now_b) {
+      return Status::Corruption(who + "filed under the wrong status");
+    }
+    Status e = Status::Ok();
+    ForEachEntry(tenant, id, st, b, st.indexed_due_ms(),
+                 [&](const std::string& k, const std::string& v) {
+                   if (e.ok()) e = expect(k, v, who + "index");
+                 });
+    if (e.ok() && b == kScheduled) {
+      e = expect(keys::IdxDueKey(st.indexed_due_ms(), st.enqueue_seq()),
+                 DueValue(tenant, id, st.queue(), st.created_ms()), who + "due-index");
+    }
+    ++want_counts[keys::CountKey(tenant, st.queue(), b)];
+    return e;
+  });
+  if (!s.ok()) return s;
+  for (char space : {keys::kIdxStatus, keys::kIdxQueue, keys::kIdxMeta, keys::kIdxDue}) {
+    uint64_t n = 0;
+    s = scan(space, [&](std::string_view, std::string_view) {
+      ++n;
+      return Status::Ok();
+    });
+    if (!s.ok()) return s;
+    if (n != want_entries[space]) {
+      return Status::Corruption("index space '" + std::string(1, space) + "' has " +
+                                std::to_string(n) + " entries; the jobs need " +
+                                std::to_string(want_entries[space]));
+    }
+  }
+  s = scan(keys::kCount, [&](std::string_view key, std::string_view value) -> Status {
+    int64_t n = 0;
+    if (!DecodeI64(value, &n)) return Status::Corruption("malformed job counter");
+    auto it = want_counts.find(std::string(key));
+    const int64_t want = it == want_counts.end() ? 0 : it->second;
+    if (n != want) {
+      return Status::Corruption("a job counter says " + std::to_string(n) + "; the jobs say " +
+                                std::to_string(want));
+    }
+    if (it != want_counts.end()) want_counts.erase(it);
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  if (!want_counts.empty()) return Status::Corruption("a job counter is missing");
+  return Status::Ok();
+}
+
+Status Engine::Impl::MigrateFormat1() {
+  // Drop whatever a crashed earlier run left, then refile every job (idempotent: rerun safe).
+  // Key by key: range deletions trip RocksDB's memtable insert hints (engine_lifecycle.cc).
+  rocksdb::WriteBatch batch;
+  for (char space :
+       {keys::kIdxStatus, keys::kIdxQueue, keys::kIdxMeta, keys::kIdxDue, keys::kCount}) {
+    const std::string slo(1, space), shi = keys::PrefixEnd(slo);
+    rocksdb::Slice supper(shi);
+    rocksdb::ReadOptions sro = read_options_;
+    sro.iterate_upper_bound = &supper;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(sro));
+    for (it->Seek(slo); it->Valid(); it->Next()) batch.Delete(it->key());
+    if (!it->status().ok()) return Status::IoError("migrate: " + it->status().ToString());
+  }
+  const int64_t now = Now();
+  const std::string lo(1, keys::kJob), hi = keys::PrefixEnd(lo);
+  rocksdb::Slice upper(hi);
+  rocksdb::ReadOptions ro = read_options_;
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  BatchSink sink(&batch);
+  size_t in_batch = 0;
+  for (it->Seek(lo); it->Valid(); it->Next()) {
+    std::string_view tenant, id;
+    storage::JobState st;
+    const std::string_view key(it->key().data(), it->key().size());
+    if (!keys::ParseJobScopedKey(key, &tenant, &id) ||
+        !st.ParseFromString(it->value().ToString())) {
+      return Status::Corruption("malformed job record");
+    }
+    std::string raw;
+    rocksdb::Status rs = db_->Get(read_options_, keys::BodyKey(tenant, id), &raw);
+    storage::JobBody body;
+    if (!rs.ok() || !body.ParseFromString(raw)) return Status::Corruption("job body is missing");
+    if (!body.metadata().empty()) {
+      st.mutable_metadata()->insert(body.metadata().begin(), body.metadata().end());
+      body.clear_metadata();
+      batch.Put(keys::BodyKey(tenant, id), body.SerializeAsString());
+    }
+    st.set_indexed_as(0);
+    st.set_indexed_due_ms(0);
+    PutJob(tenant, id, &st, now, &batch);
+    if (++in_batch == 1000) {
+      rs = db_->Write(write_options_, &batch);
+      if (!rs.ok()) return Status::IoError("migrate: " + rs.ToString());
+      batch.Clear();
+      in_batch = 0;
+    }
+  }
+  if (!it->status().ok()) return Status::IoError("migrate: " + it->status().ToString());
+  std::string enc;
+  keys::PutU32(&enc, keys::kFormatVersion);
+  batch.Put(keys::VersionKey(), enc);
+  rocksdb::WriteOptions sync;
+  sync.sync = true;
+  rocksdb::Status rs = db_->Write(sync, &batch);
+  return rs.ok() ? Status::Ok() : Status::IoError("migrate: " + rs.ToString());
+}
 
 }  // namespace sluice

@@ -15,12 +15,7 @@
 namespace sluice {
 namespace {
 
-// Upper bound for iterating every key that starts with `prefix`.
-std::string PrefixEnd(std::string prefix) {
-  while (!prefix.empty() && static_cast<uint8_t>(prefix.back()) == 0xff) prefix.pop_back();
-  if (!prefix.empty()) prefix.back() = static_cast<char>(prefix.back() + 1);
-  return prefix;
-}
+using keys::PrefixEnd;
 
 }  // namespace
 
@@ -70,6 +65,7 @@ Status Engine::Impl::OpenStore() {
   // Queues touch each key space roughly in order (ids are time-ordered, tasks by seq): the
   // skiplist keeps one insert hint per key space.
   o.memtable_insert_with_hint_prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(1));
+  o.merge_operator = NewCountMergeOperator();  // job counters ('C')
   rocksdb::BlockBasedTableOptions t;
   t.block_cache = rocksdb::NewLRUCache(options_.block_cache_bytes);
   t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10, false));
@@ -116,7 +112,10 @@ Status Engine::Impl::OpenStore() {
     if (!r.GetU32(&version) || !r.empty()) {
       return Status::Corruption("store format version record is malformed");
     }
-    if (version != keys::kFormatVersion) {
+    if (version == 1) {
+      Status m = MigrateFormat1();  // adds the job indexes (format 2)
+      if (!m.ok()) return m;
+    } else if (version != keys::kFormatVersion) {
       return Status::FailedPrecondition("store format version " + std::to_string(version) +
                                         " is not supported by this build (it reads version " +
                                         std::to_string(keys::kFormatVersion) + ")");

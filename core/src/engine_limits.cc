@@ -52,11 +52,7 @@ storage::FloatingRecord NewFloating(const storage::LimitRecord& l) {
   return rec;
 }
 
-std::string PrefixEnd(std::string prefix) {
-  while (!prefix.empty() && static_cast<uint8_t>(prefix.back()) == 0xff) prefix.pop_back();
-  if (!prefix.empty()) prefix.back() = static_cast<char>(prefix.back() + 1);
-  return prefix;
-}
+using keys::PrefixEnd;
 
 }  // namespace
 
@@ -310,8 +306,9 @@ bool Engine::Impl::GrantOne(const std::string& key_id) {
   } else {
     PutWaiter(tenant, w.job_id, &st, to, &batch);
   }
-  st.set_updated_ms(Now());
-  batch.Put(keys::JobKey(tenant, w.job_id), st.SerializeAsString());
+  const int64_t now = Now();
+  st.set_updated_ms(now);
+  PutJob(tenant, w.job_id, &st, now, &batch);
   if (!Write(&batch).ok()) return false;
   if (to < 0) {
     PublishTasks(&published, Now());

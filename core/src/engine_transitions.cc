@@ -22,6 +22,7 @@ void ApplyDefaults(const JobSpec& spec, const EngineOptions& o, storage::JobStat
   *st->mutable_retry() = codec::ToRecord(spec.retry ? *spec.retry : o.default_retry);
   st->set_lease_ms(spec.lease_ms != 0 ? spec.lease_ms : o.default_lease_ms);
   for (const auto& l : spec.limits) codec::ToRecord(l, st->add_limits());
+  st->mutable_metadata()->insert(spec.metadata.begin(), spec.metadata.end());
   st->set_status(storage::STORED_STATUS_PENDING);
 }
 
@@ -133,8 +134,10 @@ Result<std::vector<EnqueueResult>> Engine::Impl::EnqueueMany(std::span<const Job
     st.set_enqueue_seq(ref.seq);
     storage::JobBody body;
     body.set_payload(spec.payload);
-    body.mutable_metadata()->insert(spec.metadata.begin(), spec.metadata.end());
-    rocksdb::Status rs = txn->PutUntracked(job_key, st.SerializeAsString());
+    TxnSink sink(txn.get());
+    FileJob(spec.tenant, ids[i], &st, now, &sink);
+    rocksdb::Status rs = sink.status();
+    if (rs.ok()) rs = txn->PutUntracked(job_key, st.SerializeAsString());
     if (!rs.ok()) return StorageError(rs, "enqueue write");
     bodies.emplace_back(keys::BodyKey(spec.tenant, ids[i]), body.SerializeAsString());
     results[i].created = true;
@@ -297,7 +300,7 @@ std::vector<Task> Engine::Impl::LeaseRefs(const std::string& queue_prefix,
     if (any_acquire && !c.acquire.granted) {
       PutWaiter(req.tenant, ref.job_id, &st, c.acquire.blocked, &batch);
       st.set_updated_ms(now);
-      batch.Put(keys::JobKey(req.tenant, ref.job_id), st.SerializeAsString());
+      PutJob(req.tenant, ref.job_id, &st, now, &batch);
       continue;
     }
     if (st.limits_size() > 0 && !st.holds_limits()) PutHolds(req.tenant, ref.job_id, &st, &batch);
@@ -326,7 +329,7 @@ std::vector<Task> Engine::Impl::LeaseRefs(const std::string& queue_prefix,
     st.set_due_ms(0);
     st.set_task_seq(0);
     st.set_updated_ms(now);
-    batch.Put(keys::JobKey(req.tenant, ref.job_id), st.SerializeAsString());
+    PutJob(req.tenant, ref.job_id, &st, now, &batch);
     // The open attempt lives in the lease record (worker, start); its 'A' record is written
     // once, when the attempt ends.
     std::string lease_key = keys::LeaseKey(req.tenant, ref.job_id);
@@ -341,7 +344,7 @@ std::vector<Task> Engine::Impl::LeaseRefs(const std::string& queue_prefix,
     t.attempt = attempt;
     t.priority = st.priority();
     t.payload = std::move(*body.mutable_payload());
-    t.metadata.insert(body.metadata().begin(), body.metadata().end());
+    t.metadata.insert(st.metadata().begin(), st.metadata().end());
     t.lease_token = lv.token;
     t.lease_expires_ms = lv.expires_ms;
     t.lease_ms = lv.lease_ms;
@@ -467,7 +470,7 @@ Engine::Impl::Finish Engine::Impl::FinishAttempt(std::string_view tenant, std::s
     st->set_finished_ms(now);
     st->set_cancel_requested(false);
   }
-  batch->Put(keys::JobKey(tenant, id), st->SerializeAsString());
+  PutJob(tenant, id, st, now, batch);
   return f;
 }
 
@@ -607,6 +610,7 @@ Result<size_t> Engine::Impl::ReapExpired() {
     }
   }
   RunGrants(64 * static_cast<size_t>(options_.max_grants_per_key_per_pass));
+  if (auto promoted = PromoteDue(Now()); !promoted.ok()) return promoted.status();
   for (;;) {
     const int64_t now = Now();
     std::vector<std::pair<int64_t, std::string>> expired;

@@ -177,4 +177,70 @@ bool ParseJobScopedKey(std::string_view key, std::string_view* tenant, std::stri
   return r.GetStr(tenant) && r.GetStr(id) && r.empty();
 }
 
+std::string IdxAllPrefix(std::string_view tenant) {
+  std::string k(1, kIdxAll);
+  PutStr(&k, tenant);
+  return k;
+}
+
+std::string IdxStatusPrefix(std::string_view tenant, uint8_t status) {
+  std::string k(1, kIdxStatus);
+  PutStr(&k, tenant);
+  PutU8(&k, status);
+  return k;
+}
+
+std::string IdxQueuePrefix(std::string_view tenant, std::string_view queue, uint8_t status) {
+  std::string k(1, kIdxQueue);
+  PutStr(&k, tenant);
+  PutStr(&k, queue);
+  PutU8(&k, status);
+  return k;
+}
+
+std::string IdxMetaPrefix(std::string_view tenant, std::string_view key, std::string_view value,
+                          uint8_t status) {
+  std::string k(1, kIdxMeta);
+  PutStr(&k, tenant);
+  PutStr(&k, key);
+  PutStr(&k, value);
+  PutU8(&k, status);
+  return k;
+}
+
+void PutPos(std::string* out, int64_t created_ms, uint64_t seq) {
+  PutU64(out, static_cast<uint64_t>(created_ms < 0 ? 0 : created_ms));
+  PutU64(out, seq);
+}
+
+bool ParsePos(std::string_view key, int64_t* created_ms, uint64_t* seq) {
+  if (key.size() < 16) return false;
+  Reader r(key.substr(key.size() - 16));
+  uint64_t c = 0;
+  if (!r.GetU64(&c) || !r.GetU64(seq)) return false;
+  *created_ms = static_cast<int64_t>(c);
+  return true;
+}
+
+std::string IdxDueKey(int64_t due_ms, uint64_t seq) {
+  std::string k(1, kIdxDue);
+  PutU64(&k, static_cast<uint64_t>(due_ms < 0 ? 0 : due_ms));
+  PutU64(&k, seq);
+  return k;
+}
+
+std::string CountKey(std::string_view tenant, std::string_view queue, uint8_t status) {
+  std::string k(1, kCount);
+  PutStr(&k, tenant);
+  PutStr(&k, queue);
+  PutU8(&k, status);
+  return k;
+}
+
+std::string PrefixEnd(std::string prefix) {
+  while (!prefix.empty() && static_cast<uint8_t>(prefix.back()) == 0xff) prefix.pop_back();
+  if (!prefix.empty()) prefix.back() = static_cast<char>(prefix.back() + 1);
+  return prefix;
+}
+
 }  // namespace sluice::keys

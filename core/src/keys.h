@@ -14,6 +14,16 @@
 //   'H' str(tenant) str(limkey) str(id)     -> LimitEntry (the job holds a slot of the key)
 //   'W' str(tenant) str(limkey) u8(prio) u64(due_ms) u64(seq) -> LimitEntry + id (waiter)
 //   'F' str(tenant) str(key)                -> storage::FloatingRecord
+// Job indexes (format 2; engine_index.cc). pos = u64(created_ms) u64(enqueue_seq), unique per
+// job and immutable, so every index range lists jobs in creation order. st = u8(JobStatus the
+// job is filed under). Their value is IndexValue: str(id) str(queue) u64(due_ms if scheduled).
+//   'E' str(tenant) pos                     -> every job
+//   'G' str(tenant) st pos                  -> by status
+//   'Y' str(tenant) str(queue) st pos       -> by queue and status
+//   'M' str(tenant) str(key) str(value) st pos -> by metadata pair and status
+//   'D' u64(due_ms) u64(enqueue_seq)        -> str(tenant) str(id) str(queue) u64(created_ms):
+//                                              jobs filed as scheduled, by due time (promotion)
+//   'C' str(tenant) str(queue) st           -> int64 LE job count (merge operator "add")
 // limkey = one kind byte ('x' fixed, 'f' floating) + the key, so the two kinds never mix.
 #ifndef SLUICE_CORE_SRC_KEYS_H_
 #define SLUICE_CORE_SRC_KEYS_H_
@@ -34,9 +44,16 @@ inline constexpr char kLease = 'L';
 inline constexpr char kHolder = 'H';
 inline constexpr char kWaiter = 'W';
 inline constexpr char kFloating = 'F';
+inline constexpr char kIdxAll = 'E';
+inline constexpr char kIdxStatus = 'G';
+inline constexpr char kIdxQueue = 'Y';
+inline constexpr char kIdxMeta = 'M';
+inline constexpr char kIdxDue = 'D';
+inline constexpr char kCount = 'C';
 
 // The store format this build writes and reads.
-inline constexpr uint32_t kFormatVersion = 1;
+// 2: job indexes and metadata in JobState (a format-1 store is migrated at open).
+inline constexpr uint32_t kFormatVersion = 2;
 
 void PutU8(std::string* out, uint8_t v);
 void PutU32(std::string* out, uint32_t v);
@@ -77,6 +94,20 @@ std::string HolderKey(std::string_view tenant, std::string_view limkey, std::str
 std::string WaiterKey(std::string_view tenant, std::string_view limkey, uint32_t priority,
                       int64_t due_ms, uint64_t seq);
 std::string FloatingKey(std::string_view tenant, std::string_view key);
+
+// Index key prefixes (without pos) and the position suffix.
+std::string IdxAllPrefix(std::string_view tenant);
+std::string IdxStatusPrefix(std::string_view tenant, uint8_t status);
+std::string IdxQueuePrefix(std::string_view tenant, std::string_view queue, uint8_t status);
+std::string IdxMetaPrefix(std::string_view tenant, std::string_view key, std::string_view value,
+                          uint8_t status);
+void PutPos(std::string* out, int64_t created_ms, uint64_t seq);
+// The position at the end of an index key (its last 16 bytes).
+bool ParsePos(std::string_view key, int64_t* created_ms, uint64_t* seq);
+std::string IdxDueKey(int64_t due_ms, uint64_t seq);
+std::string CountKey(std::string_view tenant, std::string_view queue, uint8_t status);
+// The end of the key range of every key starting with `prefix`.
+std::string PrefixEnd(std::string prefix);
 
 // Decoded task key.
 struct TaskKeyParts {

@@ -144,6 +144,54 @@ Status JobRef(std::string_view tenant, std::string_view id, const SizeLimits& li
   return s;
 }
 
+Status Tenant(std::string_view tenant, const SizeLimits& limits) {
+  return CheckSize({}, "tenant", tenant.size(), limits.max_tenant_bytes, "max_tenant_bytes");
+}
+
+Status Queue(std::string_view queue, const SizeLimits& limits) {
+  Status s = Required({}, "queue", queue);
+  if (s.ok()) s = CheckSize({}, "queue", queue.size(), limits.max_queue_bytes, "max_queue_bytes");
+  return s;
+}
+
+Status JobFilter(const sluice::JobFilter& f, const SizeLimits& limits) {
+  Status s = Tenant(f.tenant, limits);
+  if (s.ok() && !f.queue.empty()) s = Queue(f.queue, limits);
+  if (s.ok()) s = CheckSize({}, "id", f.id.size(), limits.max_id_bytes, "max_id_bytes");
+  if (s.ok()) {
+    s = CheckSize({}, "id_prefix", f.id_prefix.size(), limits.max_id_bytes, "max_id_bytes");
+  }
+  if (!s.ok()) return s;
+  if (f.statuses.size() > 6) return Status::InvalidArgument("statuses lists more than 6 statuses");
+  for (JobStatus st : f.statuses) {
+    if (static_cast<int>(st) > static_cast<int>(JobStatus::kCancelled)) {
+      return Status::InvalidArgument("statuses has an unknown status " +
+                                     std::to_string(static_cast<int>(st)));
+    }
+  }
+  if (f.metadata.size() > limits.max_metadata_entries) {
+    return Status::TooLarge("metadata filter has " + std::to_string(f.metadata.size()) +
+                            " pairs; the limit is " + std::to_string(limits.max_metadata_entries) +
+                            " (max_metadata_entries)");
+  }
+  for (const auto& [k, v] : f.metadata) {
+    if (k.empty()) return Status::InvalidArgument("metadata filter key must not be empty");
+    s = CheckSize({}, "metadata filter key", k.size(), limits.max_metadata_key_bytes,
+                  "max_metadata_key_bytes");
+    if (s.ok()) {
+      s = CheckSize({}, "metadata filter value", v.size(), limits.max_metadata_value_bytes,
+                    "max_metadata_value_bytes");
+    }
+    if (!s.ok()) return s;
+  }
+  if (f.created_from_ms < 0 || f.created_to_ms < f.created_from_ms) {
+    return Status::InvalidArgument("created range [" + std::to_string(f.created_from_ms) + ", " +
+                                   std::to_string(f.created_to_ms) +
+                                   ") is invalid: need 0 <= created_from_ms <= created_to_ms");
+  }
+  return Status::Ok();
+}
+
 Status LimitKey(std::string_view tenant, std::string_view key, const SizeLimits& limits) {
   Status s = CheckSize({}, "tenant", tenant.size(), limits.max_tenant_bytes, "max_tenant_bytes");
   if (s.ok()) s = Required({}, "key", key);

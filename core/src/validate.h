@@ -20,6 +20,11 @@ Status JobRef(std::string_view tenant, std::string_view id, const SizeLimits& li
 Status LimitKey(std::string_view tenant, std::string_view key, const SizeLimits& limits);
 Status LeaseRequest(const sluice::LeaseRequest& r, const EngineOptions& options);
 Status WorkerId(std::string_view worker_id, const SizeLimits& limits);
+// A tenant name / a queue name (non-empty) within their caps.
+Status Tenant(std::string_view tenant, const SizeLimits& limits);
+Status Queue(std::string_view queue, const SizeLimits& limits);
+// A ListJobs filter: caps on every string, known statuses, a non-empty creation range.
+Status JobFilter(const sluice::JobFilter& f, const SizeLimits& limits);
 Status TaskOutcome(const Outcome& outcome, const SizeLimits& limits);
 Status Retry(const RetryPolicy& p, std::string_view where);
 Status Options(const EngineOptions& options);

@@ -2,6 +2,7 @@
 // for other tenants' ids (DESIGN.md §3).
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
+#include <rocksdb/merge_operator.h>
 #include <rocksdb/options.h>
 
 #include <cstdint>
@@ -34,6 +35,18 @@ constexpr char kQueue[] = "q";
 
 // Keys and values, in every column family of the (closed) store at `path`, that contain
 // `needle`; each reported as "<column family>: <key>". Opens the store read-only.
+// Any merge operator lets a raw scan read the engine's counter keys (their values don't matter
+// here).
+class KeepLatest : public rocksdb::AssociativeMergeOperator {
+ public:
+  bool Merge(const rocksdb::Slice&, const rocksdb::Slice*, const rocksdb::Slice& value,
+             std::string* out, rocksdb::Logger*) const override {
+    out->assign(value.data(), value.size());
+    return true;
+  }
+  const char* Name() const override { return "sluice.add64"; }
+};
+
 std::vector<std::string> RecordsMentioning(const std::string& path, const std::string& needle) {
   std::vector<std::string> found;
   std::vector<std::string> cf_names;
@@ -43,7 +56,9 @@ std::vector<std::string> RecordsMentioning(const std::string& path, const std::s
     return found;
   }
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-  for (const auto& name : cf_names) cfs.emplace_back(name, rocksdb::ColumnFamilyOptions());
+  rocksdb::ColumnFamilyOptions cf_options;
+  cf_options.merge_operator = std::make_shared<KeepLatest>();
+  for (const auto& name : cf_names) cfs.emplace_back(name, cf_options);
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
   s = rocksdb::DB::OpenForReadOnly(rocksdb::DBOptions(), path, cfs, &handles, &raw);

@@ -393,6 +393,11 @@ TEST(CrashTest, AcknowledgedWritesSurviveKill9) {
   auto opened = Engine::Open(o);
   ASSERT_TRUE(opened.ok()) << opened.status().ToString();
   std::unique_ptr<Engine> engine = std::move(opened).value();
+  {
+    // Right after the last kill: every index entry and counter matches the job records.
+    const Status verified = engine->VerifyIndexes();
+    EXPECT_TRUE(verified.ok()) << "after the last kill -9: " << verified.ToString();
+  }
 
   std::vector<std::string> bad;
   std::set<std::pair<std::string, std::string>> jobs(recs.enqueued.begin(), recs.enqueued.end());
@@ -508,6 +513,9 @@ TEST(CrashTest, AcknowledgedWritesSurviveKill9) {
   s = engine->Stats();
   EXPECT_EQ(s.running, 0u);
   EXPECT_EQ(s.pending_tasks, 0u);
+  // The job indexes and counters survived every kill -9 exactly (one write per transition).
+  const Status verified = engine->VerifyIndexes();
+  EXPECT_TRUE(verified.ok()) << verified.ToString();
   EXPECT_TRUE(engine->Close().ok());
 }
 

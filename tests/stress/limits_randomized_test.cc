@@ -907,6 +907,8 @@ TEST_P(LimitsRandomizedTest, LimitsHoldAndDrainToZero) {
       static_cast<long long>(WallNow() - t0));
   std::fflush(stdout);
 
+  // Every index entry and counter matches the job records after the concurrent load.
+  EXPECT_TRUE(engine_->VerifyIndexes().ok()) << engine_->VerifyIndexes().ToString();
   // Rebuilt from the store: still idle.
   ASSERT_TRUE(engine_->Close().ok());
   engine_ = testing::OpenOrDie(options_);

@@ -850,6 +850,8 @@ TEST_P(RandomizedTest, InvariantsHoldUnderConcurrentLoad) {
                       << ", pending_tasks " << s.pending_tasks;
 
   FinalCheck();
+  // Every index entry and counter matches the job records after the concurrent load.
+  EXPECT_TRUE(engine_->VerifyIndexes().ok()) << engine_->VerifyIndexes().ToString();
 
   s = engine_->Stats();
   EXPECT_EQ(s.running, 0u);
