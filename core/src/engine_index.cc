@@ -44,19 +44,35 @@ uint8_t FileStatus(const storage::JobState& st, int64_t now) {
   }
 }
 
-std::string EncodeI64(int64_t v) {
-  std::string out(8, '\0');
-  const auto u = static_cast<uint64_t>(v);
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((u >> (8 * i)) & 0xff);
+// A counter value ('C'): the number of jobs per status (JobStatus order), int64 LE each. Merge
+// operands have the same layout and hold deltas.
+using Counts = std::array<int64_t, kStatuses>;
+
+std::string EncodeCounts(const Counts& c) {
+  std::string out(8 * kStatuses, '\0');
+  for (int s = 0; s < kStatuses; ++s) {
+    const auto u = static_cast<uint64_t>(c[s]);
+    for (int i = 0; i < 8; ++i) out[8 * s + i] = static_cast<char>((u >> (8 * i)) & 0xff);
+  }
   return out;
 }
 
-bool DecodeI64(std::string_view in, int64_t* v) {
-  if (in.size() != 8) return false;
-  uint64_t u = 0;
-  for (int i = 7; i >= 0; --i) u = (u << 8) | static_cast<uint8_t>(in[i]);
-  *v = static_cast<int64_t>(u);
+bool DecodeCounts(std::string_view in, Counts* c) {
+  if (in.size() != 8 * kStatuses) return false;
+  for (int s = 0; s < kStatuses; ++s) {
+    uint64_t u = 0;
+    for (int i = 7; i >= 0; --i) u = (u << 8) | static_cast<uint8_t>(in[8 * s + i]);
+    (*c)[s] = static_cast<int64_t>(u);
+  }
   return true;
+}
+
+// A delta moving one job from status `from` (or nowhere, -1) to `to` (or nowhere, -1).
+std::string CountDelta(int from, int to) {
+  Counts d{};
+  if (from >= 0) d[from] = -1;
+  if (to >= 0) d[to] = 1;
+  return EncodeCounts(d);
 }
 
 // Value of a G/Y/M entry.
@@ -132,21 +148,25 @@ void ForEachEntry(std::string_view tenant, std::string_view id, const storage::J
   for (const auto& [k, v] : st.metadata()) emit(keys::IdxMetaPrefix(tenant, k, v, status));
 }
 
-// int64 addition: the job counters ('C').
+// Element-wise addition of counter vectors: the job counters ('C').
 class AddOperator : public rocksdb::AssociativeMergeOperator {
  public:
   bool Merge(const rocksdb::Slice& /*key*/, const rocksdb::Slice* existing,
              const rocksdb::Slice& value, std::string* new_value,
              rocksdb::Logger* /*logger*/) const override {
-    int64_t a = 0, b = 0;
-    if (existing != nullptr && !DecodeI64(std::string_view(existing->data(), existing->size()), &a))
+    Counts a{}, b{};
+    if (existing != nullptr &&
+        !DecodeCounts(std::string_view(existing->data(), existing->size()), &a)) {
       return false;
-    if (!DecodeI64(std::string_view(value.data(), value.size()), &b)) return false;
-    *new_value =
-        EncodeI64(static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b)));
+    }
+    if (!DecodeCounts(std::string_view(value.data(), value.size()), &b)) return false;
+    for (int s = 0; s < kStatuses; ++s) {
+      a[s] = static_cast<int64_t>(static_cast<uint64_t>(a[s]) + static_cast<uint64_t>(b[s]));
+    }
+    *new_value = EncodeCounts(a);
     return true;
   }
-  const char* Name() const override { return "sluice.add64"; }
+  const char* Name() const override { return "sluice.counts"; }
 };
 
 // Cursor: "1" + hex(created) + hex(seq) + hex(fingerprint of the listing it belongs to).
@@ -261,8 +281,7 @@ void Engine::Impl::FileJob(std::string_view tenant, std::string_view id, storage
               DueValue(tenant, id, st->queue(), st->created_ms()));
   }
   if (!filed || before != after) {
-    if (filed) sink->Merge(keys::CountKey(tenant, st->queue(), before), EncodeI64(-1));
-    sink->Merge(keys::CountKey(tenant, st->queue(), after), EncodeI64(1));
+    sink->Merge(keys::CountKey(tenant, st->queue()), CountDelta(filed ? before : -1, after));
   }
   st->set_indexed_as(after + 1u);
   st->set_indexed_due_ms(after_due);
@@ -275,7 +294,7 @@ void Engine::Impl::UnfileJob(std::string_view tenant, std::string_view id,
   ForEachEntry(tenant, id, st, before, st.indexed_due_ms(),
                [&](const std::string& k, const std::string&) { sink->Delete(k); });
   if (before == kScheduled) sink->Delete(keys::IdxDueKey(st.indexed_due_ms(), st.enqueue_seq()));
-  sink->Merge(keys::CountKey(tenant, st.queue(), before), EncodeI64(-1));
+  sink->Merge(keys::CountKey(tenant, st.queue()), CountDelta(before, -1));
 }
 
 void Engine::Impl::PutJob(std::string_view tenant, std::string_view id, storage::JobState* st,
@@ -635,10 +654,10 @@ Result<std::vector<QueueCounts>> Engine::Impl::CountJobs(std::string_view tenant
   rocksdb::ReadOptions ro = read_options_;
   ro.snapshot = snap;
 
-  std::map<std::string, std::array<int64_t, kStatuses>, std::less<>> counts;
+  std::map<std::string, Counts, std::less<>> counts;
   std::string prefix(1, keys::kCount);
   keys::PutStr(&prefix, tenant);
-  if (!queue.empty()) keys::PutStr(&prefix, queue);
+  if (!queue.empty()) prefix = keys::CountKey(tenant, queue);
   const std::string end = keys::PrefixEnd(prefix);
   rocksdb::Slice upper(end);
   rocksdb::ReadOptions cro = ro;
@@ -647,16 +666,12 @@ Result<std::vector<QueueCounts>> Engine::Impl::CountJobs(std::string_view tenant
   for (it->Seek(prefix); it->Valid(); it->Next()) {
     keys::Reader r(std::string_view(it->key().data(), it->key().size()).substr(1));
     std::string_view t, q;
-    uint8_t b = 0;
-    int64_t n = 0;
-    if (!r.GetStr(&t) || !r.GetStr(&q) || !r.GetU8(&b) || !r.empty() || b >= kStatuses ||
-        !DecodeI64(std::string_view(it->value().data(), it->value().size()), &n)) {
+    Counts c{};
+    if (!r.GetStr(&t) || !r.GetStr(&q) || !r.empty() ||
+        !DecodeCounts(std::string_view(it->value().data(), it->value().size()), &c)) {
       return Status::Corruption("malformed job counter");
     }
-    if (!queue.empty() && q != queue) continue;  // a queue whose name extends this one's
-    auto [slot, inserted] = counts.try_emplace(std::string(q));
-    if (inserted) slot->second.fill(0);
-    slot->second[b] += n;
+    counts.emplace(std::string(q), c);
   }
   if (!it->status().ok()) return StorageError(it->status(), "scan job counters");
   // Lagging scheduled jobs (due by now, not yet promoted) count as waiting.
@@ -701,8 +716,8 @@ Status Engine::Impl::VerifyIndexes() {
   rocksdb::ReadOptions ro = read_options_;
   ro.snapshot = snap;
 
-  std::map<std::string, int64_t> want_counts;  // counter key -> jobs
-  std::map<char, uint64_t> want_entries;       // key space -> entries
+  std::map<std::string, Counts> want_counts;  // counter key -> jobs by status
+  std::map<char, uint64_t> want_entries;      // key space -> entries
   auto scan = [&](char space,
                   const std::function<Status(std::string_view, std::string_view)>& fn) -> Status {
     const std::string lo(1, space), hi = keys::PrefixEnd(lo);
@@ -755,7 +770,7 @@ Status Engine::Impl::VerifyIndexes() {
       e = expect(keys::IdxDueKey(st.indexed_due_ms(), st.enqueue_seq()),
                  DueValue(tenant, id, st.queue(), st.created_ms()), who + "due-index");
     }
-    ++want_counts[keys::CountKey(tenant, st.queue(), b)];
+    ++want_counts[keys::CountKey(tenant, st.queue())][b];
     return e;
   });
   if (!s.ok()) return s;
@@ -773,13 +788,17 @@ Status Engine::Impl::VerifyIndexes() {
     }
   }
   s = scan(keys::kCount, [&](std::string_view key, std::string_view value) -> Status {
-    int64_t n = 0;
-    if (!DecodeI64(value, &n)) return Status::Corruption("malformed job counter");
+    Counts n{};
+    if (!DecodeCounts(value, &n)) return Status::Corruption("malformed job counter");
     auto it = want_counts.find(std::string(key));
-    const int64_t want = it == want_counts.end() ? 0 : it->second;
+    const Counts want = it == want_counts.end() ? Counts{} : it->second;
     if (n != want) {
-      return Status::Corruption("a job counter says " + std::to_string(n) + "; the jobs say " +
-                                std::to_string(want));
+      std::string got_s, want_s;
+      for (int b = 0; b < kStatuses; ++b) {
+        got_s += " " + std::to_string(n[b]);
+        want_s += " " + std::to_string(want[b]);
+      }
+      return Status::Corruption("a job counter says" + got_s + "; the jobs say" + want_s);
     }
     if (it != want_counts.end()) want_counts.erase(it);
     return Status::Ok();

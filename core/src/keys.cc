@@ -229,11 +229,10 @@ std::string IdxDueKey(int64_t due_ms, uint64_t seq) {
   return k;
 }
 
-std::string CountKey(std::string_view tenant, std::string_view queue, uint8_t status) {
+std::string CountKey(std::string_view tenant, std::string_view queue) {
   std::string k(1, kCount);
   PutStr(&k, tenant);
   PutStr(&k, queue);
-  PutU8(&k, status);
   return k;
 }
 
