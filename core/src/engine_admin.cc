@@ -46,7 +46,7 @@ Result<CancelResult> Engine::Impl::Cancel(std::string_view tenant, std::string_v
   s = ReadJobState(tenant, id, &st);
   if (!s.ok()) return s;
   const int64_t now = Now();
-  rocksdb::WriteBatch batch;
+  JobBatch batch;
   switch (st.status()) {
     case storage::STORED_STATUS_PENDING: {
       const std::string qp = keys::QueuePrefix(tenant, st.queue());
@@ -111,7 +111,7 @@ Status Engine::Impl::Restart(std::string_view tenant, std::string_view id) {
     return Status::FailedPrecondition("job \"" + std::string(id) + "\" is " + StateName(st, now) +
                                       "; only failed or cancelled jobs can be restarted");
   }
-  rocksdb::WriteBatch batch;
+  JobBatch batch;
   std::vector<std::pair<std::string, TaskRef>> published(1);
   st.set_retries_used(0);
   st.set_cancel_requested(false);
@@ -144,7 +144,7 @@ Status Engine::Impl::Expedite(std::string_view tenant, std::string_view id) {
   const std::string qp = keys::QueuePrefix(tenant, st.queue());
   const int64_t old_due = st.due_ms();
   const uint64_t seq = st.task_seq();
-  rocksdb::WriteBatch batch;
+  JobBatch batch;
   batch.Delete(keys::TaskKey(qp, st.priority(), old_due, seq));
   batch.Put(keys::TaskKey(qp, st.priority(), now, seq), id);
   st.set_due_ms(now);
@@ -170,7 +170,7 @@ Status Engine::Impl::Delete(std::string_view tenant, std::string_view id) {
     return Status::FailedPrecondition("job \"" + std::string(id) +
                                       "\" is running; cancel it and wait for it to end first");
   }
-  rocksdb::WriteBatch batch;
+  JobBatch batch;
   const bool pending = st.status() == storage::STORED_STATUS_PENDING;
   const storage::JobState before = st;
   if (pending) RemovePending(tenant, id, &st, &batch);
@@ -178,8 +178,7 @@ Status Engine::Impl::Delete(std::string_view tenant, std::string_view id) {
   for (uint32_t a = 1; a <= st.attempts(); ++a) batch.Delete(keys::AttemptKey(tenant, id, a));
   batch.Delete(keys::BodyKey(tenant, id));
   batch.Delete(keys::JobKey(tenant, id));
-  BatchSink sink(&batch);
-  UnfileJob(tenant, id, before, &sink);
+  UnfileJob(tenant, id, before, &batch);
   s = Write(&batch);
   if (!s.ok()) return s;
   if (pending) RemovePendingCommitted(tenant, id, before);

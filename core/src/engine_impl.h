@@ -24,6 +24,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -42,25 +43,37 @@
 
 namespace sluice {
 
-// Where index changes go: a write batch, or the enqueue transaction (untracked writes, so the
-// shared counters never make concurrent enqueues conflict).
+// Jobs per status (JobStatus order): a job counter shard, or a change to one.
+using JobCounts = std::array<int64_t, 6>;
+
+// Where index changes go: a write batch (JobBatch), or the enqueue transaction (untracked
+// writes). Counter changes are summed per counter key until the write is built (FlushCounts):
+// several jobs of one batch may share a counter shard.
 class IndexSink {
  public:
   virtual ~IndexSink() = default;
   virtual void Put(const std::string& key, const std::string& value) = 0;
   virtual void Delete(const std::string& key) = 0;
-  virtual void Merge(const std::string& key, const std::string& value) = 0;
-};
-
-class BatchSink final : public IndexSink {
- public:
-  explicit BatchSink(rocksdb::WriteBatchBase* batch) : batch_(batch) {}
-  void Put(const std::string& k, const std::string& v) override { (void)batch_->Put(k, v); }
-  void Delete(const std::string& k) override { (void)batch_->Delete(k); }
-  void Merge(const std::string& k, const std::string& v) override { (void)batch_->Merge(k, v); }
+  // Adds `delta` to the counter shard `key` (written by FlushCounts).
+  void Count(const std::string& key, const JobCounts& delta) {
+    JobCounts& c = counts_[key];
+    for (size_t i = 0; i < c.size(); ++i) c[i] += delta[i];
+  }
+  std::map<std::string, JobCounts>& counts() { return counts_; }
 
  private:
-  rocksdb::WriteBatchBase* batch_;
+  std::map<std::string, JobCounts> counts_;
+};
+
+// The write batch of a transition: its records, index entries and counter changes.
+class JobBatch final : public rocksdb::WriteBatch, public IndexSink {
+ public:
+  void Put(const std::string& k, const std::string& v) override {
+    (void)rocksdb::WriteBatch::Put(k, v);
+  }
+  void Delete(const std::string& k) override { (void)rocksdb::WriteBatch::Delete(k); }
+  using rocksdb::WriteBatch::Delete;
+  using rocksdb::WriteBatch::Put;
 };
 
 class TxnSink final : public IndexSink {
@@ -71,9 +84,6 @@ class TxnSink final : public IndexSink {
   }
   void Delete(const std::string& k) override {
     if (status_.ok()) status_ = txn_->DeleteUntracked(k);
-  }
-  void Merge(const std::string& k, const std::string& v) override {
-    if (status_.ok()) status_ = txn_->MergeUntracked(k, v);
   }
   // The first failure, if any.
   const rocksdb::Status& status() const { return status_; }
@@ -157,15 +167,17 @@ class Engine::Impl {
                  IndexSink* sink);
   // FileJob plus the write of the job record: how every transition stores a job's state.
   void PutJob(std::string_view tenant, std::string_view id, storage::JobState* st, int64_t now,
-              rocksdb::WriteBatchBase* batch);
+              JobBatch* batch);
+  // Writes the summed counter changes of sink as new shard values. Each shard belongs to one
+  // job stripe ('C' keys) and the caller holds the stripes of every job in sink, so the
+  // read-add-write cannot race another writer of the shard. Status of the reads.
+  Status FlushCounts(IndexSink* sink);
   // Refiles jobs filed as scheduled whose due time has come as waiting; returns how many.
   Result<size_t> PromoteDue(int64_t now);
   // Where scans of the 'D' range start (see due_floor_).
   std::string DueScanStart();
   // Builds the indexes of a format-1 store and marks it format 2 (at open).
   Status MigrateFormat1();
-  // The merge operator of the job counters.
-  static std::shared_ptr<rocksdb::MergeOperator> NewCountMergeOperator();
 
   // Admission of a public call: fails with kClosed after Close began, kIoError after a
   // storage failure. Counted so Close can wait for calls in flight.
@@ -213,6 +225,8 @@ class Engine::Impl {
   // (leases only) skips the WAL fsync even under sync durability: the next synced write, or a
   // clean close, makes it durable; power loss can undo it, which only re-delivers the job.
   Status Write(rocksdb::WriteBatch* batch, bool fsync = true);
+  // Write of a transition: flushes its counter changes into it first.
+  Status Write(JobBatch* batch, bool fsync = true);
   Status StorageError(const rocksdb::Status& s, std::string_view what);
   // Stops the engine (like a storage error) and returns `s`: for failures after which the
   // in-memory indexes can no longer be trusted to match the store.
@@ -225,7 +239,7 @@ class Engine::Impl {
   // state is `state` (mutated in place), given the worker's outcome.
   Finish FinishAttempt(std::string_view tenant, std::string_view id, storage::JobState* state,
                        const codec::LeaseValue& lease, const Outcome& outcome, int64_t now,
-                       rocksdb::WriteBatch* batch);
+                       JobBatch* batch);
   // Applies a committed Finish to the index (caller holds the job's stripe).
   void ApplyFinish(const Finish& f, std::string_view tenant, std::string_view id,
                    const storage::JobState& st, int64_t lease_expires_ms,

@@ -8,8 +8,6 @@
 // filed as scheduled and also in the 'D' range; the reaper promotes it to waiting once due
 // (PromoteDue). Between its due time and its promotion ("lag") readers correct for it through
 // the 'D' range, which then holds exactly the lagging jobs, so answers are exact at any time.
-#include <rocksdb/merge_operator.h>
-
 #include <algorithm>
 #include <cstring>
 #include <map>
@@ -44,9 +42,8 @@ uint8_t FileStatus(const storage::JobState& st, int64_t now) {
   }
 }
 
-// A counter value ('C'): the number of jobs per status (JobStatus order), int64 LE each. Merge
-// operands have the same layout and hold deltas.
-using Counts = std::array<int64_t, kStatuses>;
+// A counter shard value ('C'): the number of jobs per status (JobStatus order), int64 LE each.
+using Counts = JobCounts;
 
 std::string EncodeCounts(const Counts& c) {
   std::string out(8 * kStatuses, '\0');
@@ -67,12 +64,18 @@ bool DecodeCounts(std::string_view in, Counts* c) {
   return true;
 }
 
+// The key prefix of one queue's counter shards.
+std::string QueueCountPrefix(std::string_view tenant, std::string_view queue) {
+  const std::string k = keys::CountKey(tenant, queue, 0);
+  return k.substr(0, k.size() - 2);
+}
+
 // A delta moving one job from status `from` (or nowhere, -1) to `to` (or nowhere, -1).
-std::string CountDelta(int from, int to) {
+Counts CountDelta(int from, int to) {
   Counts d{};
   if (from >= 0) d[from] = -1;
   if (to >= 0) d[to] = 1;
-  return EncodeCounts(d);
+  return d;
 }
 
 // Value of a G/Y/M entry.
@@ -147,27 +150,6 @@ void ForEachEntry(std::string_view tenant, std::string_view id, const storage::J
   emit(keys::IdxQueuePrefix(tenant, st.queue(), status));
   for (const auto& [k, v] : st.metadata()) emit(keys::IdxMetaPrefix(tenant, k, v, status));
 }
-
-// Element-wise addition of counter vectors: the job counters ('C').
-class AddOperator : public rocksdb::AssociativeMergeOperator {
- public:
-  bool Merge(const rocksdb::Slice& /*key*/, const rocksdb::Slice* existing,
-             const rocksdb::Slice& value, std::string* new_value,
-             rocksdb::Logger* /*logger*/) const override {
-    Counts a{}, b{};
-    if (existing != nullptr &&
-        !DecodeCounts(std::string_view(existing->data(), existing->size()), &a)) {
-      return false;
-    }
-    if (!DecodeCounts(std::string_view(value.data(), value.size()), &b)) return false;
-    for (int s = 0; s < kStatuses; ++s) {
-      a[s] = static_cast<int64_t>(static_cast<uint64_t>(a[s]) + static_cast<uint64_t>(b[s]));
-    }
-    *new_value = EncodeCounts(a);
-    return true;
-  }
-  const char* Name() const override { return "sluice.counts"; }
-};
 
 // Cursor: "1" + hex(created) + hex(seq) + hex(fingerprint of the listing it belongs to).
 uint32_t Fingerprint(const ListJobsRequest& r) {
@@ -257,8 +239,21 @@ std::string Engine::Impl::DueScanStart() {
   return keys::IdxDueKey(floor, 0);
 }
 
-std::shared_ptr<rocksdb::MergeOperator> Engine::Impl::NewCountMergeOperator() {
-  return std::make_shared<AddOperator>();
+Status Engine::Impl::FlushCounts(IndexSink* sink) {
+  std::string raw;
+  for (auto& [key, delta] : sink->counts()) {
+    Counts c{};
+    rocksdb::Status rs = db_->Get(read_options_, key, &raw);
+    if (rs.ok()) {
+      if (!DecodeCounts(raw, &c)) return Fatal(Status::Corruption("malformed job counter"));
+    } else if (!rs.IsNotFound()) {
+      return StorageError(rs, "read job counter");
+    }
+    for (int b = 0; b < kStatuses; ++b) c[b] += delta[b];
+    sink->Put(key, EncodeCounts(c));
+  }
+  sink->counts().clear();
+  return Status::Ok();
 }
 
 void Engine::Impl::FileJob(std::string_view tenant, std::string_view id, storage::JobState* st,
@@ -281,7 +276,8 @@ void Engine::Impl::FileJob(std::string_view tenant, std::string_view id, storage
               DueValue(tenant, id, st->queue(), st->created_ms()));
   }
   if (!filed || before != after) {
-    sink->Merge(keys::CountKey(tenant, st->queue()), CountDelta(filed ? before : -1, after));
+    sink->Count(keys::CountKey(tenant, st->queue(), static_cast<uint16_t>(StripeOf(tenant, id))),
+                CountDelta(filed ? before : -1, after));
   }
   st->set_indexed_as(after + 1u);
   st->set_indexed_due_ms(after_due);
@@ -294,13 +290,13 @@ void Engine::Impl::UnfileJob(std::string_view tenant, std::string_view id,
   ForEachEntry(tenant, id, st, before, st.indexed_due_ms(),
                [&](const std::string& k, const std::string&) { sink->Delete(k); });
   if (before == kScheduled) sink->Delete(keys::IdxDueKey(st.indexed_due_ms(), st.enqueue_seq()));
-  sink->Merge(keys::CountKey(tenant, st.queue()), CountDelta(before, -1));
+  sink->Count(keys::CountKey(tenant, st.queue(), static_cast<uint16_t>(StripeOf(tenant, id))),
+              CountDelta(before, -1));
 }
 
 void Engine::Impl::PutJob(std::string_view tenant, std::string_view id, storage::JobState* st,
-                          int64_t now, rocksdb::WriteBatchBase* batch) {
-  BatchSink sink(batch);
-  FileJob(tenant, id, st, now, &sink);
+                          int64_t now, JobBatch* batch) {
+  FileJob(tenant, id, st, now, batch);
   batch->Put(keys::JobKey(tenant, id), st->SerializeAsString());
 }
 
@@ -335,7 +331,7 @@ Result<size_t> Engine::Impl::PromoteDue(int64_t now) {
     std::vector<size_t> stripes;
     for (const auto& d : due) stripes.push_back(StripeOf(d.tenant, d.id));
     auto locks = LockStripes(std::move(stripes));
-    rocksdb::WriteBatch batch;
+    JobBatch batch;
     for (const auto& d : due) {
       storage::JobState st;
       Status s = ReadJobState(d.tenant, d.id, &st);
@@ -654,10 +650,11 @@ Result<std::vector<QueueCounts>> Engine::Impl::CountJobs(std::string_view tenant
   rocksdb::ReadOptions ro = read_options_;
   ro.snapshot = snap;
 
+  // Sum the shards of each queue ('C' tenant queue shard).
   std::map<std::string, Counts, std::less<>> counts;
   std::string prefix(1, keys::kCount);
   keys::PutStr(&prefix, tenant);
-  if (!queue.empty()) prefix = keys::CountKey(tenant, queue);
+  if (!queue.empty()) keys::PutStr(&prefix, queue);
   const std::string end = keys::PrefixEnd(prefix);
   rocksdb::Slice upper(end);
   rocksdb::ReadOptions cro = ro;
@@ -665,13 +662,15 @@ Result<std::vector<QueueCounts>> Engine::Impl::CountJobs(std::string_view tenant
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(cro));
   for (it->Seek(prefix); it->Valid(); it->Next()) {
     keys::Reader r(std::string_view(it->key().data(), it->key().size()).substr(1));
-    std::string_view t, q;
+    std::string_view t, q, shard;
     Counts c{};
-    if (!r.GetStr(&t) || !r.GetStr(&q) || !r.empty() ||
+    if (!r.GetStr(&t) || !r.GetStr(&q) || !r.GetRest(&shard) || shard.size() != 2 ||
         !DecodeCounts(std::string_view(it->value().data(), it->value().size()), &c)) {
       return Status::Corruption("malformed job counter");
     }
-    counts.emplace(std::string(q), c);
+    auto [slot, fresh] = counts.try_emplace(std::string(q));
+    if (fresh) slot->second.fill(0);
+    for (int b = 0; b < kStatuses; ++b) slot->second[b] += c[b];
   }
   if (!it->status().ok()) return StorageError(it->status(), "scan job counters");
   // Lagging scheduled jobs (due by now, not yet promoted) count as waiting.
@@ -770,7 +769,7 @@ Status Engine::Impl::VerifyIndexes() {
       e = expect(keys::IdxDueKey(st.indexed_due_ms(), st.enqueue_seq()),
                  DueValue(tenant, id, st.queue(), st.created_ms()), who + "due-index");
     }
-    ++want_counts[keys::CountKey(tenant, st.queue())][b];
+    ++want_counts[QueueCountPrefix(tenant, st.queue())][b];
     return e;
   });
   if (!s.ok()) return s;
@@ -787,48 +786,62 @@ Status Engine::Impl::VerifyIndexes() {
                                 std::to_string(want_entries[space]));
     }
   }
+  // Shards are summed per queue: which shard a job counts in is an implementation detail.
+  std::map<std::string, Counts> got_counts;
   s = scan(keys::kCount, [&](std::string_view key, std::string_view value) -> Status {
     Counts n{};
-    if (!DecodeCounts(value, &n)) return Status::Corruption("malformed job counter");
-    auto it = want_counts.find(std::string(key));
-    const Counts want = it == want_counts.end() ? Counts{} : it->second;
-    if (n != want) {
-      std::string got_s, want_s;
-      for (int b = 0; b < kStatuses; ++b) {
-        got_s += " " + std::to_string(n[b]);
-        want_s += " " + std::to_string(want[b]);
-      }
-      return Status::Corruption("a job counter says" + got_s + "; the jobs say" + want_s);
+    if (key.size() < 3 || !DecodeCounts(value, &n)) {
+      return Status::Corruption("malformed job counter");
     }
-    if (it != want_counts.end()) want_counts.erase(it);
+    auto [slot, fresh] = got_counts.try_emplace(std::string(key.substr(0, key.size() - 2)));
+    if (fresh) slot->second.fill(0);
+    for (int b = 0; b < kStatuses; ++b) slot->second[b] += n[b];
     return Status::Ok();
   });
   if (!s.ok()) return s;
+  for (const auto& [prefix, got] : got_counts) {
+    auto it = want_counts.find(prefix);
+    const Counts want = it == want_counts.end() ? Counts{} : it->second;
+    if (got != want) {
+      std::string got_s, want_s;
+      for (int b = 0; b < kStatuses; ++b) {
+        got_s += " " + std::to_string(got[b]);
+        want_s += " " + std::to_string(want[b]);
+      }
+      return Status::Corruption("job counters say" + got_s + "; the jobs say" + want_s);
+    }
+    if (it != want_counts.end()) want_counts.erase(it);
+  }
   if (!want_counts.empty()) return Status::Corruption("a job counter is missing");
   return Status::Ok();
 }
 
 Status Engine::Impl::MigrateFormat1() {
   // Drop whatever a crashed earlier run left, then refile every job (idempotent: rerun safe).
-  // Key by key: range deletions trip RocksDB's memtable insert hints (engine_lifecycle.cc).
-  rocksdb::WriteBatch batch;
-  for (char space :
-       {keys::kIdxStatus, keys::kIdxQueue, keys::kIdxMeta, keys::kIdxDue, keys::kCount}) {
-    const std::string slo(1, space), shi = keys::PrefixEnd(slo);
-    rocksdb::Slice supper(shi);
-    rocksdb::ReadOptions sro = read_options_;
-    sro.iterate_upper_bound = &supper;
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(sro));
-    for (it->Seek(slo); it->Valid(); it->Next()) batch.Delete(it->key());
-    if (!it->status().ok()) return Status::IoError("migrate: " + it->status().ToString());
+  // Key by key (range deletions trip RocksDB's memtable insert hints), in a write of its own:
+  // the refiling below reads the counters it rebuilds.
+  {
+    rocksdb::WriteBatch drop;
+    for (char space :
+         {keys::kIdxStatus, keys::kIdxQueue, keys::kIdxMeta, keys::kIdxDue, keys::kCount}) {
+      const std::string slo(1, space), shi = keys::PrefixEnd(slo);
+      rocksdb::Slice supper(shi);
+      rocksdb::ReadOptions sro = read_options_;
+      sro.iterate_upper_bound = &supper;
+      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(sro));
+      for (it->Seek(slo); it->Valid(); it->Next()) drop.Delete(it->key());
+      if (!it->status().ok()) return Status::IoError("migrate: " + it->status().ToString());
+    }
+    rocksdb::Status rs = db_->Write(write_options_, &drop);
+    if (!rs.ok()) return Status::IoError("migrate: " + rs.ToString());
   }
+  JobBatch batch;
   const int64_t now = Now();
   const std::string lo(1, keys::kJob), hi = keys::PrefixEnd(lo);
   rocksdb::Slice upper(hi);
   rocksdb::ReadOptions ro = read_options_;
   ro.iterate_upper_bound = &upper;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
-  BatchSink sink(&batch);
   size_t in_batch = 0;
   for (it->Seek(lo); it->Valid(); it->Next()) {
     std::string_view tenant, id;
@@ -851,6 +864,8 @@ Status Engine::Impl::MigrateFormat1() {
     st.set_indexed_due_ms(0);
     PutJob(tenant, id, &st, now, &batch);
     if (++in_batch == 1000) {
+      Status fs = FlushCounts(&batch);
+      if (!fs.ok()) return fs;
       rs = db_->Write(write_options_, &batch);
       if (!rs.ok()) return Status::IoError("migrate: " + rs.ToString());
       batch.Clear();
@@ -858,6 +873,8 @@ Status Engine::Impl::MigrateFormat1() {
     }
   }
   if (!it->status().ok()) return Status::IoError("migrate: " + it->status().ToString());
+  Status fs = FlushCounts(&batch);
+  if (!fs.ok()) return fs;
   std::string enc;
   keys::PutU32(&enc, keys::kFormatVersion);
   batch.Put(keys::VersionKey(), enc);

@@ -17,6 +17,51 @@ namespace {
 
 using keys::PrefixEnd;
 
+// The insert hint of the memtable skiplist (one per prefix) pays off when consecutive inserts
+// with the same prefix land next to each other. Each prefix here names one such stream: the
+// entries of one index range (ends of a status range), one queue's priority range of tasks,
+// one key's holders or waiters, one counter. A shared 1-byte prefix would make index puts and
+// deletes of different ranges evict each other's hint on every insert.
+class InsertHintPrefix final : public rocksdb::SliceTransform {
+ public:
+  const char* Name() const override { return "sluice.InsertHintPrefix"; }
+  rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
+    return rocksdb::Slice(key.data(), PrefixLen(std::string_view(key.data(), key.size())));
+  }
+  bool InDomain(const rocksdb::Slice& key) const override { return !key.empty(); }
+
+ private:
+  // Length of `strings` length-prefixed strings then `bytes` bytes after the space byte, or
+  // just the space byte when the key is shorter (malformed keys never reach the memtable).
+  static size_t Skip(std::string_view key, int strings, size_t bytes) {
+    size_t at = 1;
+    for (int i = 0; i < strings; ++i) {
+      if (key.size() < at + 2) return 1;
+      at += 2 + ((static_cast<size_t>(static_cast<uint8_t>(key[at])) << 8) |
+                 static_cast<uint8_t>(key[at + 1]));
+    }
+    return key.size() < at + bytes ? 1 : at + bytes;
+  }
+  static size_t PrefixLen(std::string_view key) {
+    switch (key[0]) {
+      case keys::kIdxStatus:
+        return Skip(key, 1, 1);  // tenant, status
+      case keys::kIdxQueue:
+        return Skip(key, 2, 1);  // tenant, queue, status
+      case keys::kIdxMeta:
+        return Skip(key, 3, 1);  // tenant, key, value, status
+      case keys::kTask:
+        return Skip(key, 2, 1);  // tenant, queue, priority
+      case keys::kHolder:
+      case keys::kWaiter:
+      case keys::kCount:
+        return Skip(key, 2, 0);  // tenant, limit key / queue
+      default:
+        return 1;
+    }
+  }
+};
+
 }  // namespace
 
 Engine::Impl::Impl(const EngineOptions& options)
@@ -62,10 +107,9 @@ Status Engine::Impl::OpenStore() {
   o.enable_write_thread_adaptive_yield = false;
   o.allow_concurrent_memtable_write = false;
   o.enable_pipelined_write = true;
-  // Queues touch each key space roughly in order (ids are time-ordered, tasks by seq): the
-  // skiplist keeps one insert hint per key space.
-  o.memtable_insert_with_hint_prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(1));
-  o.merge_operator = NewCountMergeOperator();  // job counters ('C')
+  // Queues touch each key range roughly in order (ids are time-ordered, tasks and index
+  // entries by seq): the skiplist keeps one insert hint per range (InsertHintPrefix).
+  o.memtable_insert_with_hint_prefix_extractor = std::make_shared<InsertHintPrefix>();
   rocksdb::BlockBasedTableOptions t;
   t.block_cache = rocksdb::NewLRUCache(options_.block_cache_bytes);
   t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10, false));
@@ -285,9 +329,19 @@ Status Engine::Impl::StorageError(const rocksdb::Status& s, std::string_view wha
 }
 
 Status Engine::Impl::Write(rocksdb::WriteBatch* batch, bool fsync) {
-  rocksdb::Status s = db_->Write(fsync ? write_options_ : lease_write_options_, batch);
+  // Straight to the base DB: OptimisticTransactionDB::Write would lock and validate every key
+  // of the batch as a transaction, and the job counters make every batch share a key. The
+  // stripe locks already serialize writers of a job; the enqueue transaction's validation still
+  // sees these writes (it compares the keys' latest sequence numbers).
+  rocksdb::Status s = db_->GetBaseDB()->Write(fsync ? write_options_ : lease_write_options_, batch);
   if (!s.ok()) return StorageError(s, "write");
   return Status::Ok();
+}
+
+Status Engine::Impl::Write(JobBatch* batch, bool fsync) {
+  Status s = FlushCounts(batch);
+  if (!s.ok()) return s;
+  return Write(static_cast<rocksdb::WriteBatch*>(batch), fsync);
 }
 
 Status Engine::Impl::ReadJobState(std::string_view tenant, std::string_view id,

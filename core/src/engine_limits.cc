@@ -84,7 +84,7 @@ Status Engine::Impl::EnsureFloating(std::string_view tenant, const storage::JobS
       }
     } else if (rs.IsNotFound()) {
       (*recs)[i] = NewFloating(l);
-      rocksdb::WriteBatch batch;
+      JobBatch batch;
       batch.Put(fkey, (*recs)[i].SerializeAsString());
       Status s = Write(&batch);
       if (!s.ok()) return s;
@@ -293,7 +293,7 @@ bool Engine::Impl::GrantOne(const std::string& key_id) {
       }
     }
   }
-  rocksdb::WriteBatch batch;
+  JobBatch batch;
   DeleteWaiter(tenant, st, &batch);
   std::vector<std::pair<std::string, TaskRef>> published;
   if (to < 0) {
@@ -392,7 +392,7 @@ Status Engine::Impl::ApplyFloating(std::string_view tenant, std::string_view key
   }
   Status s = change(&rec);
   if (!s.ok()) return s;
-  rocksdb::WriteBatch batch;
+  JobBatch batch;
   batch.Put(fkey, rec.SerializeAsString());
   s = Write(&batch);
   if (!s.ok()) return s;

@@ -93,6 +93,7 @@ Result<std::vector<EnqueueResult>> Engine::Impl::EnqueueMany(std::span<const Job
   // first_of), so skip indexing them; writes are untracked: only job keys read with
   // GetForUpdate are validated at commit.
   txn->DisableIndexing();
+  TxnSink sink(txn.get());
   // Writes grouped by key space: consecutive memtable inserts land next to each other.
   std::vector<std::pair<std::string, std::string>> bodies, tasks;
   std::string existing;
@@ -134,7 +135,6 @@ Result<std::vector<EnqueueResult>> Engine::Impl::EnqueueMany(std::span<const Job
     st.set_enqueue_seq(ref.seq);
     storage::JobBody body;
     body.set_payload(spec.payload);
-    TxnSink sink(txn.get());
     FileJob(spec.tenant, ids[i], &st, now, &sink);
     rocksdb::Status rs = sink.status();
     if (rs.ok()) rs = txn->PutUntracked(job_key, st.SerializeAsString());
@@ -152,6 +152,9 @@ Result<std::vector<EnqueueResult>> Engine::Impl::EnqueueMany(std::span<const Job
       if (!rs.ok()) return StorageError(rs, "enqueue write");
     }
   }
+  // Counter shards belong to the stripes locked above.
+  if (Status cs = FlushCounts(&sink); !cs.ok()) return cs;
+  if (!sink.status().ok()) return StorageError(sink.status(), "enqueue write");
   rocksdb::Status rs = txn->Commit();
   if (rs.IsBusy() || rs.IsTryAgain()) {
     // Only a writer outside the stripe protocol could conflict; report it as retryable.
@@ -286,7 +289,7 @@ std::vector<Task> Engine::Impl::LeaseRefs(const std::string& queue_prefix,
     }
   }
 
-  rocksdb::WriteBatch batch;
+  JobBatch batch;
   std::vector<Task> tasks;
   std::vector<std::pair<int64_t, std::string>> leases;
   tasks.reserve(cands.size());
@@ -399,7 +402,7 @@ Result<HeartbeatResult> Engine::Impl::Heartbeat(std::string_view tenant, std::st
 
   const int64_t old_expiry = lv.expires_ms;
   lv.expires_ms = now + static_cast<int64_t>(lv.lease_ms);
-  rocksdb::WriteBatch batch;
+  JobBatch batch;
   batch.Put(lease_key, codec::EncodeLease(lv));
   s = Write(&batch);
   if (!s.ok()) return s;
@@ -415,7 +418,7 @@ Engine::Impl::Finish Engine::Impl::FinishAttempt(std::string_view tenant, std::s
                                                  storage::JobState* st,
                                                  const codec::LeaseValue& lease,
                                                  const Outcome& outcome, int64_t now,
-                                                 rocksdb::WriteBatch* batch) {
+                                                 JobBatch* batch) {
   storage::AttemptRecord ar;
   ar.set_number(lease.attempt);
   ar.set_worker_id(lease.worker_id);
@@ -525,7 +528,7 @@ Status Engine::Impl::Complete(std::string_view tenant, std::string_view task_id,
   if (st.status() != storage::STORED_STATUS_RUNNING || st.lease_token() != token) {
     return Status::Corruption("job \"" + std::string(id) + "\" has a lease but is not running it");
   }
-  rocksdb::WriteBatch batch;
+  JobBatch batch;
   Finish f = FinishAttempt(tenant, id, &st, lv, outcome, now, &batch);
   s = Write(&batch);
   if (!s.ok()) return s;
@@ -559,7 +562,7 @@ Result<std::vector<Status>> Engine::Impl::CompleteBatch(std::span<const Completi
   };
   std::vector<Done> done;
   std::unordered_set<std::string> finished;  // lease keys ended earlier in this batch
-  rocksdb::WriteBatch batch;
+  JobBatch batch;
   const int64_t now = Now();
   for (size_t i = 0; i < reports.size(); ++i) {
     if (!out[i].ok()) continue;
@@ -649,7 +652,7 @@ Status Engine::Impl::ReapOne(const std::string& lease_key, int64_t now) {
   storage::JobState st;
   s = ReadJobState(tenant, id, &st);
   if (!s.ok()) return s;
-  rocksdb::WriteBatch batch;
+  JobBatch batch;
   Outcome expired =
       Outcome::Failure("lease_expired", "the lease expired before the worker reported an outcome");
   Finish f = FinishAttempt(tenant, id, &st, lv, expired, now, &batch);

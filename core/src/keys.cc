@@ -229,10 +229,12 @@ std::string IdxDueKey(int64_t due_ms, uint64_t seq) {
   return k;
 }
 
-std::string CountKey(std::string_view tenant, std::string_view queue) {
+std::string CountKey(std::string_view tenant, std::string_view queue, uint16_t shard) {
   std::string k(1, kCount);
   PutStr(&k, tenant);
   PutStr(&k, queue);
+  k.push_back(static_cast<char>(shard >> 8));
+  k.push_back(static_cast<char>(shard & 0xff));
   return k;
 }
 

@@ -44,7 +44,7 @@ class KeepLatest : public rocksdb::AssociativeMergeOperator {
     out->assign(value.data(), value.size());
     return true;
   }
-  const char* Name() const override { return "sluice.counts"; }
+  const char* Name() const override { return "sluice.unused"; }
 };
 
 std::vector<std::string> RecordsMentioning(const std::string& path, const std::string& needle) {

@@ -535,7 +535,7 @@ void DowngradeToFormat1(const std::string& path) {
       out->assign(v.data(), v.size());
       return true;
     }
-    const char* Name() const override { return "sluice.counts"; }
+    const char* Name() const override { return "sluice.unused"; }
   };
   rocksdb::Options o;
   o.merge_operator = std::make_shared<Any>();
