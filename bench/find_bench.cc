@@ -195,8 +195,7 @@ int main(int argc, char** argv) {
     const std::string sql =
         "SELECT job_id, queue, created_ms FROM job_metadata WHERE key = 'customer' AND value = "
         "'c" +
-        std::to_string(rng() % 1000) +
-        "' AND status = 'failed' ORDER BY created_ms DESC LIMIT 50";
+        std::to_string(rng() % 1000) + "' AND status = 'failed' ORDER BY created_ms DESC LIMIT 50";
     auto r = e->Query("", sql, qo);
     if (!r.ok()) Die("query", r.status());
     return r->rows.size();

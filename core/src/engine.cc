@@ -188,7 +188,7 @@ Result<std::vector<QueueCounts>> Engine::CountJobs(std::string_view tenant,
 Result<QueryResult> Engine::Query(std::string_view tenant, std::string_view sql,
                                   const QueryOptions& options) {
   SLUICE_ADMIT();
-  return query::Run(this, tenant, sql, options);
+  return query::Run(this, impl_->options().limits, tenant, sql, options);
 }
 
 Status Engine::VerifyIndexes() {

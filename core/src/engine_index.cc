@@ -24,6 +24,7 @@ namespace {
 constexpr uint8_t kScheduled = static_cast<uint8_t>(JobStatus::kScheduled);
 constexpr uint8_t kWaiting = static_cast<uint8_t>(JobStatus::kWaiting);
 constexpr int kStatuses = 6;
+constexpr size_t kCountsBytes = 8 * static_cast<size_t>(kStatuses);
 constexpr int64_t kDueFloorMarginMs = 10'000;
 
 // The status a job is filed under at `now`. Parked or granted jobs are due by construction.
@@ -46,7 +47,7 @@ uint8_t FileStatus(const storage::JobState& st, int64_t now) {
 using Counts = JobCounts;
 
 std::string EncodeCounts(const Counts& c) {
-  std::string out(8 * kStatuses, '\0');
+  std::string out(kCountsBytes, '\0');
   for (int s = 0; s < kStatuses; ++s) {
     const auto u = static_cast<uint64_t>(c[s]);
     for (int i = 0; i < 8; ++i) out[8 * s + i] = static_cast<char>((u >> (8 * i)) & 0xff);
@@ -55,7 +56,7 @@ std::string EncodeCounts(const Counts& c) {
 }
 
 bool DecodeCounts(std::string_view in, Counts* c) {
-  if (in.size() != 8 * kStatuses) return false;
+  if (in.size() != kCountsBytes) return false;
   for (int s = 0; s < kStatuses; ++s) {
     uint64_t u = 0;
     for (int i = 7; i >= 0; --i) u = (u << 8) | static_cast<uint8_t>(in[8 * s + i]);
@@ -329,6 +330,7 @@ Result<size_t> Engine::Impl::PromoteDue(int64_t now) {
       return promoted;
     }
     std::vector<size_t> stripes;
+    stripes.reserve(due.size());
     for (const auto& d : due) stripes.push_back(StripeOf(d.tenant, d.id));
     auto locks = LockStripes(std::move(stripes));
     JobBatch batch;
@@ -805,10 +807,12 @@ Status Engine::Impl::VerifyIndexes() {
     if (got != want) {
       std::string got_s, want_s;
       for (int b = 0; b < kStatuses; ++b) {
-        got_s += " " + std::to_string(got[b]);
-        want_s += " " + std::to_string(want[b]);
+        got_s.append(" ").append(std::to_string(got[b]));
+        want_s.append(" ").append(std::to_string(want[b]));
       }
-      return Status::Corruption("job counters say" + got_s + "; the jobs say" + want_s);
+      std::string msg = "job counters say";
+      msg.append(got_s).append("; the jobs say").append(want_s);
+      return Status::Corruption(std::move(msg));
     }
     if (it != want_counts.end()) want_counts.erase(it);
   }
