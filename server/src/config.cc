@@ -208,6 +208,16 @@ std::optional<ServerConfig> ParseConfig(int argc, char** argv, int* exit_code) {
   app.add_option("--metrics-max-series", c.metrics_max_series,
                  "Queues and keys given their own /metrics series (busiest first)")
       ->capture_default_str();
+  app.add_option("--query-timeout-ms", c.query_timeout_ms,
+                 "Longest a Query may run; requests may ask for less")
+      ->capture_default_str();
+  app.add_option("--query-max-rows", c.query_max_rows, "Most rows one Query may return")
+      ->capture_default_str();
+  app.add_option("--query-max-result-bytes", c.query_max_result_bytes,
+                 "Largest result one Query may return")
+      ->capture_default_str();
+  app.add_option("--max-list-page", c.limits.max_list_page, "Most jobs per ListJobs page")
+      ->capture_default_str();
   app.add_option("--log-format", c.log_format, "json or text")
       ->check(CLI::IsMember({"json", "text"}))
       ->capture_default_str();
@@ -249,6 +259,10 @@ std::optional<ServerConfig> ParseConfig(int argc, char** argv, int* exit_code) {
   }
   if (c.max_message_bytes < 1024) return fail("--max-message-bytes must be at least 1024");
   if (c.drain_timeout_ms == 0) return fail("--drain-timeout-ms must be positive");
+  if (c.query_timeout_ms == 0) return fail("--query-timeout-ms must be positive");
+  if (c.query_max_rows == 0) return fail("--query-max-rows must be positive");
+  if (c.query_max_result_bytes == 0) return fail("--query-max-result-bytes must be positive");
+  if (c.limits.max_list_page == 0) return fail("--max-list-page must be positive");
   *exit_code = 0;
   return c;
 }

@@ -1,5 +1,9 @@
 #include "convert.h"
 
+#include <absl/strings/escaping.h>
+
+#include <limits>
+
 namespace sluice::server {
 namespace {
 
@@ -44,6 +48,60 @@ v1::AttemptStatus ToProto(AttemptStatus s) {
       return v1::ATTEMPT_CANCELLED;
   }
   return v1::ATTEMPT_STATUS_UNSPECIFIED;
+}
+
+// Whether `s` is well-formed UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF).
+bool IsValidUtf8(std::string_view s) {
+  static constexpr uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};  // by continuation bytes
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    size_t n = 0;
+    uint32_t cp = c;
+    if (c >= 0x80) {
+      if ((c & 0xe0) == 0xc0) {
+        n = 1;
+        cp = c & 0x1fu;
+      } else if ((c & 0xf0) == 0xe0) {
+        n = 2;
+        cp = c & 0x0fu;
+      } else if ((c & 0xf8) == 0xf0) {
+        n = 3;
+        cp = c & 0x07u;
+      } else {
+        return false;
+      }
+    }
+    if (i + n >= s.size() && n > 0) return false;
+    for (size_t k = 1; k <= n; ++k) {
+      const auto b = static_cast<unsigned char>(s[i + k]);
+      if ((b & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (b & 0x3fu);
+    }
+    if (cp < kMin[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+    i += n + 1;
+  }
+  return true;
+}
+
+Result<JobStatus> StatusFromProto(int s, int index) {
+  switch (s) {
+    case v1::SCHEDULED:
+      return JobStatus::kScheduled;
+    case v1::WAITING:
+      return JobStatus::kWaiting;
+    case v1::RUNNING:
+      return JobStatus::kRunning;
+    case v1::SUCCEEDED:
+      return JobStatus::kSucceeded;
+    case v1::FAILED:
+      return JobStatus::kFailed;
+    case v1::CANCELLED:
+      return JobStatus::kCancelled;
+    default:
+      return Status::InvalidArgument("statuses[" + std::to_string(index) +
+                                     "]: " + std::to_string(s) + " is not a job status");
+  }
 }
 
 template <typename Map>
@@ -211,6 +269,98 @@ void ToProto(const ConcurrencyKeyInfo& in, v1::ConcurrencyKey* out) {
   out->set_holders(in.holders);
   out->set_waiters(in.waiters);
   out->set_max(in.max);
+}
+
+}  // namespace sluice::server
+
+namespace sluice::server {
+
+Status FromProto(const v1::ListJobsRequest& in, const std::string& tenant, ListJobsRequest* out) {
+  JobFilter& f = out->filter;
+  f.tenant = tenant;
+  f.queue = in.queue();
+  for (int i = 0; i < in.statuses_size(); ++i) {
+    Result<JobStatus> s = StatusFromProto(in.statuses(i), i);
+    if (!s.ok()) return s.status();
+    f.statuses.push_back(*s);
+  }
+  f.id = in.id();
+  f.id_prefix = in.id_prefix();
+  for (const v1::MetadataPair& p : in.metadata()) f.metadata.emplace_back(p.key(), p.value());
+  f.created_from_ms = in.created_from_ms();
+  f.created_to_ms =
+      in.created_to_ms() == 0 ? std::numeric_limits<int64_t>::max() : in.created_to_ms();
+  out->newest_first = in.newest_first();
+  switch (in.view()) {
+    case v1::ListJobsRequest::SUMMARY:
+      out->view = JobView::kSummary;
+      break;
+    case v1::ListJobsRequest::INDEX:
+      out->view = JobView::kIndex;
+      break;
+    case v1::ListJobsRequest::FULL:
+      out->view = JobView::kFull;
+      break;
+    default:
+      return Status::InvalidArgument("view: " + std::to_string(in.view()) + " is not a view");
+  }
+  out->cursor.clear();
+  if (!in.cursor().empty() && !absl::WebSafeBase64Unescape(in.cursor(), &out->cursor)) {
+    return Status::InvalidArgument("cursor: not a cursor this server handed out");
+  }
+  return Status::Ok();
+}
+
+std::string EncodeCursor(std::string_view engine_cursor) {
+  std::string out;
+  // Debian's Abseil has its own string_view (not std's): convert explicitly.
+  absl::WebSafeBase64Escape(absl::string_view(engine_cursor.data(), engine_cursor.size()), &out);
+  return out;
+}
+
+void ToProto(const QueueCounts& in, v1::QueueCounts* out) {
+  auto n = [&](JobStatus s) { return in.by_status[static_cast<size_t>(s)]; };
+  out->set_queue(in.queue);
+  out->set_scheduled(n(JobStatus::kScheduled));
+  out->set_waiting(n(JobStatus::kWaiting));
+  out->set_running(n(JobStatus::kRunning));
+  out->set_succeeded(n(JobStatus::kSucceeded));
+  out->set_failed(n(JobStatus::kFailed));
+  out->set_cancelled(n(JobStatus::kCancelled));
+}
+
+void ToProto(const QueryResult& in, v1::QueryResponse* out) {
+  for (const std::string& c : in.columns) out->add_columns(c);
+  out->mutable_rows()->Reserve(static_cast<int>(in.rows.size()));
+  for (const std::vector<QueryValue>& row : in.rows) {
+    v1::QueryRow* r = out->add_rows();
+    r->mutable_values()->Reserve(static_cast<int>(row.size()));
+    for (const QueryValue& v : row) {
+      v1::QueryValue* p = r->add_values();
+      switch (v.type) {
+        case QueryValue::Type::kNull:
+          p->set_null(true);
+          break;
+        case QueryValue::Type::kInteger:
+          p->set_integer(v.integer);
+          break;
+        case QueryValue::Type::kReal:
+          p->set_real(v.real);
+          break;
+        case QueryValue::Type::kText:
+          if (IsValidUtf8(v.bytes)) {
+            p->set_text(v.bytes);
+          } else {
+            p->set_blob(v.bytes);
+          }
+          break;
+        case QueryValue::Type::kBlob:
+          p->set_blob(v.bytes);
+          break;
+      }
+    }
+  }
+  out->set_keys_visited(in.keys_visited);
 }
 
 }  // namespace sluice::server

@@ -68,12 +68,27 @@ std::string_view GrpcCodeName(grpc::StatusCode code) {
   return i < kNames.size() ? kNames[i] : "UNKNOWN";
 }
 
+std::string_view QueryOutcomeName(QueryOutcome o) {
+  static constexpr std::array<std::string_view, kQueryOutcomes> kNames = {
+      "ok", "timeout", "cancelled", "too_large", "invalid", "error"};
+  const auto i = static_cast<size_t>(o);
+  return i < kNames.size() ? kNames[i] : "error";
+}
+
 Metrics::Metrics(const std::vector<std::string>& methods, uint32_t max_series)
     : registry_(std::make_shared<prometheus::Registry>()), max_series_(max_series) {
   rpc_seconds_ = &prometheus::BuildHistogram()
                       .Name("sluice_rpc_duration_seconds")
                       .Help("gRPC call latency by method and status code (server side)")
                       .Register(*registry_);
+  auto& queries = prometheus::BuildCounter()
+                      .Name("sluice_queries_total")
+                      .Help("Query calls that reached the engine, by outcome")
+                      .Register(*registry_);
+  for (size_t i = 0; i < kQueryOutcomes; ++i) {
+    queries_[i] =
+        &queries.Add({{"outcome", std::string(QueryOutcomeName(static_cast<QueryOutcome>(i)))}});
+  }
   for (const std::string& full : methods) {
     auto m = std::make_unique<MethodSeries>();
     const auto slash = full.rfind('/');
@@ -110,6 +125,11 @@ void Metrics::ObserveRpc(std::string_view full_method, grpc::StatusCode code, do
     }
   }
   Series(m, code)->Observe(seconds);
+}
+
+void Metrics::CountQuery(QueryOutcome outcome) {
+  const auto i = static_cast<size_t>(outcome);
+  queries_[i < kQueryOutcomes ? i : static_cast<size_t>(QueryOutcome::kError)]->Increment();
 }
 
 std::string Metrics::Render(const Engine& engine) const {

@@ -171,9 +171,12 @@ Status Server::Impl::Start() {
   facts.max_lease_batch = config_.max_lease_batch;
   facts.max_wait_ms = config_.max_wait_ms;
   facts.default_lease_ms = config_.default_lease_ms;
-  service_ = std::make_unique<SluiceService>(engine_.get(), &principals_, facts,
-                                             [this](const Status&) { Stop(1); });
+  facts.query_timeout_ms = config_.query_timeout_ms;
+  facts.query_max_rows = config_.query_max_rows;
+  facts.query_max_result_bytes = config_.query_max_result_bytes;
   metrics_ = std::make_unique<Metrics>(ServiceMethods(), config_.metrics_max_series);
+  service_ = std::make_unique<SluiceService>(
+      engine_.get(), &principals_, facts, [this](const Status&) { Stop(1); }, metrics_.get());
 
   // gRPC.
   std::shared_ptr<grpc::ServerCredentials> creds;

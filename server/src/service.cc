@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 
 #include "convert.h"
 #include "errors.h"
@@ -25,14 +26,47 @@ ConcurrencyLimit::Kind KindFromProto(v1::ConcurrencyLimit::Kind k) {
                                              : ConcurrencyLimit::Kind::kFixed;
 }
 
+// Page size of ListJobs: 0 is the engine's default; capped at max_list_page, and for pages with
+// payloads also at how many maximal payloads fit in one maximal message (a page of 1,000 1 MiB
+// payloads would be a 1 GB response).
+constexpr uint32_t kDefaultJobPage = 50;
+
+uint32_t JobPageLimit(uint32_t requested, JobView view, const NodeFacts& f) {
+  uint64_t n = requested == 0 ? kDefaultJobPage : requested;
+  n = std::min<uint64_t>(n, f.limits.max_list_page);
+  if (view == JobView::kFull) {
+    n = std::min<uint64_t>(n,
+                           f.max_message_bytes / std::max<uint64_t>(1, f.limits.max_payload_bytes));
+  }
+  return static_cast<uint32_t>(std::max<uint64_t>(n, 1));
+}
+
+QueryOutcome OutcomeOf(const Status& s) {
+  switch (s.code()) {
+    case StatusCode::kOk:
+      return QueryOutcome::kOk;
+    case StatusCode::kTimeout:
+      return QueryOutcome::kTimeout;
+    case StatusCode::kCancelled:
+      return QueryOutcome::kCancelled;
+    case StatusCode::kTooLarge:
+      return QueryOutcome::kTooLarge;
+    case StatusCode::kInvalidArgument:
+      return QueryOutcome::kInvalid;
+    default:
+      return QueryOutcome::kError;
+  }
+}
+
 }  // namespace
 
 SluiceService::SluiceService(Engine* engine, const CallPrincipals* principals, NodeFacts facts,
-                             std::function<void(const Status&)> on_storage_error)
+                             std::function<void(const Status&)> on_storage_error, Metrics* metrics)
     : engine_(engine),
       principals_(principals),
       facts_(std::move(facts)),
-      on_storage_error_(std::move(on_storage_error)) {}
+      on_storage_error_(std::move(on_storage_error)),
+      metrics_(metrics) {}
 
 template <typename Fn>
 grpc::Status SluiceService::Run(grpc::ServerContext* ctx, const std::string& requested_tenant,
@@ -390,8 +424,83 @@ grpc::Status SluiceService::GetNodeInfo(grpc::ServerContext* ctx,
     l->set_max_batch_jobs(s.max_batch_jobs);
     l->set_max_lease_batch(facts_.max_lease_batch);
     l->set_max_wait_ms(facts_.max_wait_ms);
+    l->set_max_list_page(s.max_list_page);
+    l->set_max_query_bytes(s.max_query_bytes);
+    l->set_query_timeout_ms(facts_.query_timeout_ms);
+    l->set_query_max_rows(facts_.query_max_rows);
+    l->set_query_max_result_bytes(facts_.query_max_result_bytes);
     return Status::Ok();
   });
+}
+
+grpc::Status SluiceService::ListJobs(grpc::ServerContext* ctx, const v1::ListJobsRequest* req,
+                                     v1::ListJobsResponse* resp) {
+  return Run(ctx, req->tenant(), [&](const std::string& tenant, const Principal&) {
+    ListJobsRequest lr;
+    if (Status s = FromProto(*req, tenant, &lr); !s.ok()) return s;
+    lr.limit = JobPageLimit(req->limit(), lr.view, facts_);
+    auto r = engine_->ListJobs(lr);
+    if (!r.ok()) return r.status();
+    resp->mutable_jobs()->Reserve(static_cast<int>(r->jobs.size()));
+    for (const Job& j : r->jobs) ToProto(j, resp->add_jobs());
+    resp->set_next_cursor(EncodeCursor(r->next_cursor));
+    resp->set_keys_visited(r->keys_visited);
+    return Status::Ok();
+  });
+}
+
+grpc::Status SluiceService::CountJobs(grpc::ServerContext* ctx, const v1::CountJobsRequest* req,
+                                      v1::CountJobsResponse* resp) {
+  return Run(ctx, req->tenant(), [&](const std::string& tenant, const Principal&) {
+    auto r = engine_->CountJobs(tenant, req->queue());
+    if (!r.ok()) return r.status();
+    for (const QueueCounts& c : *r) ToProto(c, resp->add_queues());
+    return Status::Ok();
+  });
+}
+
+QueryOptions SluiceService::QueryBounds(const grpc::ServerContext& ctx,
+                                        const v1::QueryRequest& req) const {
+  auto capped = [](uint32_t asked, uint32_t max) {
+    return asked == 0 ? max : std::min(asked, max);
+  };
+  QueryOptions o;
+  o.max_rows = capped(req.max_rows(), facts_.query_max_rows);
+  o.max_result_bytes = facts_.query_max_result_bytes;
+  // No deadline is time_point::max(): `left` is then huge and the budget decides.
+  const int64_t left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           ctx.deadline() - std::chrono::system_clock::now())
+                           .count();
+  o.timeout_ms = static_cast<uint32_t>(
+      std::clamp<int64_t>(left, 0, capped(req.timeout_ms(), facts_.query_timeout_ms)));
+  return o;
+}
+
+grpc::Status SluiceService::Query(grpc::ServerContext* ctx, const v1::QueryRequest* req,
+                                  v1::QueryResponse* resp) {
+  std::optional<QueryOutcome> outcome;  // set once the call got past authentication
+  grpc::Status st = Run(ctx, req->tenant(), [&](const std::string& tenant, const Principal&) {
+    QueryOptions o = QueryBounds(*ctx, *req);
+    Status s;
+    if (o.timeout_ms == 0) {
+      s = Status::Timeout("query: the call's deadline passed before the query started");
+    } else {
+      // Polled by the engine while the statement runs: a caller that cancelled, disconnected
+      // or whose deadline passed stops the query within a few thousand steps.
+      o.cancelled = [ctx] { return ctx->IsCancelled(); };
+      Result<QueryResult> r = engine_->Query(tenant, req->sql(), o);
+      if (r.ok()) ToProto(*r, resp);
+      s = r.status();
+    }
+    // A passed deadline cancels the call too: that is a timeout, not a caller that went away.
+    if (s.code() == StatusCode::kCancelled && std::chrono::system_clock::now() >= ctx->deadline()) {
+      s = Status::Timeout("query: the call's deadline passed while the query ran");
+    }
+    outcome = OutcomeOf(s);
+    return s;
+  });
+  if (outcome && metrics_ != nullptr) metrics_->CountQuery(*outcome);
+  return st;
 }
 
 }  // namespace sluice::server

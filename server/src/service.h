@@ -4,7 +4,8 @@
 // interceptor) and refuses to run without one, resolves the tenant (a bound token's tenant,
 // never the request's), calls the engine, and maps its Status (errors.h). Long waits
 // (LeaseTasks, GetJobResult) wait in slices so they end early when the server drains or the
-// caller goes away.
+// caller goes away; a Query polls whether its caller went away and stops (LESSONS.md: queries
+// have a deadline, a result cap and stop when the caller goes away).
 #ifndef SLUICE_SERVER_SRC_SERVICE_H_
 #define SLUICE_SERVER_SRC_SERVICE_H_
 
@@ -13,6 +14,7 @@
 #include <string>
 
 #include "auth.h"
+#include "metrics.h"
 #include "sluice/engine.h"
 #include "sluice/v1/sluice.grpc.pb.h"
 
@@ -29,13 +31,18 @@ struct NodeFacts {
   uint32_t max_lease_batch = 0;
   uint32_t max_wait_ms = 0;
   uint64_t default_lease_ms = 0;
+  // Query bounds: a request may ask for less, never for more.
+  uint32_t query_timeout_ms = 0;
+  uint32_t query_max_rows = 0;
+  uint64_t query_max_result_bytes = 0;
 };
 
 class SluiceService final : public v1::Sluice::Service {
  public:
   // on_storage_error runs once per storage failure (the server then stops: ENVIRONMENT.md).
+  // metrics (not owned, may be null) counts queries by outcome.
   SluiceService(Engine* engine, const CallPrincipals* principals, NodeFacts facts,
-                std::function<void(const Status&)> on_storage_error);
+                std::function<void(const Status&)> on_storage_error, Metrics* metrics = nullptr);
 
   // Draining: long-polls and result waits end at their next slice (within ~100 ms).
   void StartDraining() { draining_.store(true); }
@@ -84,6 +91,12 @@ class SluiceService final : public v1::Sluice::Service {
                                    v1::ListConcurrencyKeysResponse* resp) override;
   grpc::Status GetNodeInfo(grpc::ServerContext* ctx, const v1::GetNodeInfoRequest* req,
                            v1::GetNodeInfoResponse* resp) override;
+  grpc::Status ListJobs(grpc::ServerContext* ctx, const v1::ListJobsRequest* req,
+                        v1::ListJobsResponse* resp) override;
+  grpc::Status CountJobs(grpc::ServerContext* ctx, const v1::CountJobsRequest* req,
+                         v1::CountJobsResponse* resp) override;
+  grpc::Status Query(grpc::ServerContext* ctx, const v1::QueryRequest* req,
+                     v1::QueryResponse* resp) override;
 
  private:
   // Authenticates, resolves the tenant and runs fn(tenant, principal) -> Status.
@@ -91,11 +104,15 @@ class SluiceService final : public v1::Sluice::Service {
   grpc::Status Run(grpc::ServerContext* ctx, const std::string& requested_tenant, Fn&& fn);
   // Whether a slice-waiting call should stop now.
   bool StopWaiting(grpc::ServerContext* ctx) const;
+  // The bounds of one Query: the request's asks capped by the server's, and the time budget
+  // also by what is left of the call's deadline (0 ms when it has passed).
+  QueryOptions QueryBounds(const grpc::ServerContext& ctx, const v1::QueryRequest& req) const;
 
   Engine* engine_;
   const CallPrincipals* principals_;
   NodeFacts facts_;
   std::function<void(const Status&)> on_storage_error_;
+  Metrics* metrics_;
   std::atomic<bool> draining_{false};
 };
 

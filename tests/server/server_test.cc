@@ -12,7 +12,9 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <future>
+#include <limits>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -86,6 +88,56 @@ class ServerTest : public ::testing::Test {
     j.set_queue(queue);
     j.set_id(id);
     return j;
+  }
+
+  // One ListJobs call (the request's tenant stays as given).
+  grpc::Status List(const std::string& token, const v1::ListJobsRequest& req,
+                    v1::ListJobsResponse* resp) {
+    auto ctx = Authed(token);
+    return stub_->ListJobs(ctx.get(), req, resp);
+  }
+
+  // Every job of a listing, paging with next_cursor (bounded: a broken cursor fails the test).
+  std::vector<v1::Job> ListAll(const std::string& token, v1::ListJobsRequest req,
+                               int* pages = nullptr) {
+    std::vector<v1::Job> out;
+    for (int page = 1; page <= 1000; ++page) {
+      v1::ListJobsResponse resp;
+      const grpc::Status s = List(token, req, &resp);
+      EXPECT_TRUE(s.ok()) << s.error_message();
+      if (!s.ok()) break;
+      out.insert(out.end(), resp.jobs().begin(), resp.jobs().end());
+      if (pages != nullptr) *pages = page;
+      if (resp.next_cursor().empty()) return out;
+      req.set_cursor(resp.next_cursor());
+    }
+    ADD_FAILURE() << "the listing did not end";
+    return out;
+  }
+
+  static std::vector<std::string> Ids(const std::vector<v1::Job>& jobs) {
+    std::vector<std::string> ids;
+    for (const v1::Job& j : jobs) ids.push_back(j.id());
+    return ids;
+  }
+
+  // One Query; *ctx_out (when given) receives the finished call's context for its trailers.
+  grpc::Status RunQuery(const std::string& token, const std::string& sql, v1::QueryResponse* resp,
+                        uint32_t timeout_ms = 0, uint32_t max_rows = 0, int deadline_ms = 10'000,
+                        std::string* sluice_code = nullptr, const std::string& tenant = "") {
+    v1::QueryRequest req;
+    req.set_tenant(tenant);
+    req.set_sql(sql);
+    req.set_timeout_ms(timeout_ms);
+    req.set_max_rows(max_rows);
+    auto ctx = Authed(token, deadline_ms);
+    grpc::Status s = stub_->Query(ctx.get(), req, resp);
+    if (sluice_code != nullptr) *sluice_code = SluiceCode(*ctx);
+    return s;
+  }
+
+  double Queries(const std::string& outcome) {
+    return Metric("sluice_queries_total", {"outcome=\"" + outcome + "\""});
   }
 
   // The value of one sample of /metrics, matched by name and label set (any label order);
@@ -384,6 +436,7 @@ TEST(ErrorMapping, EveryEngineCodeHasItsGrpcCode) {
   EXPECT_EQ(GrpcCode(StatusCode::kTimeout), grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_EQ(GrpcCode(StatusCode::kAlreadyExists), grpc::StatusCode::ALREADY_EXISTS);
   EXPECT_EQ(GrpcCode(StatusCode::kBusy), grpc::StatusCode::ABORTED);
+  EXPECT_EQ(GrpcCode(StatusCode::kCancelled), grpc::StatusCode::CANCELLED);
   grpc::ServerContext ctx;  // collects trailers; never sent
   const grpc::Status s = server::ToGrpc(Status::LeaseLost("gone"), &ctx);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
@@ -397,7 +450,7 @@ TEST_F(ServerTest, EveryRpcRequiresAValidToken) {
   const auto* svc = google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
       v1::Sluice::service_full_name());
   ASSERT_NE(svc, nullptr);
-  ASSERT_GE(svc->method_count(), 20);
+  ASSERT_GE(svc->method_count(), 23);
   grpc::GenericStub generic(server_->Channel());
   auto call = [&](const std::string& method, const std::string& auth_header) {
     grpc::ClientContext ctx;
@@ -426,6 +479,9 @@ TEST_F(ServerTest, EveryRpcRequiresAValidToken) {
     checked.insert(method);
   }
   EXPECT_EQ(checked.size(), static_cast<size_t>(svc->method_count()));
+  for (const char* rpc : {"ListJobs", "CountJobs", "Query"}) {
+    EXPECT_EQ(checked.count("/sluice.v1.Sluice/" + std::string(rpc)), 1u) << rpc;
+  }
   // The refused calls wrote nothing: the only job-creating call that passed auth (an empty
   // Enqueue) is invalid, so no job exists.
   EXPECT_EQ(Metric("sluice_jobs_enqueued_total"), 0);
@@ -594,7 +650,8 @@ TEST_F(ServerTest, ConfigFileEnvironmentAndFlagsInThatPrecedence) {
     out << "# comment\n"
         << "durability = \"async\"\n"
         << "max-payload-bytes = 2048\n"
-        << "max-result-bytes = 3000\n";
+        << "max-result-bytes = 3000\n"
+        << "query-timeout-ms = 1234\n";
   }
   ::setenv("SLUICE_MAX_PAYLOAD_BYTES", "4096", 1);          // env beats the file
   Start({"--config", conf, "--max-result-bytes", "5000"});  // a flag beats the file
@@ -605,6 +662,11 @@ TEST_F(ServerTest, ConfigFileEnvironmentAndFlagsInThatPrecedence) {
   EXPECT_EQ(info.durability(), "async");
   EXPECT_EQ(info.limits().max_payload_bytes(), 4096u);
   EXPECT_EQ(info.limits().max_result_bytes(), 5000u);
+  EXPECT_EQ(info.limits().query_timeout_ms(), 1234u);
+  EXPECT_EQ(info.limits().query_max_rows(), 10'000u);
+  EXPECT_EQ(info.limits().query_max_result_bytes(), 4u << 20);
+  EXPECT_EQ(info.limits().max_list_page(), 1000u);
+  EXPECT_EQ(info.limits().max_query_bytes(), 64u << 10);
   EXPECT_EQ(info.version(), SLUICE_VERSION);
   EXPECT_FALSE(info.node_id().empty());
 }
@@ -631,11 +693,544 @@ TEST_F(ServerTest, NoConfiguredTokenGeneratesAnOperatorTokenInTheDataDirectory) 
 TEST_F(ServerTest, BadOptionsExitWithCodeTwo) {
   for (const std::vector<std::string>& bad : {std::vector<std::string>{"--durability", "sometimes"},
                                               std::vector<std::string>{"--token", "short"},
+                                              std::vector<std::string>{"--query-timeout-ms", "0"},
                                               std::vector<std::string>{"--tls-cert", "/x.pem"}}) {
     SluicedProcess p(dir_ + "/bad", bad);
     EXPECT_FALSE(p.ok()) << bad[0];
     EXPECT_NE(p.failure().find("status 512"), std::string::npos) << p.failure();  // exit 2
   }
+}
+
+// ---- Finding jobs: ListJobs, CountJobs, Query -----------------------------------------------
+
+// Ten jobs over two queues with metadata, states and creation times to filter on.
+TEST_F(ServerTest, ListJobsFiltersByQueueStatusMetadataIdAndTime) {
+  Start({"--durability", "async"});
+  std::vector<std::string> mail;
+  for (int i = 0; i < 6; ++i) {
+    v1::JobSpec s = Spec("mail", "mail-" + std::to_string(i));
+    s.set_payload("body-" + std::to_string(i));
+    (*s.mutable_metadata())["customer"] = i % 2 == 0 ? "even" : "odd";
+    (*s.mutable_metadata())["region"] = i < 3 ? "eu" : "us";
+    MustEnqueue(kAdmin, s);
+    mail.push_back(s.id());
+    std::this_thread::sleep_for(std::chrono::milliseconds(3));  // distinct created_ms
+  }
+  for (int i = 0; i < 3; ++i) MustEnqueue(kAdmin, Spec("sms", "sms-" + std::to_string(i)));
+  v1::JobSpec later = Spec("sms", "sms-later");
+  later.set_start_at_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count() +
+                        3'600'000);
+  MustEnqueue(kAdmin, later);
+  // mail-0 runs, mail-1 succeeds, mail-2 is cancelled; the rest of mail waits.
+  const v1::LeaseTasksResponse l = Lease(kAdmin, "mail", 2);
+  ASSERT_EQ(l.tasks_size(), 2);
+  {
+    v1::ReportOutcomeRequest rep;
+    rep.set_task_id(l.tasks(1).task_id());
+    rep.set_lease_token(l.tasks(1).lease_token());
+    rep.mutable_outcome()->mutable_success();
+    v1::ReportOutcomeResponse r;
+    auto ctx = Authed(kAdmin);
+    ASSERT_TRUE(stub_->ReportOutcome(ctx.get(), rep, &r).ok());
+    v1::CancelJobRequest c;
+    c.set_id("mail-2");
+    v1::CancelJobResponse cr;
+    auto c2 = Authed(kAdmin);
+    ASSERT_TRUE(stub_->CancelJob(c2.get(), c, &cr).ok());
+  }
+  using Names = std::vector<std::string>;
+  auto list = [&](const std::function<void(v1::ListJobsRequest*)>& f) {
+    v1::ListJobsRequest req;
+    f(&req);
+    return Ids(ListAll(kAdmin, req));
+  };
+  // Everything, in creation order; then newest first.
+  EXPECT_EQ(list([](auto*) {}), (Names{"mail-0", "mail-1", "mail-2", "mail-3", "mail-4", "mail-5",
+                                       "sms-0", "sms-1", "sms-2", "sms-later"}))
+      << "creation order, then enqueue order";
+  EXPECT_EQ(list([](auto* r) { r->set_newest_first(true); }),
+            (Names{"sms-later", "sms-2", "sms-1", "sms-0", "mail-5", "mail-4", "mail-3", "mail-2",
+                   "mail-1", "mail-0"}));
+  EXPECT_EQ(list([](auto* r) { r->set_queue("mail"); }), mail);
+  // Statuses (waiting vs scheduled is derived from the clock).
+  EXPECT_EQ(list([](auto* r) {
+              r->set_queue("mail");
+              r->add_statuses(v1::WAITING);
+            }),
+            (Names{"mail-3", "mail-4", "mail-5"}));
+  EXPECT_EQ(list([](auto* r) {
+              r->add_statuses(v1::RUNNING);
+              r->add_statuses(v1::SUCCEEDED);
+              r->add_statuses(v1::CANCELLED);
+            }),
+            (Names{"mail-0", "mail-1", "mail-2"}));
+  EXPECT_EQ(list([](auto* r) { r->add_statuses(v1::SCHEDULED); }), (Names{"sms-later"}));
+  EXPECT_EQ(list([](auto* r) { r->add_statuses(v1::FAILED); }), Names{});
+  // Metadata pairs: every pair must match.
+  EXPECT_EQ(list([](auto* r) {
+              auto* m = r->add_metadata();
+              m->set_key("customer");
+              m->set_value("even");
+            }),
+            (Names{"mail-0", "mail-2", "mail-4"}));
+  EXPECT_EQ(list([](auto* r) {
+              auto* m = r->add_metadata();
+              m->set_key("customer");
+              m->set_value("even");
+              auto* m2 = r->add_metadata();
+              m2->set_key("region");
+              m2->set_value("us");
+            }),
+            (Names{"mail-4"}));
+  // Ids.
+  EXPECT_EQ(list([](auto* r) { r->set_id("sms-1"); }), (Names{"sms-1"}));
+  EXPECT_EQ(list([](auto* r) { r->set_id("no-such-job"); }), Names{});
+  EXPECT_EQ(list([](auto* r) { r->set_id_prefix("sms-"); }),
+            (Names{"sms-0", "sms-1", "sms-2", "sms-later"}));
+  // Creation time: [from, to), 0 = unbounded.
+  v1::ListJobsRequest all;
+  all.set_queue("mail");
+  const std::vector<v1::Job> jobs = ListAll(kAdmin, all);
+  ASSERT_EQ(jobs.size(), 6u);
+  const int64_t t3 = jobs[3].created_ms();
+  Names from;
+  Names before;
+  for (const v1::Job& j : jobs) (j.created_ms() >= t3 ? from : before).push_back(j.id());
+  EXPECT_EQ(list([&](auto* r) {
+              r->set_queue("mail");
+              r->set_created_from_ms(t3);
+            }),
+            from);
+  EXPECT_EQ(list([&](auto* r) {
+              r->set_queue("mail");
+              r->set_created_to_ms(t3);
+            }),
+            before);
+  EXPECT_FALSE(from.empty());
+  EXPECT_FALSE(before.empty());
+}
+
+TEST_F(ServerTest, ListJobsViewsAndPagingWithACursor) {
+  Start({"--durability", "async"});
+  std::vector<std::string> ids;
+  for (int i = 0; i < 23; ++i) {
+    v1::JobSpec s = Spec("paged", "p-" + std::string(i < 10 ? "0" : "") + std::to_string(i));
+    s.set_payload("payload-" + std::to_string(i));
+    (*s.mutable_metadata())["k"] = "v";
+    MustEnqueue(kAdmin, s);
+    ids.push_back(s.id());
+  }
+  // Pages of 5: every job once, in order, and the last page ends the listing.
+  v1::ListJobsRequest req;
+  req.set_queue("paged");
+  req.set_limit(5);
+  int pages = 0;
+  std::vector<v1::Job> got = ListAll(kAdmin, req, &pages);
+  EXPECT_EQ(Ids(got), ids);
+  EXPECT_GE(pages, 5);
+  {
+    v1::ListJobsResponse first;
+    ASSERT_TRUE(List(kAdmin, req, &first).ok());
+    EXPECT_EQ(first.jobs_size(), 5);
+    EXPECT_FALSE(first.next_cursor().empty());
+    EXPECT_GT(first.keys_visited(), 0u);
+    // A cursor only works with the filter and order that produced it.
+    v1::ListJobsRequest other = req;
+    other.set_cursor(first.next_cursor());
+    other.set_newest_first(true);
+    v1::ListJobsResponse o;
+    auto ctx = Authed(kAdmin);
+    EXPECT_EQ(stub_->ListJobs(ctx.get(), other, &o).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(SluiceCode(*ctx), "invalid_argument");
+  }
+  // Writes between pages neither skip nor repeat jobs that match throughout.
+  {
+    v1::ListJobsRequest r = req;
+    std::vector<std::string> seen;
+    for (int page = 0; page < 100; ++page) {
+      v1::ListJobsResponse resp;
+      ASSERT_TRUE(List(kAdmin, r, &resp).ok());
+      for (const v1::Job& j : resp.jobs()) seen.push_back(j.id());
+      if (page == 0) MustEnqueue(kAdmin, Spec("paged", "p-99-new"));
+      if (resp.next_cursor().empty()) break;
+      r.set_cursor(resp.next_cursor());
+    }
+    std::vector<std::string> want = ids;
+    want.push_back("p-99-new");
+    EXPECT_EQ(seen, want);
+  }
+  // Views: SUMMARY (default) has no payload, INDEX only id/queue/status/created, FULL all.
+  req.set_limit(1);
+  req.set_id("p-03");
+  v1::ListJobsResponse summary;
+  ASSERT_TRUE(List(kAdmin, req, &summary).ok());
+  ASSERT_EQ(summary.jobs_size(), 1);
+  EXPECT_EQ(summary.jobs(0).payload(), "");
+  EXPECT_EQ(summary.jobs(0).metadata().at("k"), "v");
+  EXPECT_EQ(summary.jobs(0).priority(), 50u);
+  EXPECT_EQ(summary.jobs(0).status(), v1::WAITING);
+  req.set_view(v1::ListJobsRequest::INDEX);
+  v1::ListJobsResponse index;
+  ASSERT_TRUE(List(kAdmin, req, &index).ok());
+  ASSERT_EQ(index.jobs_size(), 1);
+  EXPECT_EQ(index.jobs(0).id(), "p-03");
+  EXPECT_EQ(index.jobs(0).queue(), "paged");
+  EXPECT_EQ(index.jobs(0).status(), v1::WAITING);
+  EXPECT_EQ(index.jobs(0).created_ms(), summary.jobs(0).created_ms());
+  EXPECT_TRUE(index.jobs(0).metadata().empty()) << "the index view reads no record";
+  req.set_view(v1::ListJobsRequest::FULL);
+  v1::ListJobsResponse full;
+  ASSERT_TRUE(List(kAdmin, req, &full).ok());
+  ASSERT_EQ(full.jobs_size(), 1);
+  EXPECT_EQ(full.jobs(0).payload(), "payload-3");
+  EXPECT_EQ(full.jobs(0).attempts_size(), 0) << "attempts are never listed";
+  // Bad input: an unknown status, a cursor the server never handed out.
+  {
+    v1::ListJobsRequest bad;
+    bad.add_statuses(v1::JOB_STATUS_UNSPECIFIED);
+    v1::ListJobsResponse o;
+    auto ctx = Authed(kAdmin);
+    EXPECT_EQ(stub_->ListJobs(ctx.get(), bad, &o).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(SluiceCode(*ctx), "invalid_argument");
+  }
+  {
+    v1::ListJobsRequest bad;
+    bad.set_cursor("not a cursor!");
+    v1::ListJobsResponse o;
+    auto ctx = Authed(kAdmin);
+    EXPECT_EQ(stub_->ListJobs(ctx.get(), bad, &o).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+}
+
+TEST_F(ServerTest, ListJobsPageSizesAreCapped) {
+  // FULL pages also fit max_message_bytes / max_payload_bytes = 4 maximal payloads.
+  Start({"--durability", "async", "--max-list-page", "7", "--max-message-bytes", "65536",
+         "--max-payload-bytes", "16384"});
+  std::vector<v1::JobSpec> specs;
+  v1::EnqueueBatchRequest batch;
+  for (int i = 0; i < 12; ++i) {
+    v1::JobSpec* j = batch.add_jobs();
+    j->set_queue("capped");
+    j->set_payload(std::string(1000, 'x'));
+  }
+  v1::EnqueueBatchResponse br;
+  auto ctx = Authed(kAdmin);
+  ASSERT_TRUE(stub_->EnqueueBatch(ctx.get(), batch, &br).ok());
+  v1::ListJobsRequest req;
+  req.set_limit(1000);
+  v1::ListJobsResponse page;
+  ASSERT_TRUE(List(kAdmin, req, &page).ok());
+  EXPECT_LE(page.jobs_size(), 7);
+  EXPECT_GE(page.jobs_size(), 1);
+  req.set_view(v1::ListJobsRequest::FULL);
+  v1::ListJobsResponse full;
+  ASSERT_TRUE(List(kAdmin, req, &full).ok());
+  EXPECT_LE(full.jobs_size(), 4);
+  EXPECT_GE(full.jobs_size(), 1);
+  req.set_limit(0);  // the default page (50) capped at 7
+  EXPECT_EQ(ListAll(kAdmin, req).size(), 12u);
+}
+
+TEST_F(ServerTest, CountJobsByQueueAndStatus) {
+  Start({"--durability", "async"});
+  for (int i = 0; i < 6; ++i) MustEnqueue(kAdmin, Spec("a", "a-" + std::to_string(i)));
+  v1::JobSpec later = Spec("a", "a-later");
+  later.set_start_at_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count() +
+                        3'600'000);
+  MustEnqueue(kAdmin, later);
+  MustEnqueue(kAdmin, Spec("b", "b-0"));
+  // a: 3 leased -> 1 running, 1 succeeded, 1 failed; 1 cancelled; 2 waiting; 1 scheduled.
+  const v1::LeaseTasksResponse l = Lease(kAdmin, "a", 3);
+  ASSERT_EQ(l.tasks_size(), 3);
+  auto report = [&](const v1::Task& t, bool ok) {
+    v1::ReportOutcomeRequest rep;
+    rep.set_task_id(t.task_id());
+    rep.set_lease_token(t.lease_token());
+    if (ok) {
+      rep.mutable_outcome()->mutable_success();
+    } else {
+      rep.mutable_outcome()->mutable_failure()->mutable_error()->set_code("boom");
+      rep.mutable_outcome()->mutable_failure()->set_no_retry(true);
+    }
+    v1::ReportOutcomeResponse r;
+    auto ctx = Authed(kAdmin);
+    ASSERT_TRUE(stub_->ReportOutcome(ctx.get(), rep, &r).ok());
+  };
+  report(l.tasks(1), true);
+  report(l.tasks(2), false);
+  {
+    v1::CancelJobRequest c;
+    c.set_id("a-5");
+    v1::CancelJobResponse cr;
+    auto ctx = Authed(kAdmin);
+    ASSERT_TRUE(stub_->CancelJob(ctx.get(), c, &cr).ok());
+  }
+  auto count = [&](const std::string& queue) {
+    v1::CountJobsRequest req;
+    req.set_queue(queue);
+    v1::CountJobsResponse resp;
+    auto ctx = Authed(kAdmin);
+    const grpc::Status s = stub_->CountJobs(ctx.get(), req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp;
+  };
+  const v1::CountJobsResponse a = count("a");
+  ASSERT_EQ(a.queues_size(), 1);
+  const v1::QueueCounts& qa = a.queues(0);
+  EXPECT_EQ(qa.queue(), "a");
+  EXPECT_EQ(qa.waiting(), 2u);
+  EXPECT_EQ(qa.scheduled(), 1u);
+  EXPECT_EQ(qa.running(), 1u);
+  EXPECT_EQ(qa.succeeded(), 1u);
+  EXPECT_EQ(qa.failed(), 1u);
+  EXPECT_EQ(qa.cancelled(), 1u);
+  const v1::CountJobsResponse every = count("");
+  ASSERT_EQ(every.queues_size(), 2);
+  EXPECT_EQ(every.queues(0).queue(), "a");
+  EXPECT_EQ(every.queues(0).SerializeAsString(), qa.SerializeAsString());
+  EXPECT_EQ(every.queues(1).queue(), "b");
+  EXPECT_EQ(every.queues(1).waiting(), 1u);
+}
+
+TEST_F(ServerTest, QueryReturnsTypedRows) {
+  Start({"--durability", "async"});
+  v1::QueryResponse r;
+  ASSERT_TRUE(RunQuery(kAdmin,
+                       "SELECT 1 AS i, 2.5 AS r, 'h\xc3\xa9llo' AS t, x'00ff' AS b, NULL AS n, "
+                       "9007199254740993 AS big, -9223372036854775808 AS minimum",
+                       &r)
+                  .ok());
+  ASSERT_EQ(r.columns_size(), 7);
+  EXPECT_EQ(r.columns(0), "i");
+  EXPECT_EQ(r.columns(6), "minimum");
+  ASSERT_EQ(r.rows_size(), 1);
+  const v1::QueryRow& row = r.rows(0);
+  ASSERT_EQ(row.values_size(), 7);
+  EXPECT_EQ(row.values(0).value_case(), v1::QueryValue::kInteger);
+  EXPECT_EQ(row.values(0).integer(), 1);
+  EXPECT_EQ(row.values(1).value_case(), v1::QueryValue::kReal);
+  EXPECT_EQ(row.values(1).real(), 2.5);
+  EXPECT_EQ(row.values(2).value_case(), v1::QueryValue::kText);
+  EXPECT_EQ(row.values(2).text(), "h\xc3\xa9llo");
+  EXPECT_EQ(row.values(3).value_case(), v1::QueryValue::kBlob);
+  EXPECT_EQ(row.values(3).blob(), std::string("\x00\xff", 2));
+  EXPECT_EQ(row.values(4).value_case(), v1::QueryValue::kNull);
+  EXPECT_EQ(row.values(5).integer(), 9007199254740993);
+  EXPECT_EQ(row.values(6).integer(), std::numeric_limits<int64_t>::min());
+  // TEXT that is not UTF-8 cannot travel in a proto string: it arrives as a blob.
+  ASSERT_TRUE(RunQuery(kAdmin, "SELECT CAST(x'ff00fe' AS TEXT)", &r).ok());
+  ASSERT_EQ(r.rows_size(), 1);
+  EXPECT_EQ(r.rows(0).values(0).value_case(), v1::QueryValue::kBlob);
+  EXPECT_EQ(r.rows(0).values(0).blob(), std::string("\xff\x00\xfe", 3));
+  // The tables: jobs of the tenant.
+  MustEnqueue(kAdmin, Spec("qq", "q-1"));
+  MustEnqueue(kAdmin, Spec("qq", "q-2"));
+  ASSERT_TRUE(RunQuery(kAdmin, "SELECT id, queue FROM jobs ORDER BY id", &r).ok());
+  ASSERT_EQ(r.rows_size(), 2);
+  EXPECT_EQ(r.rows(0).values(0).text(), "q-1");
+  EXPECT_EQ(r.rows(1).values(0).text(), "q-2");
+  EXPECT_EQ(r.rows(1).values(1).text(), "qq");
+  EXPECT_GT(r.keys_visited(), 0u);
+  // Bad SQL and writes are invalid_argument.
+  std::string code;
+  EXPECT_EQ(RunQuery(kAdmin, "SELEKT nothing", &r, 0, 0, 10'000, &code).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(code, "invalid_argument");
+  EXPECT_EQ(RunQuery(kAdmin, "DELETE FROM jobs", &r, 0, 0, 10'000, &code).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(code, "invalid_argument");
+  EXPECT_EQ(RunQuery(kAdmin, "", &r, 0, 0, 10'000, &code).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  ASSERT_TRUE(RunQuery(kAdmin, "SELECT count(*) FROM jobs", &r).ok());
+  EXPECT_EQ(r.rows(0).values(0).integer(), 2) << "the refused write changed nothing";
+  EXPECT_EQ(Queries("ok"), 4);
+  EXPECT_EQ(Queries("invalid"), 3);
+  EXPECT_EQ(Queries("timeout"), 0);
+}
+
+TEST_F(ServerTest, ListCountAndQuerySeeOnlyTheTokensTenant) {
+  Start({"--durability", "async"});
+  MustEnqueue(kTokB, Spec("shared", "b-1"));
+  MustEnqueue(kTokB, Spec("shared", "b-2"));
+  MustEnqueue(kTokA, Spec("shared", "a-1"));
+  // ListJobs.
+  v1::ListJobsRequest req;
+  EXPECT_EQ(Ids(ListAll(kTokA, req)), std::vector<std::string>{"a-1"});
+  req.set_id("b-1");
+  EXPECT_TRUE(ListAll(kTokA, req).empty()) << "B's id looks like a missing one";
+  req.clear_id();
+  req.set_id_prefix("b-");
+  EXPECT_TRUE(ListAll(kTokA, req).empty());
+  req.clear_id_prefix();
+  req.set_tenant("tenant-b");
+  {
+    v1::ListJobsResponse o;
+    auto ctx = Authed(kTokA);
+    EXPECT_EQ(stub_->ListJobs(ctx.get(), req, &o).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_EQ(SluiceCode(*ctx), "permission_denied");
+  }
+  EXPECT_EQ(Ids(ListAll(kAdmin, req)), (std::vector<std::string>{"b-1", "b-2"}))
+      << "the operator acts for the tenant it names";
+  // CountJobs.
+  auto count = [&](const std::string& token, const std::string& tenant, grpc::Status* st) {
+    v1::CountJobsRequest r;
+    r.set_tenant(tenant);
+    v1::CountJobsResponse resp;
+    auto ctx = Authed(token);
+    *st = stub_->CountJobs(ctx.get(), r, &resp);
+    return resp;
+  };
+  grpc::Status st;
+  v1::CountJobsResponse ca = count(kTokA, "", &st);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(ca.queues_size(), 1);
+  EXPECT_EQ(ca.queues(0).waiting(), 1u);
+  count(kTokA, "tenant-b", &st);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  v1::CountJobsResponse cb = count(kAdmin, "tenant-b", &st);
+  ASSERT_TRUE(st.ok());
+  ASSERT_EQ(cb.queues_size(), 1);
+  EXPECT_EQ(cb.queues(0).waiting(), 2u);
+  // Query: the tenant is the token's, whatever the SQL says.
+  v1::QueryResponse r;
+  ASSERT_TRUE(RunQuery(kTokA, "SELECT id FROM jobs ORDER BY id", &r).ok());
+  ASSERT_EQ(r.rows_size(), 1);
+  EXPECT_EQ(r.rows(0).values(0).text(), "a-1");
+  ASSERT_TRUE(RunQuery(kTokA, "SELECT count(*) FROM jobs WHERE id LIKE 'b-%'", &r).ok());
+  EXPECT_EQ(r.rows(0).values(0).integer(), 0);
+  std::string code;
+  EXPECT_EQ(RunQuery(kTokA, "SELECT 1", &r, 0, 0, 10'000, &code, "tenant-b").error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(code, "permission_denied");
+  ASSERT_TRUE(
+      RunQuery(kAdmin, "SELECT id FROM jobs ORDER BY id", &r, 0, 0, 10'000, nullptr, "tenant-b")
+          .ok());
+  ASSERT_EQ(r.rows_size(), 2);
+  EXPECT_EQ(r.rows(0).values(0).text(), "b-1");
+}
+
+// An endless recursive CTE: runs until its time budget or its caller stops it.
+constexpr char kEndless[] =
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
+
+TEST_F(ServerTest, QueryTimeoutIsDeadlineExceededWithSluiceCodeTimeout) {
+  Start({"--durability", "async", "--query-timeout-ms", "400"});
+  v1::QueryResponse r;
+  std::string code;
+  for (uint32_t asked : {0u, 60'000u}) {  // 0: the server's maximum; more is capped at it
+    const auto t0 = steady_clock::now();
+    const grpc::Status s = RunQuery(kAdmin, kEndless, &r, asked, 0, 20'000, &code);
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(steady_clock::now() - t0).count();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << s.error_message();
+    EXPECT_EQ(code, "timeout") << "the server's timeout, not the client's deadline";
+    EXPECT_GE(ms, 350);
+    EXPECT_LT(ms, 3000);
+  }
+  // A shorter budget in the request wins.
+  const auto t0 = steady_clock::now();
+  EXPECT_EQ(RunQuery(kAdmin, kEndless, &r, 100, 0, 20'000, &code).error_code(),
+            grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_EQ(code, "timeout");
+  EXPECT_LT(std::chrono::duration_cast<std::chrono::milliseconds>(steady_clock::now() - t0).count(),
+            380);
+  EXPECT_EQ(Queries("timeout"), 3);
+}
+
+TEST_F(ServerTest, QueryIsBoundedByTheCallsDeadline) {
+  Start({"--durability", "async", "--query-timeout-ms", "60000"});
+  v1::QueryResponse r;
+  const auto t0 = steady_clock::now();
+  EXPECT_EQ(RunQuery(kAdmin, kEndless, &r, 0, 0, 500).error_code(),
+            grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_LT(std::chrono::duration_cast<std::chrono::milliseconds>(steady_clock::now() - t0).count(),
+            2000);
+  // The server stopped too (counted as a timeout, not left running for 60 s).
+  const auto deadline = steady_clock::now() + std::chrono::seconds(3);
+  while (Queries("timeout") < 1 && steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(Queries("timeout"), 1);
+  EXPECT_EQ(Queries("cancelled"), 0);
+}
+
+TEST_F(ServerTest, QueryCancelledByItsCallerStopsPromptlyAndTheServerKeepsServing) {
+  Start({"--durability", "async", "--query-timeout-ms", "60000"});
+  constexpr int kCalls = 3;
+  std::vector<std::unique_ptr<grpc::ClientContext>> ctxs;
+  std::vector<std::future<grpc::Status>> calls;
+  for (int i = 0; i < kCalls; ++i) {
+    ctxs.push_back(Authed(kAdmin, 120'000));
+    grpc::ClientContext* ctx = ctxs.back().get();
+    calls.push_back(std::async(std::launch::async, [this, ctx] {
+      v1::QueryRequest req;
+      req.set_sql(kEndless);
+      v1::QueryResponse resp;
+      return stub_->Query(ctx, req, &resp);
+    }));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the queries are running
+  EXPECT_EQ(Queries("cancelled"), 0);
+  const auto cancelled_at = steady_clock::now();
+  for (auto& c : ctxs) c->TryCancel();
+  for (auto& c : calls) EXPECT_EQ(c.get().error_code(), grpc::StatusCode::CANCELLED);
+  // The server notices within moments (not at the 60 s timeout) and says so in /metrics.
+  while (Queries("cancelled") < kCalls &&
+         steady_clock::now() < cancelled_at + std::chrono::seconds(5)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  const auto noticed_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(steady_clock::now() - cancelled_at)
+          .count();
+  EXPECT_EQ(Queries("cancelled"), kCalls);
+  EXPECT_LT(noticed_ms, 2000);
+  EXPECT_EQ(Queries("timeout"), 0);
+  // It keeps serving: a query and an enqueue answer at once.
+  v1::QueryResponse r;
+  const auto t0 = steady_clock::now();
+  ASSERT_TRUE(RunQuery(kAdmin, "SELECT 42", &r).ok());
+  EXPECT_EQ(r.rows(0).values(0).integer(), 42);
+  MustEnqueue(kAdmin, Spec("after-cancel"));
+  EXPECT_LT(std::chrono::duration_cast<std::chrono::milliseconds>(steady_clock::now() - t0).count(),
+            1000);
+}
+
+TEST_F(ServerTest, QueryResultOverItsCapsIsResourceExhausted) {
+  Start({"--durability", "async", "--query-max-result-bytes", "100000", "--query-max-rows", "500"});
+  const std::string rows =
+      "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < %d) "
+      "SELECT x, randomblob(%d) FROM c";
+  auto sql = [&](int n, int blob) {
+    std::string s = rows;
+    s.replace(s.find("%d"), 2, std::to_string(n));
+    s.replace(s.find("%d"), 2, std::to_string(blob));
+    return s;
+  };
+  v1::QueryResponse r;
+  std::string code;
+  // About 1 MB of blobs against a 100 kB cap.
+  EXPECT_EQ(RunQuery(kAdmin, sql(1000, 1000), &r, 0, 0, 10'000, &code).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(code, "too_large");
+  EXPECT_EQ(r.rows_size(), 0) << "nothing partial is sent";
+  // Rows: over the request's cap, over the server's cap; at the cap it is fine.
+  EXPECT_EQ(RunQuery(kAdmin, sql(11, 1), &r, 0, 10, 10'000, &code).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(code, "too_large");
+  EXPECT_EQ(RunQuery(kAdmin, sql(501, 1), &r, 0, 100'000, 10'000, &code).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  ASSERT_TRUE(RunQuery(kAdmin, sql(10, 1), &r, 0, 10).ok());
+  EXPECT_EQ(r.rows_size(), 10);
+  ASSERT_TRUE(RunQuery(kAdmin, sql(500, 1), &r).ok());
+  EXPECT_EQ(r.rows_size(), 500);
+  EXPECT_EQ(Queries("too_large"), 3);
+  EXPECT_EQ(Queries("ok"), 2);
 }
 
 #ifdef SLUICE_FAULT_FSYNC_LIB

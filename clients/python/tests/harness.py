@@ -47,6 +47,7 @@ class Sluiced:
         self.grpc_port = grpc_port
         self.proc: Optional[subprocess.Popen[bytes]] = None
         self.address = ""
+        self.http_address = ""  # /healthz, /readyz, /metrics
         self.log_path = data_dir.parent / (data_dir.name + ".log")
 
     def start(self, timeout: float = 30.0) -> Sluiced:
@@ -70,7 +71,8 @@ class Sluiced:
                 raise RuntimeError(f"sluiced exited with {self.proc.returncode}: "
                                    f"{self.log_path.read_text(errors='replace')[-3000:]}")
             if port_file.exists():
-                self.address = json.loads(port_file.read_text())["grpc"]
+                ports = json.loads(port_file.read_text())
+                self.address, self.http_address = ports["grpc"], ports["http"]
                 self.grpc_port = int(self.address.rsplit(":", 1)[1])
                 return self
             time.sleep(0.01)

@@ -85,6 +85,8 @@ def test_same_names_numbers_and_meaning_as_the_in_process_module() -> None:
     (grpc.StatusCode.UNAUTHENTICATED, "unauthenticated", errors.UnauthenticatedError),
     (grpc.StatusCode.UNAUTHENTICATED, None, errors.UnauthenticatedError),
     (grpc.StatusCode.PERMISSION_DENIED, "permission_denied", errors.PermissionDeniedError),
+    (grpc.StatusCode.CANCELLED, "cancelled", errors.CancelledError),
+    (grpc.StatusCode.CANCELLED, None, errors.CancelledError),
     (grpc.StatusCode.UNKNOWN, None, errors.SluiceError),
 ])
 def test_classification(code: grpc.StatusCode, trailer: str | None,

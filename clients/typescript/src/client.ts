@@ -2,8 +2,9 @@
 // and retries (backoff + jitter) of idempotent calls on UNAVAILABLE and DEADLINE_EXCEEDED.
 import * as grpc from '@grpc/grpc-js';
 import {
-  concurrencyKeyFromWire, floatingFromWire, jobFromWire, jobStatus, nodeInfoFromWire,
-  outcomeToWire, refreshFromWire, resultFromWire, specToWire, taskFromWire, wireKind,
+  concurrencyKeyFromWire, countsFromWire, floatingFromWire, jobFromWire, jobPageFromWire,
+  jobStatus, listRequestToWire, nodeInfoFromWire, outcomeToWire, queryResultFromWire,
+  refreshFromWire, resultFromWire, specToWire, taskFromWire, u32, wireKind,
 } from './convert.js';
 import {
   ClosedError, GrpcCode, NotFoundError, SluiceError, SluiceTimeoutError, fromServiceError,
@@ -16,8 +17,9 @@ import {
   type ResolvedRetry, type RetryOptions, abortError, backoffMs, resolveRetry, sleep, withRetries,
 } from './retry.js';
 import type {
-  CancelResult, ConcurrencyKey, FloatingLimit, HeartbeatResult, Job, JobResult, JobSpec,
-  LeaseRequest, LeaseResponse, LimitKind, NodeInfo, Outcome, RefreshOutcome, RefreshRef, TaskRef,
+  CancelResult, ConcurrencyKey, FloatingLimit, HeartbeatResult, Job, JobFilter, JobPage,
+  JobResult, JobSpec, LeaseRequest, LeaseResponse, LimitKind, ListJobsOptions, NodeInfo, Outcome,
+  QueryResult, QueueCounts, RefreshOutcome, RefreshRef, TaskRef,
 } from './types.js';
 
 /** TLS settings: PEM strings or Buffers. `true` uses the system's root certificates. */
@@ -77,6 +79,20 @@ export interface CallOptions {
   retry?: RetryOptions | false;
 }
 
+/** Options of query(): its bounds, and the usual call options except the deadline. */
+export interface QueryOptions extends Omit<CallOptions, 'timeoutMs' | 'retry'> {
+  /**
+   * The query's time budget in ms (default: the server's maximum, 5 s unless configured; the
+   * server caps it). Running out rejects with SluiceTimeoutError (`code` 'timeout'). The call's
+   * deadline is this plus attemptTimeoutMs, so the server's answer arrives first.
+   */
+  timeoutMs?: number;
+  /** Row cap (default and maximum: the server's, 10,000 unless configured). */
+  maxRows?: number;
+  /** Every INTEGER cell as a bigint (default: a number when safe, else a bigint; QueryCell). */
+  bigints?: boolean;
+}
+
 type Service = typeof pb.SluiceService;
 type Method = keyof Service;
 type Req<M extends Method> = Parameters<Service[M]['requestSerialize']>[0];
@@ -89,6 +105,8 @@ interface CallPlan {
   waitMs?: number;
   /** Sees each try's error before the retry decision (e.g. to remember an earlier try). */
   onRetry?: (e: unknown) => void;
+  /** Which failures an idempotent call retries (default: isTransient). */
+  transient?: (e: unknown) => boolean;
 }
 
 const DEFAULT_MAX_RECEIVE = 64 * 1024 * 1024;
@@ -416,6 +434,73 @@ export class SluiceClient {
     return res.keys.map(concurrencyKeyFromWire);
   }
 
+  // ---- Finding jobs --------------------------------------------------------------------------
+
+  /**
+   * One page of the tenant's jobs matching `filter`, in creation order (`newestFirst` reverses
+   * it). Pass the page's `nextCursor` back as `cursor` (with the same filter and order) for the
+   * next page; a page may be short or empty while more remain. Retried (a read).
+   */
+  async listJobs(filter: JobFilter = {}, opts: CallOptions & ListJobsOptions = {}): Promise<JobPage> {
+    const res = await this.call('listJobs', listRequestToWire(this.tenantOf(opts), filter, opts),
+      opts, { idempotent: true });
+    return jobPageFromWire(res);
+  }
+
+  /** Every page of a listing, fetched one after the other as the loop asks for them. */
+  async* iterJobPages(filter: JobFilter = {},
+    opts: CallOptions & Omit<ListJobsOptions, 'cursor'> = {}): AsyncGenerator<JobPage, void, undefined> {
+    let cursor = '';
+    for (;;) {
+      const page = await this.listJobs(filter, { ...opts, cursor });
+      yield page;
+      if (page.nextCursor === '') return;
+      cursor = page.nextCursor;
+    }
+  }
+
+  /**
+   * Every job matching `filter`, page by page (`limit` is the page size): `for await (const job
+   * of client.iterJobs({ queue: 'emails', statuses: ['failed'] })) ...`. Jobs that match
+   * throughout are seen exactly once even while others are written.
+   */
+  async* iterJobs(filter: JobFilter = {},
+    opts: CallOptions & Omit<ListJobsOptions, 'cursor'> = {}): AsyncGenerator<Job, void, undefined> {
+    for await (const page of this.iterJobPages(filter, opts)) yield* page.jobs;
+  }
+
+  /**
+   * Job counts by status for one queue, or for every queue of the tenant (queue omitted or ''),
+   * in queue order. Served from counters: cheap. Retried (a read).
+   */
+  async countJobs(queue = '', opts: CallOptions = {}): Promise<QueueCounts[]> {
+    const res = await this.call('countJobs', { tenant: this.tenantOf(opts), queue }, opts,
+      { idempotent: true });
+    return res.queues.map(countsFromWire);
+  }
+
+  /**
+   * Runs one read-only SQL statement (SQLite) over the tenant's tables (jobs, job_metadata,
+   * attempts, queues, concurrency_keys, floating_limits; docs/query.md) and returns its columns
+   * and typed rows (QueryCell). Rejects with SluiceTimeoutError (code 'timeout') when its time
+   * budget runs out, TooLargeError over the row or size cap, InvalidArgumentError for bad or
+   * writing SQL, CancelledError when `signal` aborts (the server stops the query at once).
+   * Retried only when it never reached the server (UNAVAILABLE): a query that ran out of time
+   * would only run out again.
+   */
+  async query(sql: string, opts: QueryOptions = {}): Promise<QueryResult> {
+    const timeoutMs = u32(opts.timeoutMs, 'timeoutMs');
+    const req = {
+      tenant: this.tenantOf(opts), sql, timeoutMs, maxRows: u32(opts.maxRows, 'maxRows'),
+    };
+    const res = await this.call('query', req, { ...opts, timeoutMs: undefined },
+      {
+        idempotent: true, waitMs: timeoutMs,
+        transient: (e) => e instanceof SluiceError && e.grpcCode === GrpcCode.UNAVAILABLE,
+      });
+    return queryResultFromWire(res, opts.bigints ?? false);
+  }
+
   /** What the node is: version, limits, default lease, and the caller's tenant binding. */
   async getNodeInfo(opts: CallOptions = {}): Promise<NodeInfo> {
     return nodeInfoFromWire(await this.call('getNodeInfo', {}, opts, { idempotent: true }));
@@ -446,7 +531,7 @@ export class SluiceClient {
     return withRetries(retry,
       (n) => this.once(method, req, n, Math.min(deadline, Date.now() + attemptMs), opts.signal),
       {
-        deadline, signal: opts.signal,
+        deadline, signal: opts.signal, transient: plan.transient,
         onRetry: (e, n) => {
           plan.onRetry?.(e);
           try {

@@ -2,8 +2,9 @@
 import * as pb from './gen/sluice/v1/sluice.js';
 import { EMPTY, jsonBytes, parseJson, toBuffer } from './payload.js';
 import type {
-  Attempt, AttemptStatus, ConcurrencyKey, ConcurrencyLimit, FloatingLimit, Job, JobResult,
-  JobSpec, JobStatus, LimitKind, NodeInfo, Outcome, RefreshTask, RetryPolicy, Task,
+  Attempt, AttemptStatus, ConcurrencyKey, ConcurrencyLimit, FloatingLimit, Job, JobFilter,
+  JobPage, JobResult, JobSpec, JobStatus, JobView, LimitKind, ListJobsOptions, NodeInfo, Outcome,
+  QueryCell, QueryResult, QueueCounts, RefreshTask, RetryPolicy, Task,
 } from './types.js';
 
 const jobStatusNames: Record<number, JobStatus> = {
@@ -264,6 +265,98 @@ export function nodeInfoFromWire(n: pb.GetNodeInfoResponse): NodeInfo {
       maxBatchJobs: num(l?.maxBatchJobs),
       maxLeaseBatch: num(l?.maxLeaseBatch),
       maxWaitMs: num(l?.maxWaitMs),
+      maxListPage: num(l?.maxListPage),
+      maxQueryBytes: num(l?.maxQueryBytes),
+      queryTimeoutMs: num(l?.queryTimeoutMs),
+      queryMaxRows: num(l?.queryMaxRows),
+      queryMaxResultBytes: num(l?.queryMaxResultBytes),
     },
+  };
+}
+
+// ---- Finding jobs ------------------------------------------------------------------------------
+
+const wireStatuses: Record<string, pb.JobStatus> = Object.fromEntries(
+  Object.entries(jobStatusNames).map(([k, v]) => [v, Number(k) as pb.JobStatus]));
+
+const wireViews: Record<JobView, pb.ListJobsRequest_View> = {
+  index: pb.ListJobsRequest_View.INDEX,
+  summary: pb.ListJobsRequest_View.SUMMARY,
+  full: pb.ListJobsRequest_View.FULL,
+};
+
+/** A uint32 request field; rejects what would not round-trip. */
+export function u32(v: number | undefined, what: string): number {
+  if (v === undefined) return 0;
+  if (!Number.isSafeInteger(v) || v < 0 || v > 0xffff_ffff) {
+    throw new RangeError(`${what}: an integer in 0..4294967295 is required`);
+  }
+  return v;
+}
+
+export function listRequestToWire(tenant: string, f: JobFilter, o: ListJobsOptions):
+pb.ListJobsRequest {
+  const statuses = (f.statuses ?? []).map((s, i) => {
+    const w = wireStatuses[s];
+    if (w === undefined) throw new RangeError(`statuses[${i}]: "${String(s)}" is not a job status`);
+    return w;
+  });
+  const view = wireViews[o.view ?? 'summary'];
+  if (view === undefined) throw new RangeError(`view: "${String(o.view)}" is not index, summary or full`);
+  const pairs = Array.isArray(f.metadata) ? f.metadata : Object.entries(f.metadata ?? {});
+  return {
+    tenant,
+    queue: f.queue ?? '',
+    statuses,
+    id: f.id ?? '',
+    idPrefix: f.idPrefix ?? '',
+    metadata: pairs.map(([key, value]) => ({ key, value })),
+    createdFromMs: i64(f.createdFromMs, 'createdFromMs'),
+    createdToMs: i64(f.createdToMs, 'createdToMs'),
+    newestFirst: o.newestFirst ?? false,
+    limit: u32(o.limit, 'limit'),
+    cursor: o.cursor ?? '',
+    view,
+  };
+}
+
+export function jobPageFromWire(r: pb.ListJobsResponse): JobPage {
+  return { jobs: r.jobs.map(jobFromWire), nextCursor: r.nextCursor, keysVisited: Number(r.keysVisited) };
+}
+
+export function countsFromWire(c: pb.QueueCounts): QueueCounts {
+  return {
+    queue: c.queue,
+    scheduled: Number(c.scheduled),
+    waiting: Number(c.waiting),
+    running: Number(c.running),
+    succeeded: Number(c.succeeded),
+    failed: Number(c.failed),
+    cancelled: Number(c.cancelled),
+  };
+}
+
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+function cellFromWire(v: pb.QueryValue, bigints: boolean): QueryCell {
+  const c = v.value;
+  switch (c?.$case) {
+    case undefined:
+    case 'null':
+      return null;
+    case 'integer':
+      return bigints || c.value > MAX_SAFE || c.value < -MAX_SAFE ? c.value : Number(c.value);
+    case 'real':
+    case 'text':
+    case 'blob':
+      return c.value;
+  }
+}
+
+export function queryResultFromWire(r: pb.QueryResponse, bigints: boolean): QueryResult {
+  return {
+    columns: r.columns,
+    rows: r.rows.map((row) => row.values.map((v) => cellFromWire(v, bigints))),
+    keysVisited: Number(r.keysVisited),
   };
 }

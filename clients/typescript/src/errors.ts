@@ -53,7 +53,11 @@ export class SluiceError extends Error {
   }
 }
 
-/** CANCELLED: the caller aborted the call (AbortSignal, client closed). */
+/**
+ * CANCELLED: the call was cancelled before it finished: the caller aborted it (AbortSignal, a
+ * closed client), or the server cancelled it (sluice-code `cancelled`, e.g. a query whose call
+ * was cancelled; or no trailer when a draining server cut it off).
+ */
 export class CancelledError extends SluiceError {}
 /** NOT_FOUND (not_found): no such job in this tenant, or no such floating limit. */
 export class NotFoundError extends SluiceError {}
@@ -115,6 +119,7 @@ const bySluiceCode: Record<string, ErrorClass> = {
   failed_precondition: FailedPreconditionError,
   closed: ClosedError,
   io_error: StorageError,
+  cancelled: CancelledError,
 };
 
 /** The class for a (gRPC code, sluice-code) pair; exported for tests and ReportOutcomes. */

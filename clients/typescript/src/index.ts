@@ -1,6 +1,8 @@
 // @sluice/client: the gRPC client and Worker of the Sluice job queue.
 export { SluiceClient } from './client.js';
-export type { CallOptions, RetryInfo, SluiceClientOptions, TlsOptions } from './client.js';
+export type {
+  CallOptions, QueryOptions, RetryInfo, SluiceClientOptions, TlsOptions,
+} from './client.js';
 export { JobHandle } from './job-handle.js';
 export { Worker } from './worker.js';
 export type {

@@ -66,20 +66,26 @@ export function abortError(signal: AbortSignal): CancelledError {
 }
 
 /**
- * Runs `attempt(n)` (n = 1, 2, ...) until it succeeds, fails with a non-transient error, the
+ * Runs `attempt(n)` (n = 1, 2, ...) until it succeeds, fails with a non-transient error (per
+ * `opts.transient`, default isTransient), the
  * attempts are used up, `deadline` (epoch ms) would pass during the backoff, or the signal
  * aborts. `onRetry` sees each transient error before its backoff.
  */
 export async function withRetries<T>(
   r: ResolvedRetry,
   attempt: (n: number) => Promise<T>,
-  opts: { deadline: number; signal?: AbortSignal; onRetry?: (e: unknown, n: number) => void },
+  opts: {
+    deadline: number; signal?: AbortSignal; onRetry?: (e: unknown, n: number) => void;
+    /** Which failures may be retried (default: isTransient). */
+    transient?: (e: unknown) => boolean;
+  },
 ): Promise<T> {
+  const transient = opts.transient ?? isTransient;
   for (let n = 1; ; ++n) {
     try {
       return await attempt(n);
     } catch (e) {
-      if (n >= r.maxAttempts || !isTransient(e) || opts.signal?.aborted) throw e;
+      if (n >= r.maxAttempts || !transient(e) || opts.signal?.aborted) throw e;
       const wait = backoffMs(r, n);
       if (Date.now() + wait >= opts.deadline) throw e;
       opts.onRetry?.(e, n);

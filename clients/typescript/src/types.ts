@@ -1,6 +1,6 @@
 // The client's public data types: plain objects with camelCase fields, numbers for times and
 // counts (epoch ms and ms), bigint for lease tokens, Buffers for bytes. The wire types generated
-// from the .proto stay internal (src/gen).
+// from the .proto stay internal (src/gen). Query cells: see QueryCell.
 import type { SluiceError } from './errors.js';
 import type { Bytes } from './payload.js';
 
@@ -261,6 +261,16 @@ export interface NodeLimits {
   maxBatchJobs: number;
   maxLeaseBatch: number;
   maxWaitMs: number;
+  /** Most jobs per listJobs page (larger limits are capped). */
+  maxListPage: number;
+  /** Longest SQL text of a query. */
+  maxQueryBytes: number;
+  /** Longest a query may run (the server's cap on timeoutMs). */
+  queryTimeoutMs: number;
+  /** Most rows a query may return. */
+  queryMaxRows: number;
+  /** Largest result a query may return. */
+  queryMaxResultBytes: number;
 }
 
 export interface NodeInfo {
@@ -273,4 +283,92 @@ export interface NodeInfo {
   callerTenantBound: boolean;
   limits: NodeLimits;
   defaultLeaseMs: number;
+}
+
+// ---- Finding jobs ------------------------------------------------------------------------------
+
+/** A job status a listing can filter on. */
+export type ListableStatus = Exclude<JobStatus, 'unspecified'>;
+
+/** Which jobs listJobs / iterJobs return (always of one tenant); every field narrows it. */
+export interface JobFilter {
+  /** Only this queue (default: every queue). */
+  queue?: string;
+  /** Any of these statuses (default: every status); scheduled vs waiting is derived from now. */
+  statuses?: ListableStatus[];
+  /** Exactly this job. */
+  id?: string;
+  /** Ids starting with this. */
+  idPrefix?: string;
+  /**
+   * Metadata pairs that must all match. The first pair drives the server's index scan, so put
+   * the most selective first (an object keeps its insertion order).
+   */
+  metadata?: Record<string, string> | [string, string][];
+  /** Created at or after this (epoch ms). */
+  createdFromMs?: number;
+  /** Created before this (epoch ms). */
+  createdToMs?: number;
+}
+
+/** How much of each listed job comes back. */
+export type JobView =
+  /** id, queue, status and createdMs only (read from the index: cheapest). */
+  | 'index'
+  /** Every field except payload and attempts (the default). */
+  | 'summary'
+  /** With the payload (attempts never: getJob has them). */
+  | 'full';
+
+/** Order and page of a listing. */
+export interface ListJobsOptions {
+  /** '' or omitted for the first page, else the previous page's nextCursor. */
+  cursor?: string;
+  /** Page size (default 50; the server caps it, see NodeLimits.maxListPage). */
+  limit?: number;
+  /** Creation time descending (default ascending). */
+  newestFirst?: boolean;
+  view?: JobView;
+}
+
+/** One page of a listing. */
+export interface JobPage {
+  /**
+   * May be shorter than the limit, even empty, while more remain (one call visits a bounded
+   * number of index entries): keep paging while nextCursor is not ''.
+   */
+  jobs: Job[];
+  /** '' when the listing is complete. */
+  nextCursor: string;
+  /** Index entries and records the server read for this page. */
+  keysVisited: number;
+}
+
+/** Jobs of one queue by status. */
+export interface QueueCounts {
+  queue: string;
+  scheduled: number;
+  waiting: number;
+  running: number;
+  succeeded: number;
+  failed: number;
+  cancelled: number;
+}
+
+/**
+ * One cell of a query result, by SQLite storage class: NULL is `null`, REAL a `number`, TEXT a
+ * `string`, BLOB a `Buffer`, and INTEGER a `number` when it is a safe integer
+ * (|v| <= Number.MAX_SAFE_INTEGER, which covers counts and epoch-ms times) or a `bigint` when it
+ * is not, so no integer is ever rounded. Pass `bigints: true` to get every INTEGER as a bigint.
+ */
+export type QueryCell = null | number | bigint | string | Buffer;
+
+/** What query() returns. */
+export interface QueryResult {
+  /** Result column names, in order. */
+  columns: string[];
+  /** One array of cells per row, in column order. */
+  rows: QueryCell[][];
+  /** Index entries and records the server's tables read. */
+  keysVisited: number;
 }

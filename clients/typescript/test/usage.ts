@@ -1,8 +1,9 @@
 // Compile-time checks of the public types (npm run build type-checks this; it never runs).
 import {
-  type CallOptions, type FloatingLimit, type Job, type JobContext, type JobResult, type Outcome,
-  type RefreshContext, type Task, type WorkerMetrics, JobFailure, LeaseLostError, SluiceClient,
-  SluiceError, Worker,
+  type CallOptions, type FloatingLimit, type Job, type JobContext, type JobFilter, type JobPage,
+  type JobResult, type Outcome, type QueryCell, type QueryResult, type QueueCounts,
+  type RefreshContext, type Task, type WorkerMetrics, CancelledError, JobFailure, LeaseLostError,
+  SluiceClient, SluiceError, Worker,
 } from '../src/index.js';
 
 export async function usage(): Promise<void> {
@@ -36,4 +37,22 @@ export async function usage(): Promise<void> {
   const m: WorkerMetrics = w.metrics();
   const stopped: { drained: boolean; abandoned: number } = await w.stop({ timeoutMs: 10 });
   void [n, status, fl, m, stopped];
+
+  const filter: JobFilter = { queue: 'q', statuses: ['failed', 'cancelled'], metadata: { k: 'v' } };
+  const page: JobPage = await client.listJobs(filter, { limit: 100, newestFirst: true, view: 'index' });
+  const next: string = page.nextCursor;
+  for await (const j of client.iterJobs(filter, { limit: 500 })) void (j satisfies Job);
+  const counts: QueueCounts[] = await client.countJobs('q');
+  const ctl = new AbortController();
+  try {
+    const r: QueryResult = await client.query('SELECT 1', { timeoutMs: 1000, maxRows: 10, signal: ctl.signal });
+    const cell: QueryCell | undefined = r.rows[0]?.[0];
+    if (typeof cell === 'bigint' || typeof cell === 'number') void cell;
+    else if (Buffer.isBuffer(cell)) void cell.length;
+    const cols: string[] = r.columns;
+    void cols;
+  } catch (e) {
+    if (e instanceof CancelledError) void e.code;
+  }
+  void [next, counts];
 }

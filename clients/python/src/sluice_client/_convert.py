@@ -17,6 +17,7 @@ from .types import (
     Heartbeat,
     Job,
     JobResult,
+    JobPage,
     JobSpec,
     JobStatus,
     KeyState,
@@ -28,6 +29,9 @@ from .types import (
     Outcome,
     OutcomeKind,
     RefreshTask,
+    QueryCell,
+    QueryResult,
+    QueueCounts,
     ReportStatus,
     RetryPolicy,
     Task,
@@ -188,3 +192,30 @@ def specs_with_ids(specs: Iterable[JobSpec], make_id: Optional[Any]) -> list[Job
                         s.lease_ms, s.metadata, s.limits)
         out.append(s)
     return out
+
+
+def job_page(r: pb.ListJobsResponse) -> JobPage:
+    return JobPage(tuple(job_from_pb(j) for j in r.jobs), r.next_cursor, r.keys_visited)
+
+
+def queue_counts(c: pb.QueueCounts) -> QueueCounts:
+    return QueueCounts(c.queue, c.scheduled, c.waiting, c.running, c.succeeded, c.failed,
+                       c.cancelled)
+
+
+def _cell(v: pb.QueryValue) -> QueryCell:
+    kind = v.WhichOneof("value")
+    if kind == "integer":
+        return v.integer
+    if kind == "real":
+        return v.real
+    if kind == "text":
+        return v.text
+    if kind == "blob":
+        return v.blob
+    return None  # "null", or nothing set
+
+
+def query_result(r: pb.QueryResponse) -> QueryResult:
+    return QueryResult(tuple(r.columns), tuple(tuple(_cell(v) for v in row.values)
+                                               for row in r.rows), r.keys_visited)

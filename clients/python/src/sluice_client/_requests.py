@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
 import grpc
 
@@ -13,6 +13,8 @@ from .connection import Connection
 from .errors import from_status
 from .types import (
     JobSpec,
+    JobStatus,
+    JobView,
     Limit,
     LimitKind,
     Outcome,
@@ -116,6 +118,25 @@ class RequestBuilder:
         return pb.GetConcurrencyKeyRequest(tenant=self.tenant(tenant),
                                            kind=int(kind),  # type: ignore[arg-type]
                                            key=key)
+
+
+MetadataFilter = Union[Mapping[str, str], Sequence[Tuple[str, str]], None]
+"""Metadata pairs a listed job must all carry: a mapping (its order kept) or (key, value)
+pairs. The first pair drives the server's index scan: put the most selective first."""
+
+
+def list_jobs_request(tenant: str, queue: str, statuses: Iterable[JobStatus], id: str,
+                      id_prefix: str, metadata: MetadataFilter, created_from_ms: int,
+                      created_to_ms: int, newest_first: bool, limit: int, cursor: str,
+                      view: JobView) -> pb.ListJobsRequest:
+    pairs = list(metadata.items()) if isinstance(metadata, Mapping) else list(metadata or ())
+    return pb.ListJobsRequest(
+        tenant=tenant, queue=queue,
+        statuses=[JobStatus(s).value for s in statuses],  # type: ignore[misc]
+        id=id, id_prefix=id_prefix,
+        metadata=[pb.MetadataPair(key=k, value=v) for k, v in pairs],
+        created_from_ms=created_from_ms, created_to_ms=created_to_ms, newest_first=newest_first,
+        limit=limit, cursor=cursor, view=JobView(view).value)  # type: ignore[arg-type]
 
 
 def call_status(err: BaseException) -> Optional[tuple[grpc.StatusCode, str, Any]]:

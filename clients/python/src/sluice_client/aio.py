@@ -15,6 +15,7 @@ import time
 from typing import (
     Any,
     AsyncIterator,
+    FrozenSet,
     Iterable,
     Mapping,
     Optional,
@@ -30,25 +31,43 @@ import grpc.aio
 from . import _convert as cv
 from ._convert import _MISSING
 from ._pb import pb
-from ._requests import RESULT_WAIT_SLICE_MS, RequestBuilder, call_status, map_error
+from ._requests import (
+    RESULT_WAIT_SLICE_MS,
+    MetadataFilter,
+    RequestBuilder,
+    call_status,
+    list_jobs_request,
+    map_error,
+)
+from .cancellation import CancellationToken
 from .client import make_connection
-from .connection import METHODS, RETRYABLE_CODES, Connection, RpcRetryPolicy
-from .errors import SluiceTimeoutError
+from .connection import (
+    METHODS,
+    QUERY_RETRYABLE_CODES,
+    RETRYABLE_CODES,
+    Connection,
+    RpcRetryPolicy,
+)
+from .errors import CancelledError, SluiceTimeoutError
 from .types import (
     CancelResult,
     EnqueueResult,
     FloatingLimitState,
     Heartbeat,
     Job,
+    JobPage,
     JobResult,
     JobSpec,
     JobStatus,
+    JobView,
     KeyState,
     LeaseResponse,
     Limit,
     LimitKind,
     NodeInfo,
     Outcome,
+    QueryResult,
+    QueueCounts,
     RefreshTask,
     Report,
     ReportStatus,
@@ -162,7 +181,8 @@ class AsyncClient:
 
     async def _call(self, name: str, request: Any, response_type: type[R],
                     timeout: Optional[float], idempotent: Optional[bool] = None,
-                    wait_ms: int = 0) -> R:
+                    wait_ms: int = 0, retry_codes: FrozenSet[grpc.StatusCode] = RETRYABLE_CODES,
+                    cancellation: Optional[CancellationToken] = None) -> R:
         method = METHODS[name]
         retryable = method.idempotent if idempotent is None else idempotent
         policy = self.connection.retry
@@ -171,11 +191,13 @@ class AsyncClient:
         while True:
             attempt += 1
             try:
-                return cast(R, await self._stubs[name](request, timeout=deadline,
-                                                       metadata=self._metadata))
+                call = self._stubs[name](request, timeout=deadline, metadata=self._metadata)
+                if cancellation is not None:
+                    return cast(R, await _cancellable(name, call, cancellation))
+                return cast(R, await call)
             except grpc.aio.AioRpcError as e:
                 status = call_status(e)
-                if (retryable and status is not None and status[0] in RETRYABLE_CODES
+                if (retryable and status is not None and status[0] in retry_codes
                         and attempt < policy.max_attempts and not self._closed):
                     await asyncio.sleep(policy.backoff(attempt))
                     continue
@@ -437,8 +459,84 @@ class AsyncClient:
         r = await self._call("ListConcurrencyKeys", req, pb.ListConcurrencyKeysResponse, timeout)
         return [cv.key_state(k) for k in r.keys]
 
+    # ---- finding jobs -----------------------------------------------------------------------
+
+    async def list_jobs(self, queue: str = "", *, statuses: Iterable[JobStatus] = (),
+                        id: str = "", id_prefix: str = "", metadata: MetadataFilter = None,
+                        created_from_ms: int = 0, created_to_ms: int = 0,
+                        newest_first: bool = False, limit: int = 0, cursor: str = "",
+                        view: JobView = JobView.SUMMARY, tenant: Optional[str] = None,
+                        timeout: Optional[float] = None) -> JobPage:
+        """One page of the tenant's jobs; see :meth:`Client.list_jobs`."""
+        req = list_jobs_request(self._req.tenant(tenant), queue, statuses, id, id_prefix,
+                                metadata, created_from_ms, created_to_ms, newest_first, limit,
+                                cursor, view)
+        return cv.job_page(await self._call("ListJobs", req, pb.ListJobsResponse, timeout))
+
+    async def iter_jobs(self, queue: str = "", *, statuses: Iterable[JobStatus] = (),
+                        id: str = "", id_prefix: str = "", metadata: MetadataFilter = None,
+                        created_from_ms: int = 0, created_to_ms: int = 0,
+                        newest_first: bool = False, page_size: int = 0,
+                        view: JobView = JobView.SUMMARY, tenant: Optional[str] = None,
+                        timeout: Optional[float] = None) -> AsyncIterator[Job]:
+        """Every job matching the filter, page by page; see :meth:`Client.iter_jobs`."""
+        statuses = tuple(statuses)
+        cursor = ""
+        while True:
+            page = await self.list_jobs(queue, statuses=statuses, id=id, id_prefix=id_prefix,
+                                        metadata=metadata, created_from_ms=created_from_ms,
+                                        created_to_ms=created_to_ms, newest_first=newest_first,
+                                        limit=page_size, cursor=cursor, view=view,
+                                        tenant=tenant, timeout=timeout)
+            for job in page.jobs:
+                yield job
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
+    async def count_jobs(self, queue: str = "", *, tenant: Optional[str] = None,
+                         timeout: Optional[float] = None) -> list[QueueCounts]:
+        """Job counts by status per queue; see :meth:`Client.count_jobs`."""
+        req = pb.CountJobsRequest(tenant=self._req.tenant(tenant), queue=queue)
+        r = await self._call("CountJobs", req, pb.CountJobsResponse, timeout)
+        return [cv.queue_counts(c) for c in r.queues]
+
+    async def query(self, sql: str, *, timeout_ms: int = 0, max_rows: int = 0,
+                    cancellation: Optional[CancellationToken] = None,
+                    tenant: Optional[str] = None,
+                    timeout: Optional[float] = None) -> QueryResult:
+        """Runs one read-only SQL statement; see :meth:`Client.query`. Cancelling the awaiting
+        task cancels the call too (and raises ``asyncio.CancelledError``, as asyncio wants)."""
+        req = pb.QueryRequest(tenant=self._req.tenant(tenant), sql=sql, timeout_ms=timeout_ms,
+                              max_rows=max_rows)
+        r = await self._call("Query", req, pb.QueryResponse, timeout, idempotent=True,
+                             wait_ms=timeout_ms, retry_codes=QUERY_RETRYABLE_CODES,
+                             cancellation=cancellation)
+        return cv.query_result(r)
+
     async def node_info(self, *, timeout: Optional[float] = None) -> NodeInfo:
         """The node's version, caps and the caller's tenant."""
         r = await self._call("GetNodeInfo", pb.GetNodeInfoRequest(), pb.GetNodeInfoResponse,
                              timeout)
         return cv.node_info(r)
+
+
+async def _cancellable(name: str, call: Any, token: CancellationToken) -> Any:
+    """Awaits a grpc.aio call, cancelling it (the server sees the call go away) when ``token``
+    is cancelled first."""
+    if token.cancelled:
+        call.cancel()
+        raise CancelledError(f"{name} was cancelled before it was sent",
+                             grpc_code=grpc.StatusCode.CANCELLED)
+    answer = asyncio.ensure_future(call)
+    stop = asyncio.ensure_future(token.wait_async())
+    try:
+        await asyncio.wait({answer, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+    if not answer.done():
+        call.cancel()
+        answer.cancel()
+        raise CancelledError(f"{name} was cancelled ({token.reason or 'cancelled'})",
+                             grpc_code=grpc.StatusCode.CANCELLED)
+    return answer.result()

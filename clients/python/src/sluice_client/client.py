@@ -9,32 +9,62 @@ Thread-safe: one Client (one HTTP/2 channel) may be shared by many threads.
 
 from __future__ import annotations
 
+import threading
 import time
-from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Tuple, TypeVar, cast
+from typing import (
+    Any,
+    FrozenSet,
+    Iterable,
+    Iterator,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    TypeVar,
+    cast,
+)
 
 import grpc
 
 from . import _convert as cv
 from ._convert import _MISSING
 from ._pb import pb
-from ._requests import RESULT_WAIT_SLICE_MS, RequestBuilder, call_status, map_error
-from .connection import METHODS, RETRYABLE_CODES, Connection, RpcRetryPolicy
-from .errors import SluiceTimeoutError
+from ._requests import (
+    RESULT_WAIT_SLICE_MS,
+    MetadataFilter,
+    RequestBuilder,
+    call_status,
+    list_jobs_request,
+    map_error,
+)
+from .cancellation import CancellationToken
+from .connection import (
+    METHODS,
+    QUERY_RETRYABLE_CODES,
+    RETRYABLE_CODES,
+    Connection,
+    RpcRetryPolicy,
+)
+from .errors import CancelledError, SluiceTimeoutError
 from .types import (
     CancelResult,
     EnqueueResult,
     FloatingLimitState,
     Heartbeat,
     Job,
+    JobPage,
     JobResult,
     JobSpec,
     JobStatus,
+    JobView,
     KeyState,
     LeaseResponse,
     Limit,
     LimitKind,
     NodeInfo,
     Outcome,
+    QueryResult,
+    QueueCounts,
     RefreshTask,
     Report,
     ReportStatus,
@@ -157,7 +187,9 @@ class Client:
         self.close()
 
     def _call(self, name: str, request: Any, response_type: type[R], timeout: Optional[float],
-              idempotent: Optional[bool] = None, wait_ms: int = 0) -> R:
+              idempotent: Optional[bool] = None, wait_ms: int = 0,
+              retry_codes: FrozenSet[grpc.StatusCode] = RETRYABLE_CODES,
+              cancellation: Optional[CancellationToken] = None) -> R:
         method = METHODS[name]
         retryable = method.idempotent if idempotent is None else idempotent
         policy = self.connection.retry
@@ -166,15 +198,33 @@ class Client:
         while True:
             attempt += 1
             try:
+                if cancellation is not None:
+                    return cast(R, self._send_cancellable(name, request, deadline, cancellation))
                 return cast(R, self._stubs[name](request, timeout=deadline,
                                                  metadata=self._metadata))
             except grpc.RpcError as e:
                 status = call_status(e)
-                if (retryable and status is not None and status[0] in RETRYABLE_CODES
+                if (retryable and status is not None and status[0] in retry_codes
                         and attempt < policy.max_attempts and not self._closed):
                     time.sleep(policy.backoff(attempt))
                     continue
                 raise map_error(e, attempt) from e
+
+    def _send_cancellable(self, name: str, request: Any, deadline: float,
+                          token: CancellationToken) -> Any:
+        """One send that is cancelled (the server sees the call go away) when ``token`` is."""
+        if token.cancelled:
+            raise CancelledError(f"{name} was cancelled before it was sent",
+                                 grpc_code=grpc.StatusCode.CANCELLED)
+        future = self._stubs[name].future(request, timeout=deadline, metadata=self._metadata)
+        done = threading.Event()
+        future.add_done_callback(lambda _: done.set())
+        while not done.wait(0.02):
+            if token.cancelled:
+                future.cancel()
+                raise CancelledError(f"{name} was cancelled ({token.reason or 'cancelled'})",
+                                     grpc_code=grpc.StatusCode.CANCELLED)
+        return future.result()
 
     # ---- producing --------------------------------------------------------------------------
 
@@ -426,6 +476,86 @@ class Client:
         req = pb.ListConcurrencyKeysRequest(tenant=self._req.tenant(tenant), limit=limit)
         r = self._call("ListConcurrencyKeys", req, pb.ListConcurrencyKeysResponse, timeout)
         return [cv.key_state(k) for k in r.keys]
+
+    # ---- finding jobs -----------------------------------------------------------------------
+
+    def list_jobs(self, queue: str = "", *, statuses: Iterable[JobStatus] = (), id: str = "",
+                  id_prefix: str = "", metadata: MetadataFilter = None,
+                  created_from_ms: int = 0, created_to_ms: int = 0, newest_first: bool = False,
+                  limit: int = 0, cursor: str = "", view: JobView = JobView.SUMMARY,
+                  tenant: Optional[str] = None, timeout: Optional[float] = None) -> JobPage:
+        """One page of the tenant's jobs, in creation order (``newest_first`` reverses it).
+
+        Every filter narrows the listing: ``queue`` ("" = every queue), ``statuses`` (any of
+        them), ``id`` (exactly this job), ``id_prefix``, ``metadata`` (every pair must match;
+        the first drives the server's index scan, so put the most selective first), and the
+        creation time ``created_from_ms <= created_ms < created_to_ms`` (0 = unbounded).
+        ``limit`` is the page size (0: 50; the server caps it). Pass the page's
+        ``next_cursor`` back as ``cursor``, with the same filter and order, for the next page;
+        a page may be short or empty while ``next_cursor`` is set. See :meth:`iter_jobs`.
+
+        Raises:
+            InvalidArgumentError: a bad filter, or a cursor of another filter or order.
+        """
+        req = list_jobs_request(self._req.tenant(tenant), queue, statuses, id, id_prefix,
+                                metadata, created_from_ms, created_to_ms, newest_first, limit,
+                                cursor, view)
+        return cv.job_page(self._call("ListJobs", req, pb.ListJobsResponse, timeout))
+
+    def iter_jobs(self, queue: str = "", *, statuses: Iterable[JobStatus] = (), id: str = "",
+                  id_prefix: str = "", metadata: MetadataFilter = None,
+                  created_from_ms: int = 0, created_to_ms: int = 0, newest_first: bool = False,
+                  page_size: int = 0, view: JobView = JobView.SUMMARY,
+                  tenant: Optional[str] = None,
+                  timeout: Optional[float] = None) -> Iterator[Job]:
+        """Every job matching the filter (see :meth:`list_jobs`), fetching page after page as
+        the loop asks. Jobs that match throughout are seen exactly once while others change."""
+        statuses = tuple(statuses)
+        cursor = ""
+        while True:
+            page = self.list_jobs(queue, statuses=statuses, id=id, id_prefix=id_prefix,
+                                  metadata=metadata, created_from_ms=created_from_ms,
+                                  created_to_ms=created_to_ms, newest_first=newest_first,
+                                  limit=page_size, cursor=cursor, view=view, tenant=tenant,
+                                  timeout=timeout)
+            yield from page.jobs
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
+    def count_jobs(self, queue: str = "", *, tenant: Optional[str] = None,
+                   timeout: Optional[float] = None) -> list[QueueCounts]:
+        """Job counts by status for ``queue``, or for every queue of the tenant ("" ), in
+        queue order; served from counters (no scan)."""
+        req = pb.CountJobsRequest(tenant=self._req.tenant(tenant), queue=queue)
+        r = self._call("CountJobs", req, pb.CountJobsResponse, timeout)
+        return [cv.queue_counts(c) for c in r.queues]
+
+    def query(self, sql: str, *, timeout_ms: int = 0, max_rows: int = 0,
+              cancellation: Optional[CancellationToken] = None, tenant: Optional[str] = None,
+              timeout: Optional[float] = None) -> QueryResult:
+        """Runs one read-only SQL statement (SQLite) over the tenant's tables (jobs,
+        job_metadata, attempts, queues, concurrency_keys, floating_limits; docs/query.md).
+        Rows are tuples of ``int``, ``float``, ``str``, ``bytes`` or ``None``.
+
+        ``timeout_ms`` is the query's time budget (0: the server's maximum; it caps it); the
+        call's deadline is that plus ``timeout``, so the server's answer comes first.
+        ``max_rows`` caps the rows (0: the server's maximum). Setting ``cancellation`` (or
+        closing the client) cancels the call, and the server stops the query. Retried only
+        when it never reached the server (UNAVAILABLE).
+
+        Raises:
+            SluiceTimeoutError: the time budget ran out (``status_name`` ``"timeout"``).
+            TooLargeError: more rows than allowed, or a result over the server's byte cap.
+            InvalidArgumentError: SQL that does not parse or would write.
+            CancelledError: ``cancellation`` was set while the query ran.
+        """
+        req = pb.QueryRequest(tenant=self._req.tenant(tenant), sql=sql, timeout_ms=timeout_ms,
+                              max_rows=max_rows)
+        r = self._call("Query", req, pb.QueryResponse, timeout, idempotent=True,
+                       wait_ms=timeout_ms, retry_codes=QUERY_RETRYABLE_CODES,
+                       cancellation=cancellation)
+        return cv.query_result(r)
 
     def node_info(self, *, timeout: Optional[float] = None) -> NodeInfo:
         """The node's version, caps and the caller's tenant."""

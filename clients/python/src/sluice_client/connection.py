@@ -15,10 +15,12 @@ import grpc
 
 from ._pb import pb
 
-__all__ = ["Connection", "RpcRetryPolicy", "RETRYABLE_CODES", "METHODS", "RPC_METHODS",
-           "MethodInfo"]
+__all__ = ["Connection", "RpcRetryPolicy", "RETRYABLE_CODES", "QUERY_RETRYABLE_CODES", "METHODS",
+           "RPC_METHODS", "MethodInfo"]
 
 RETRYABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+# What a Query is retried on: only failures that mean it never ran.
+QUERY_RETRYABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE})
 
 
 @dataclass(frozen=True)
@@ -139,14 +141,17 @@ class MethodInfo:
 # set-floating-limit are idempotent; reports are fenced by their lease token, so a replay after
 # the first landed changes nothing (it gets lease_lost). LeaseTasks is never retried (a lost
 # answer would strand leased tasks until their leases expire), nor are RestartJob and DeleteJob
-# (a second copy answers failed_precondition / not_found for a call that succeeded).
+# (a second copy answers failed_precondition / not_found for a call that succeeded). Query is a
+# read but is retried only on UNAVAILABLE (the clients pass that rule themselves): a query that
+# ran out of time would only run out again.
 _IDEMPOTENT: dict[str, Optional[bool]] = {
     "Enqueue": None, "EnqueueBatch": None, "LeaseTasks": False, "Heartbeat": True,
     "ReportOutcome": True, "ReportOutcomes": True, "HeartbeatRefresh": True,
     "ReportRefreshOutcome": True, "GetJob": True, "GetJobResult": True, "CancelJob": True,
     "RestartJob": False, "ExpediteJob": True, "DeleteJob": False, "GetFloatingLimit": True,
     "ListFloatingLimits": True, "SetFloatingLimit": True, "GetConcurrencyKey": True,
-    "ListConcurrencyKeys": True, "GetNodeInfo": True,
+    "ListConcurrencyKeys": True, "GetNodeInfo": True, "ListJobs": True, "CountJobs": True,
+    "Query": False,
 }
 
 # The client method that wraps each RPC (the same name on Client and AsyncClient).
@@ -159,7 +164,8 @@ RPC_METHODS: dict[str, str] = {
     "ExpediteJob": "expedite", "DeleteJob": "delete", "GetFloatingLimit": "floating_limit",
     "ListFloatingLimits": "list_floating_limits", "SetFloatingLimit": "set_floating_limit",
     "GetConcurrencyKey": "concurrency_key", "ListConcurrencyKeys": "list_concurrency_keys",
-    "GetNodeInfo": "node_info",
+    "GetNodeInfo": "node_info", "ListJobs": "list_jobs", "CountJobs": "count_jobs",
+    "Query": "query",
 }
 
 

@@ -5,7 +5,8 @@ names, numbers (``.status``) and stable lowercase names (``.status_name``) of
 ``sluice.errors`` (docs/errors.md), so code written against the in-process module catches the
 same classes here. Errors only a remote call can meet get their own classes:
 :class:`UnauthenticatedError`, :class:`PermissionDeniedError`, :class:`UnavailableError` and
-:class:`DeadlineExceededError` (``.status`` is -1: no engine code).
+:class:`DeadlineExceededError` (``.status`` is -1: no engine code). :class:`CancelledError` carries
+the engine's ``cancelled`` code (14).
 
 A call is classified on its gRPC code and the ``sluice-code`` trailer, never on the message:
 the trailer tells apart the two causes of FAILED_PRECONDITION (``lease_lost`` vs
@@ -35,6 +36,7 @@ __all__ = [
     "NoMemoryError",
     "UnauthenticatedError",
     "PermissionDeniedError",
+    "CancelledError",
     "UnavailableError",
     "DeadlineExceededError",
     "error_class",
@@ -185,6 +187,16 @@ class NoMemoryError(SluiceError, MemoryError):
     status_name = "no_memory"
 
 
+class CancelledError(SluiceError):
+    """The call was cancelled before it finished (gRPC CANCELLED): by the caller (a cancelled
+    :class:`~sluice_client.CancellationToken` passed to ``query``, a closed client), or by the
+    server (``sluice_code`` ``"cancelled"``). Not ``asyncio.CancelledError``: cancelling an
+    asyncio task that awaits a call raises that one, as asyncio requires."""
+
+    status = 14
+    status_name = "cancelled"
+
+
 class UnauthenticatedError(SluiceError):
     """No token, a malformed ``authorization`` header, or a token the server does not know."""
 
@@ -202,7 +214,7 @@ class PermissionDeniedError(SluiceError):
 _ENGINE_CLASSES: Tuple[type[SluiceError], ...] = (
     NotFoundError, InvalidArgumentError, TooLargeError, LeaseLostError, FailedPreconditionError,
     ClosedError, StorageError, CorruptionError, SluiceTimeoutError, AlreadyExistsError, BusyError,
-    InternalError, NoMemoryError,
+    InternalError, NoMemoryError, CancelledError,
 )
 _BY_STATUS: dict[int, type[SluiceError]] = {cls.status: cls for cls in _ENGINE_CLASSES}
 
@@ -226,6 +238,7 @@ _BY_GRPC_CODE: dict[grpc.StatusCode, type[SluiceError]] = {
     grpc.StatusCode.ABORTED: BusyError,
     grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
     grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
+    grpc.StatusCode.CANCELLED: CancelledError,
 }
 
 _Metadata = Iterable[Tuple[str, Union[str, bytes]]]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import json as _json
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Sequence, Tuple
+from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 
 from .errors import SluiceError, from_report_status
 
@@ -40,6 +40,11 @@ __all__ = [
     "KeyState",
     "NodeLimits",
     "NodeInfo",
+    "JobView",
+    "JobPage",
+    "QueueCounts",
+    "QueryCell",
+    "QueryResult",
     "encode_json",
     "decode_json",
 ]
@@ -416,6 +421,11 @@ class NodeLimits:
     max_batch_jobs: int
     max_lease_batch: int
     max_wait_ms: int
+    max_list_page: int = 0           # most jobs per list_jobs page (larger limits are capped)
+    max_query_bytes: int = 0         # longest SQL text of a query
+    query_timeout_ms: int = 0        # longest a query may run
+    query_max_rows: int = 0          # most rows a query may return
+    query_max_result_bytes: int = 0  # largest result a query may return
 
 
 @dataclass(frozen=True)
@@ -430,3 +440,55 @@ class NodeInfo:
     caller_tenant_bound: bool
     limits: NodeLimits
     default_lease_ms: int
+
+
+# ---- finding jobs ----------------------------------------------------------------------------
+
+class JobView(enum.IntEnum):
+    """How much of each listed job :meth:`Client.list_jobs` returns (wire
+    ``ListJobsRequest.View``)."""
+
+    SUMMARY = 0
+    """Every field except payload and attempts (the default)."""
+    INDEX = 1
+    """``id``, ``queue``, ``status`` and ``created_ms`` only: read from the index (cheapest)."""
+    FULL = 2
+    """With the payload (attempts never: :meth:`Client.get_job` has them)."""
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """One page of a listing. ``jobs`` may be shorter than the limit, even empty, while more
+    remain (one call visits a bounded number of index entries): keep paging while
+    ``next_cursor`` is not ``""``. ``keys_visited`` is what the page cost the server."""
+
+    jobs: Tuple[Job, ...]
+    next_cursor: str
+    keys_visited: int
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    """Jobs of one queue by status (from counters kept with the transitions)."""
+
+    queue: str
+    scheduled: int
+    waiting: int
+    running: int
+    succeeded: int
+    failed: int
+    cancelled: int
+
+
+QueryCell = Union[int, float, str, bytes, None]
+"""One cell of a query result, by SQLite storage class: INTEGER ``int``, REAL ``float``, TEXT
+``str`` (TEXT that is not valid UTF-8 arrives as ``bytes``), BLOB ``bytes``, NULL ``None``."""
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """What :meth:`Client.query` returns: column names and one tuple of cells per row."""
+
+    columns: Tuple[str, ...]
+    rows: Tuple[Tuple[QueryCell, ...], ...]
+    keys_visited: int = 0
