@@ -351,8 +351,19 @@ TEST_F(IndexTest, PagingNeverSkipsOrRepeatsWhileWritesContinue) {
         auto r = engine_->ListJobs(req);
         ASSERT_TRUE(r.ok()) << r.status().ToString();
         for (const Job& j : r->jobs) ASSERT_TRUE(seen.insert(j.id).second) << "repeated " << j.id;
-        // Between pages: new jobs, and some matching jobs leased, deleted or cancelled.
+        // Between pages: new jobs, jobs completed, and some matching jobs deleted or cancelled.
         Add("", "q0", {{"k", "y"}});
+        LeaseRequest lr;
+        lr.queue = kQueues[page % 2];
+        lr.worker_id = "w";
+        lr.max_tasks = 2;
+        auto leased = engine_->Lease(lr);
+        ASSERT_TRUE(leased.ok());
+        for (const Task& t : *leased) {
+          untouched.erase(t.job_id);
+          ASSERT_TRUE(
+              engine_->Complete(t.tenant, t.task_id, t.lease_token, Outcome::Success("r")).ok());
+        }
         for (int n = 0; n < 2; ++n) {
           const Known& k = known_[rng() % known_.size()];
           if (seen.contains(k.id)) continue;  // only touch jobs not yet listed
