@@ -182,6 +182,15 @@ class Engine::Impl {
   Status FlushCounts(IndexSink* sink);
   // Refiles jobs filed as scheduled whose due time has come as waiting; returns how many.
   Result<size_t> PromoteDue(int64_t now);
+  // Running jobs (see running_): AddRunning before the lease write, RemoveRunning after the
+  // write that ends the attempt.
+  void AddRunning(std::string_view tenant, std::string_view id, const storage::JobState& st);
+  void RemoveRunning(std::string_view tenant, const storage::JobState& st);
+  // Whether the job at `pos` of `tenant` may be running (then its record decides).
+  bool MaybeRunning(std::string_view tenant, std::pair<uint64_t, uint64_t> pos) const;
+  // The Y-index prefixes (without the status byte) of every queue of `tenant`.
+  Status QueuesOf(std::string_view tenant, const rocksdb::ReadOptions& ro, uint64_t* visited,
+                  std::vector<std::string>* out);
   // Where scans of the 'D' range start (see due_floor_).
   std::string DueScanStart();
   // Builds the indexes of a format-1 store and marks it format 2 (at open).
@@ -342,6 +351,18 @@ class Engine::Impl {
   // Every 'D' (due-index) entry is due after this: scans of due jobs start here, skipping the
   // deleted entries of earlier promotions (engine_index.cc).
   std::atomic<int64_t> due_floor_{0};
+  // Running jobs stay filed as waiting in the persistent indexes, so a lease writes no index
+  // entry; listings and counts tell them apart through this set, keyed by tenant and position
+  // (created_ms, enqueue_seq). A job enters it before its lease is written and leaves it after
+  // the write that ends the attempt, so it holds every job running in any snapshot (plus, for a
+  // moment, jobs in transition: readers confirm with the job record).
+  struct RunningJob {
+    std::string id;
+    std::string queue;
+  };
+  mutable std::mutex running_mu_;
+  std::map<std::string, std::map<std::pair<uint64_t, uint64_t>, RunningJob>, std::less<>> running_;
+  std::map<std::pair<std::string, std::string>, int64_t> running_per_queue_;
   mutable std::mutex limits_mu_;
   LimitIndex limits_;
   std::array<std::mutex, 256> float_stripes_;

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <set>
 #include <tuple>
 
 #include "codec.h"
@@ -23,17 +24,19 @@ namespace {
 
 constexpr uint8_t kScheduled = static_cast<uint8_t>(JobStatus::kScheduled);
 constexpr uint8_t kWaiting = static_cast<uint8_t>(JobStatus::kWaiting);
+constexpr uint8_t kRunningStatus = static_cast<uint8_t>(JobStatus::kRunning);
 constexpr int kStatuses = 6;
 constexpr size_t kCountsBytes = 8 * static_cast<size_t>(kStatuses);
 constexpr int64_t kDueFloorMarginMs = 10'000;
 
-// The status a job is filed under at `now`. Parked or granted jobs are due by construction.
+// The status a job is filed under at `now`. Parked or granted jobs are due by construction;
+// running jobs stay filed as waiting (Engine::Impl::running_ knows which are running).
 uint8_t FileStatus(const storage::JobState& st, int64_t now) {
   switch (st.status()) {
     case storage::STORED_STATUS_PENDING:
       return st.waiting_on() > 0 || st.holds_limits() || st.due_ms() <= now ? kWaiting : kScheduled;
     case storage::STORED_STATUS_RUNNING:
-      return static_cast<uint8_t>(JobStatus::kRunning);
+      return kWaiting;  // a lease writes no index entry: running_ tells them apart
     case storage::STORED_STATUS_SUCCEEDED:
       return static_cast<uint8_t>(JobStatus::kSucceeded);
     case storage::STORED_STATUS_FAILED:
@@ -138,7 +141,8 @@ bool ParseDue(std::string_view key, std::string_view value, DueEntry* out) {
   return true;
 }
 
-// The G, Y and M entries of a job filed under `status` (D is separate: scheduled only).
+// The Y and M entries of a job filed under `status` (D is separate: scheduled only). Listings by
+// status alone merge the Y ranges of the tenant's queues.
 template <class F>
 void ForEachEntry(std::string_view tenant, std::string_view id, const storage::JobState& st,
                   uint8_t status, int64_t due, F&& fn) {
@@ -147,7 +151,6 @@ void ForEachEntry(std::string_view tenant, std::string_view id, const storage::J
     keys::PutPos(&key, st.created_ms(), st.enqueue_seq());
     fn(key, value);
   };
-  emit(keys::IdxStatusPrefix(tenant, status));
   emit(keys::IdxQueuePrefix(tenant, st.queue(), status));
   for (const auto& [k, v] : st.metadata()) emit(keys::IdxMetaPrefix(tenant, k, v, status));
 }
@@ -230,6 +233,63 @@ struct Hit {
 };
 
 }  // namespace
+
+namespace {
+std::pair<uint64_t, uint64_t> PosOf(const storage::JobState& st) {
+  return {static_cast<uint64_t>(std::max<int64_t>(st.created_ms(), 0)), st.enqueue_seq()};
+}
+}  // namespace
+
+void Engine::Impl::AddRunning(std::string_view tenant, std::string_view id,
+                              const storage::JobState& st) {
+  std::lock_guard<std::mutex> lock(running_mu_);
+  auto t = running_.find(tenant);
+  if (t == running_.end()) t = running_.emplace(std::string(tenant), decltype(t->second){}).first;
+  if (t->second.emplace(PosOf(st), RunningJob{std::string(id), st.queue()}).second) {
+    ++running_per_queue_[{std::string(tenant), st.queue()}];
+  }
+}
+
+void Engine::Impl::RemoveRunning(std::string_view tenant, const storage::JobState& st) {
+  std::lock_guard<std::mutex> lock(running_mu_);
+  auto t = running_.find(tenant);
+  if (t == running_.end() || t->second.erase(PosOf(st)) == 0) return;
+  if (t->second.empty()) running_.erase(t);
+  auto q = running_per_queue_.find({std::string(tenant), st.queue()});
+  if (q != running_per_queue_.end() && --q->second <= 0) running_per_queue_.erase(q);
+}
+
+bool Engine::Impl::MaybeRunning(std::string_view tenant, std::pair<uint64_t, uint64_t> pos) const {
+  std::lock_guard<std::mutex> lock(running_mu_);
+  auto t = running_.find(tenant);
+  return t != running_.end() && t->second.contains(pos);
+}
+
+Status Engine::Impl::QueuesOf(std::string_view tenant, const rocksdb::ReadOptions& ro,
+                              uint64_t* visited, std::vector<std::string>* out) {
+  // Every queue that ever had jobs has counter shards: skip from one queue's shards to the next.
+  std::string prefix(1, keys::kCount);
+  keys::PutStr(&prefix, tenant);
+  const std::string end = keys::PrefixEnd(prefix);
+  rocksdb::Slice upper(end);
+  rocksdb::ReadOptions o = ro;
+  o.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(o));
+  for (it->Seek(prefix); it->Valid();) {
+    ++*visited;
+    keys::Reader r(std::string_view(it->key().data(), it->key().size()).substr(1));
+    std::string_view t, q;
+    if (!r.GetStr(&t) || !r.GetStr(&q)) return Status::Corruption("malformed job counter key");
+    std::string p = keys::IdxQueuePrefix(tenant, q, 0);
+    p.pop_back();
+    out->push_back(std::move(p));
+    std::string next(1, keys::kCount);
+    keys::PutStr(&next, tenant);
+    keys::PutStr(&next, q);
+    it->Seek(keys::PrefixEnd(next));
+  }
+  return it->status().ok() ? Status::Ok() : StorageError(it->status(), "scan job counters");
+}
 
 std::string Engine::Impl::DueScanStart() {
   const int64_t floor = due_floor_.load(std::memory_order_acquire);
@@ -476,54 +536,63 @@ Result<ListJobsResult> Engine::Impl::ListJobs(const ListJobsRequest& req) {
     return out;
   }
 
-  // The driving index: the first metadata pair, else the queue, else the status alone.
-  auto prefix_of = [&](uint8_t status) {
-    if (!f.metadata.empty()) {
-      return keys::IdxMetaPrefix(f.tenant, f.metadata[0].first, f.metadata[0].second, status);
-    }
-    if (!f.queue.empty()) return keys::IdxQueuePrefix(f.tenant, f.queue, status);
-    return keys::IdxStatusPrefix(f.tenant, status);
-  };
+  // The driving index: the first metadata pair, else the queue, else every queue's range.
+  std::vector<std::string> drivers;  // prefixes without the status byte
+  if (!f.metadata.empty()) {
+    std::string p = keys::IdxMetaPrefix(f.tenant, f.metadata[0].first, f.metadata[0].second, 0);
+    p.pop_back();
+    drivers.push_back(std::move(p));
+  } else if (!f.queue.empty()) {
+    std::string p = keys::IdxQueuePrefix(f.tenant, f.queue, 0);
+    p.pop_back();
+    drivers.push_back(std::move(p));
+  } else {
+    s = QueuesOf(f.tenant, ro, &out.keys_visited, &drivers);
+    if (!s.ok()) return s;
+  }
   std::vector<Source> sources;
-  sources.reserve(kStatuses);
-  for (int b = 0; b < kStatuses; ++b) {
-    const bool scheduled_only = b == kScheduled && want[kScheduled] && !want[kWaiting];
-    if (!want[b] && !(b == kScheduled && want[kWaiting])) continue;
-    // Waiting without scheduled: the lagging scheduled entries come from the 'D' range below.
-    if (b == kScheduled && !want[kScheduled]) continue;
-    Source& src = sources.emplace_back();
-    src.status = static_cast<uint8_t>(b);
-    src.future_only = scheduled_only;
-    const std::string p = prefix_of(src.status);
-    src.lower = p;
-    keys::PutPos(&src.lower, static_cast<int64_t>(from.first), 0);
-    src.upper = p;
-    keys::PutPos(&src.upper, static_cast<int64_t>(to.first), 0);
-    if (after) {
-      std::string c = p;
-      if (req.newest_first) {
-        keys::PutPos(&c, static_cast<int64_t>(after->first), after->second);
-        src.upper = std::min(src.upper, c);
-      } else {
-        keys::PutPos(&c, static_cast<int64_t>(after->first), after->second);
-        c.push_back('\0');  // strictly after the cursor's key
-        src.lower = std::max(src.lower, c);
+  sources.reserve(kStatuses * drivers.size());
+  for (const std::string& driver : drivers) {
+    for (int b = 0; b < kStatuses; ++b) {
+      const bool scheduled_only = b == kScheduled && want[kScheduled] && !want[kWaiting];
+      // Nothing is filed as running (running jobs stay filed as waiting: below).
+      if (b == static_cast<int>(JobStatus::kRunning) || !want[b]) continue;
+      // Waiting without scheduled: the lagging scheduled entries come from the 'D' range below.
+      Source& src = sources.emplace_back();
+      src.status = static_cast<uint8_t>(b);
+      src.future_only = scheduled_only;
+      std::string p = driver;
+      keys::PutU8(&p, src.status);
+      src.lower = p;
+      keys::PutPos(&src.lower, static_cast<int64_t>(from.first), 0);
+      src.upper = p;
+      keys::PutPos(&src.upper, static_cast<int64_t>(to.first), 0);
+      if (after) {
+        std::string c = p;
+        if (req.newest_first) {
+          keys::PutPos(&c, static_cast<int64_t>(after->first), after->second);
+          src.upper = std::min(src.upper, c);
+        } else {
+          keys::PutPos(&c, static_cast<int64_t>(after->first), after->second);
+          c.push_back('\0');  // strictly after the cursor's key
+          src.lower = std::max(src.lower, c);
+        }
       }
-    }
-    if (src.lower >= src.upper) {
-      sources.pop_back();
-      continue;
-    }
-    src.lo = rocksdb::Slice(src.lower);
-    src.hi = rocksdb::Slice(src.upper);
-    rocksdb::ReadOptions sro = ro;
-    sro.iterate_lower_bound = &src.lo;
-    sro.iterate_upper_bound = &src.hi;
-    src.it.reset(db_->NewIterator(sro));
-    if (req.newest_first) {
-      src.it->SeekToLast();
-    } else {
-      src.it->SeekToFirst();
+      if (src.lower >= src.upper) {
+        sources.pop_back();
+        continue;
+      }
+      src.lo = rocksdb::Slice(src.lower);
+      src.hi = rocksdb::Slice(src.upper);
+      rocksdb::ReadOptions sro = ro;
+      sro.iterate_lower_bound = &src.lo;
+      sro.iterate_upper_bound = &src.hi;
+      src.it.reset(db_->NewIterator(sro));
+      if (req.newest_first) {
+        src.it->SeekToLast();
+      } else {
+        src.it->SeekToFirst();
+      }
     }
   }
   // Waiting without scheduled: jobs filed as scheduled whose due time has passed ('D' <= now).
@@ -558,12 +627,46 @@ Result<ListJobsResult> Engine::Impl::ListJobs(const ListJobsRequest& req) {
       return req.newest_first ? a.pos > b.pos : a.pos < b.pos;
     });
   }
+  // Running without waiting: from the running set (nothing is filed as running), each
+  // confirmed by its record. Only the first `limit` matches can make this page.
+  bool runs_cut = false;
+  if (want[kRunningStatus] && !want[kWaiting]) {
+    std::vector<std::pair<Pos, RunningJob>> cands;
+    {
+      std::lock_guard<std::mutex> lock(running_mu_);
+      if (auto t = running_.find(f.tenant); t != running_.end()) {
+        auto take = [&](const auto& kv) {
+          if (!in_range(kv.first)) return;
+          if (!f.queue.empty() && kv.second.queue != f.queue) return;
+          if (!kv.second.id.starts_with(f.id_prefix)) return;
+          cands.emplace_back(kv.first, kv.second);
+        };
+        if (req.newest_first) {
+          for (auto it = t->second.rbegin(); it != t->second.rend(); ++it) take(*it);
+        } else {
+          for (const auto& kv : t->second) take(kv);
+        }
+      }
+    }
+    for (auto& [pos, job] : cands) {
+      if (lag.size() == req.limit) {
+        runs_cut = true;
+        break;
+      }
+      storage::JobState st;
+      s = read_state(job.id, &st);
+      if (s.code() == StatusCode::kCorruption) continue;  // deleted after it ran: not running
+      if (!s.ok()) return s;
+      if (st.status() != storage::STORED_STATUS_RUNNING || !meta_match(st, 0)) continue;
+      lag.push_back(Hit{pos, std::move(job.id), std::move(job.queue), kRunningStatus, 0, false});
+    }
+  }
 
   size_t lag_at = 0;
   std::optional<Pos> last;
   const uint64_t scan_cap = options_.limits.max_list_scan;
   auto more_left = [&] {
-    if (lag_at < lag.size()) return true;
+    if (lag_at < lag.size() || runs_cut) return true;
     return std::any_of(sources.begin(), sources.end(),
                        [](const Source& x) { return x.it->Valid(); });
   };
@@ -622,11 +725,24 @@ Result<ListJobsResult> Engine::Impl::ListJobs(const ListJobsRequest& req) {
     if (!h.id.starts_with(f.id_prefix)) continue;
     const storage::JobState* known = nullptr;
     storage::JobState st;
-    if (f.metadata.size() > 1) {
+    if (h.status == kWaiting && !h.lagging && MaybeRunning(f.tenant, h.pos)) {
+      // Filed as waiting and in the running set: the record (in this snapshot) decides.
       s = read_state(h.id, &st);
       if (!s.ok()) return s;
-      if (!meta_match(st, 1)) continue;
       known = &st;
+      if (st.status() == storage::STORED_STATUS_RUNNING) {
+        if (!want[kRunningStatus]) continue;
+        h.status = kRunningStatus;
+      }
+    }
+    if (h.status == kWaiting && !want[kWaiting]) continue;
+    if (f.metadata.size() > 1) {
+      if (known == nullptr) {
+        s = read_state(h.id, &st);
+        if (!s.ok()) return s;
+        known = &st;
+      }
+      if (!meta_match(st, 1)) continue;
     }
     s = emit(h, known);
     if (!s.ok()) return s;
@@ -696,6 +812,16 @@ Result<std::vector<QueueCounts>> Engine::Impl::CountJobs(std::string_view tenant
     ++c->second[kWaiting];
   }
   if (!it->status().ok()) return StorageError(it->status(), "scan due index");
+  // Running jobs stay filed (and counted) as waiting: the running set splits them off.
+  {
+    std::lock_guard<std::mutex> lock(running_mu_);
+    for (auto& [q, c] : counts) {
+      auto r = running_per_queue_.find({std::string(tenant), q});
+      if (r == running_per_queue_.end()) continue;
+      c[kRunningStatus] += r->second;
+      c[kWaiting] -= r->second;
+    }
+  }
   std::vector<QueueCounts> result;
   result.reserve(counts.size());
   for (const auto& [q, c] : counts) {
@@ -719,6 +845,7 @@ Status Engine::Impl::VerifyIndexes() {
   ro.snapshot = snap;
 
   std::map<std::string, Counts> want_counts;  // counter key -> jobs by status
+  std::map<std::string, uint64_t> running;    // job key -> lease token, of running jobs
   std::map<char, uint64_t> want_entries;      // key space -> entries
   auto scan = [&](char space,
                   const std::function<Status(std::string_view, std::string_view)>& fn) -> Status {
@@ -773,6 +900,7 @@ Status Engine::Impl::VerifyIndexes() {
                  DueValue(tenant, id, st.queue(), st.created_ms()), who + "due-index");
     }
     ++want_counts[QueueCountPrefix(tenant, st.queue())][b];
+    if (st.status() == storage::STORED_STATUS_RUNNING) running.emplace(key, st.lease_token());
     return e;
   });
   if (!s.ok()) return s;
@@ -818,6 +946,21 @@ Status Engine::Impl::VerifyIndexes() {
     if (it != want_counts.end()) want_counts.erase(it);
   }
   if (!want_counts.empty()) return Status::Corruption("a job counter is missing");
+  // Every job running in the snapshot is in the running set, unless it has stopped running
+  // since (the reaper and workers keep going while this runs): then its record has moved on.
+  for (const auto& [key, token] : running) {
+    std::string_view tenant, id;
+    (void)keys::ParseJobScopedKey(key, &tenant, &id);
+    storage::JobState st;
+    if (!ReadJobState(tenant, id, &st).ok()) continue;  // deleted since
+    if (st.status() != storage::STORED_STATUS_RUNNING || st.lease_token() != token) continue;
+    std::lock_guard<std::mutex> lock(running_mu_);
+    auto t = running_.find(tenant);
+    if (t == running_.end() || !t->second.contains(PosOf(st))) {
+      return Status::Corruption("running job \"" + std::string(id) +
+                                "\" is not in the running set");
+    }
+  }
   return Status::Ok();
 }
 

@@ -201,6 +201,15 @@ Status Engine::Impl::OpenStore() {
       const std::string_view val(it->value().data(), it->value().size());
       if (!codec::DecodeLease(val, &lv)) return Status::Corruption("malformed lease record");
       index_.AddLease(lv.expires_ms, it->key().ToString());
+      // Its job is running: into the running set (engine_index.cc).
+      std::string_view tenant, id;
+      storage::JobState st;
+      if (!keys::ParseJobScopedKey(std::string_view(it->key().data(), it->key().size()), &tenant,
+                                   &id) ||
+          !ReadJobState(tenant, id, &st).ok()) {
+        return Status::Corruption("a lease without its job");
+      }
+      AddRunning(tenant, id, st);
       max_seen = std::max(max_seen, lv.token);
     }
     if (!it->status().ok()) return Status::IoError("scan leases: " + it->status().ToString());

@@ -333,6 +333,7 @@ std::vector<Task> Engine::Impl::LeaseRefs(const std::string& queue_prefix,
     st.set_task_seq(0);
     st.set_updated_ms(now);
     PutJob(req.tenant, ref.job_id, &st, now, &batch);
+    AddRunning(req.tenant, ref.job_id, st);  // before the write: see running_
     // The open attempt lives in the lease record (worker, start); its 'A' record is written
     // once, when the attempt ends.
     std::string lease_key = keys::LeaseKey(req.tenant, ref.job_id);
@@ -480,6 +481,7 @@ Engine::Impl::Finish Engine::Impl::FinishAttempt(std::string_view tenant, std::s
 void Engine::Impl::ApplyFinish(const Finish& f, std::string_view tenant, std::string_view id,
                                const storage::JobState& st, int64_t lease_expires_ms,
                                const std::string& lease_key, int64_t now) {
+  RemoveRunning(tenant, st);
   if (f.released) ReleaseCommitted(tenant, id, st);
   {
     std::lock_guard<std::mutex> lock(index_mu_);
