@@ -18,7 +18,8 @@
 // job and immutable, so every index range lists jobs in creation order. st = u8(JobStatus the
 // job is filed under). Their value is IndexValue: str(id) str(queue) u64(due_ms if scheduled).
 //   'E' str(tenant) pos                     -> every job
-//   'G' str(tenant) st pos                  -> by status
+//   'G' str(tenant) st pos                  -> (unused since the running-set change; VerifyIndexes
+//                                              expects none, the migration drops any)
 //   'Y' str(tenant) str(queue) st pos       -> by queue and status
 //   'M' str(tenant) str(key) str(value) st pos -> by metadata pair and status
 //   'D' u64(due_ms) u64(enqueue_seq)        -> str(tenant) str(id) str(queue) u64(created_ms):
