@@ -7,8 +7,9 @@
 //    and transitions of different jobs write concurrently (RocksDB group commit merges their
 //    fsyncs).
 //  - limits_mu_ guards the LimitIndex (concurrency keys). index_mu_ guards the MemoryIndex and
-//    the long-poll condition variables. Lock order: job stripes, then a floating-key stripe,
-//    then limits_mu_, then index_mu_. Neither mutex is held while writing to RocksDB.
+//    the long-poll condition variables. running_mu_ guards the running set (a leaf: nothing is
+//    locked while holding it). Lock order: job stripes, then a floating-key stripe, then
+//    limits_mu_, then index_mu_, then running_mu_. None is held while writing to RocksDB.
 //  - Grants run after the releasing transition let go of its stripe: a grant pass takes each
 //    waiter's own stripe, so every job's records change only under its stripe.
 //  - Every state change is one RocksDB write (WriteBatch, or the enqueue transaction).
