@@ -191,14 +191,8 @@ Result<Job> Engine::Impl::GetJob(std::string_view tenant, std::string_view id,
   Status s = validate::JobRef(tenant, id, options_.limits);
   if (!s.ok()) return s;
   // A consistent view of the job's records without taking its stripe.
-  const rocksdb::Snapshot* snap = db_->GetSnapshot();
-  rocksdb::ReadOptions ro = read_options_;
-  ro.snapshot = snap;
-  struct Release {
-    rocksdb::DB* db;
-    const rocksdb::Snapshot* snap;
-    ~Release() { db->ReleaseSnapshot(snap); }
-  } release{db_.get(), snap};
+  const SnapshotRead view(db_.get(), read_options_);
+  const rocksdb::ReadOptions& ro = view.options();
 
   std::string raw;
   rocksdb::Status rs = db_->Get(ro, keys::JobKey(tenant, id), &raw);

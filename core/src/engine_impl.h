@@ -102,6 +102,25 @@ class TxnSink final : public IndexSink {
   rocksdb::Status status_;
 };
 
+// Read options over a snapshot of the store, released on scope exit: a consistent view of
+// several keys for readers that take no stripe (GetJob, ListJobs, CountJobs, VerifyIndexes).
+class SnapshotRead {
+ public:
+  SnapshotRead(rocksdb::DB* db, const rocksdb::ReadOptions& base)
+      : db_(db), snap_(db->GetSnapshot()), ro_(base) {
+    ro_.snapshot = snap_;
+  }
+  ~SnapshotRead() { db_->ReleaseSnapshot(snap_); }
+  SnapshotRead(const SnapshotRead&) = delete;
+  SnapshotRead& operator=(const SnapshotRead&) = delete;
+  const rocksdb::ReadOptions& options() const { return ro_; }
+
+ private:
+  rocksdb::DB* db_;
+  const rocksdb::Snapshot* snap_;
+  rocksdb::ReadOptions ro_;
+};
+
 class Engine::Impl {
  public:
   static constexpr size_t kStripes = 1024;

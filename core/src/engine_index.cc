@@ -437,14 +437,8 @@ Result<ListJobsResult> Engine::Impl::ListJobs(const ListJobsRequest& req) {
     after = p;
   }
   const int64_t now = Now();
-  const rocksdb::Snapshot* snap = db_->GetSnapshot();
-  struct Release {
-    rocksdb::DB* db;
-    const rocksdb::Snapshot* snap;
-    ~Release() { db->ReleaseSnapshot(snap); }
-  } release{db_.get(), snap};
-  rocksdb::ReadOptions ro = read_options_;
-  ro.snapshot = snap;
+  const SnapshotRead view(db_.get(), read_options_);
+  const rocksdb::ReadOptions& ro = view.options();
 
   ListJobsResult out;
   bool want[kStatuses] = {};
@@ -760,14 +754,8 @@ Result<std::vector<QueueCounts>> Engine::Impl::CountJobs(std::string_view tenant
   if (s.ok() && !queue.empty()) s = validate::Queue(queue, options_.limits);
   if (!s.ok()) return s;
   const int64_t now = Now();
-  const rocksdb::Snapshot* snap = db_->GetSnapshot();
-  struct Release {
-    rocksdb::DB* db;
-    const rocksdb::Snapshot* snap;
-    ~Release() { db->ReleaseSnapshot(snap); }
-  } release{db_.get(), snap};
-  rocksdb::ReadOptions ro = read_options_;
-  ro.snapshot = snap;
+  const SnapshotRead view(db_.get(), read_options_);
+  const rocksdb::ReadOptions& ro = view.options();
 
   // Sum the shards of each queue ('C' tenant queue shard).
   std::map<std::string, Counts, std::less<>> counts;
@@ -835,14 +823,8 @@ Result<std::vector<QueueCounts>> Engine::Impl::CountJobs(std::string_view tenant
 }
 
 Status Engine::Impl::VerifyIndexes() {
-  const rocksdb::Snapshot* snap = db_->GetSnapshot();
-  struct Release {
-    rocksdb::DB* db;
-    const rocksdb::Snapshot* snap;
-    ~Release() { db->ReleaseSnapshot(snap); }
-  } release{db_.get(), snap};
-  rocksdb::ReadOptions ro = read_options_;
-  ro.snapshot = snap;
+  const SnapshotRead view(db_.get(), read_options_);
+  const rocksdb::ReadOptions& ro = view.options();
 
   std::map<std::string, Counts> want_counts;  // counter key -> jobs by status
   std::map<std::string, uint64_t> running;    // job key -> lease token, of running jobs
