@@ -15,7 +15,9 @@ from test_lease_loss import spawn, wait_line  # noqa: F401  (the `spawn` fixture
 def test_sigterm_drains_the_worker(server: Sluiced, client: Client, spawn: Any) -> None:
     q = uid("q-")
     ids = [client.enqueue(q, b"").id for _ in range(6)]
-    proc, lines = spawn(q, 1.0, 3)
+    # Jobs take 3 s so that the signal surely lands while the first three still run, even on a
+    # loaded CI machine (a 1 s job once finished before the test got to send the signal).
+    proc, lines = spawn(q, 3.0, 3)
     wait_line(lines, lambda x: sum(1 for y in lines if y.get("kind") == "started") >= 3)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)
@@ -23,12 +25,14 @@ def test_sigterm_drains_the_worker(server: Sluiced, client: Client, spawn: Any) 
     took = time.monotonic() - t0
     exit_line = wait_line(lines, lambda x: x.get("kind") == "exit")
     assert exit_line["drained"] is True
-    assert took < 5.0
+    assert took < 7.0
+    started = {x["job_id"] for x in lines if x.get("kind") == "started"}
+    assert len(started) == 3, started  # nothing was leased after the signal
     jobs = [client.get_job(i) for i in ids]
-    done = [j for j in jobs if j.status == JobStatus.SUCCEEDED]
+    done = {j.id for j in jobs if j.status == JobStatus.SUCCEEDED}
     untouched = [j for j in jobs if j.status == JobStatus.WAITING and j.attempt_count == 0]
-    assert len(done) == 3 and len(untouched) == 3, [(j.status, j.attempt_count) for j in jobs]
-    assert all(client.get_result(j.id).result == b"done-by-proc" for j in done)
+    assert done == started and len(untouched) == 3, [(j.status, j.attempt_count) for j in jobs]
+    assert all(client.get_result(i).result == b"done-by-proc" for i in done)
     assert any(x.get("name") == "signal" for x in lines)
 
 
