@@ -33,6 +33,8 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "codec.h"
@@ -47,9 +49,68 @@ namespace sluice {
 // Jobs per status (JobStatus order): a job counter shard, or a change to one.
 using JobCounts = std::array<int64_t, 6>;
 
+// The job counters in memory, split into slots (decisions §64). A write that changes counters
+// holds one slot from FlushCounts until the write has returned, and writes that slot's new
+// values ('C' tenant queue u16(slot)); only the holder reads or changes a slot, and one holder's
+// writes are sequenced in the order it makes them, so a slot's last stored value is always the
+// sum of its committed changes. The total of a queue is the sum over its slots. Slots are
+// reused (lowest free first), so there are about as many as writes ever ran at once.
+class CounterSlots {
+ public:
+  struct Slot {
+    uint16_t id = 0;
+    // Queue counter prefix ('C' str(tenant) str(queue)) -> this slot's stored counts.
+    std::unordered_map<std::string, JobCounts> counts;
+  };
+  // A free slot (blocks while all 65,536 are held, which no real server reaches).
+  Slot* Acquire();
+  void Release(Slot* slot);
+  // At open, before any writer: forget everything / set slot `id`'s stored counts of `prefix`.
+  void Reset();
+  void Load(uint16_t id, const std::string& prefix, const JobCounts& counts);
+
+ private:
+  Slot* SlotLocked(uint16_t id);
+
+  std::mutex mu_;
+  std::condition_variable freed_;
+  std::vector<std::unique_ptr<Slot>> slots_;  // by id
+  std::vector<Slot*> free_;                   // a min-heap by id
+};
+
+// The counter part of one write: the slot it holds and the values it wrote. Commit() once the
+// write succeeded; the slot goes back to the pool when this object goes away.
+class CounterWrite {
+ public:
+  CounterWrite() = default;
+  CounterWrite(CounterSlots* pool, CounterSlots::Slot* slot) : pool_(pool), slot_(slot) {}
+  CounterWrite(CounterWrite&& o) noexcept
+      : pool_(o.pool_), slot_(std::exchange(o.slot_, nullptr)), staged_(std::move(o.staged_)) {}
+  CounterWrite& operator=(CounterWrite&&) = delete;
+  CounterWrite(const CounterWrite&) = delete;
+  CounterWrite& operator=(const CounterWrite&) = delete;
+  ~CounterWrite() {
+    if (slot_ != nullptr) pool_->Release(slot_);
+  }
+  CounterSlots::Slot* slot() const { return slot_; }
+  // Records a value written for `prefix` (applied to the slot by Commit).
+  void Stage(const std::string& prefix, const JobCounts& value) {
+    staged_.emplace_back(prefix, value);
+  }
+  void Commit() {
+    for (auto& [prefix, value] : staged_) slot_->counts[prefix] = value;
+    staged_.clear();
+  }
+
+ private:
+  CounterSlots* pool_ = nullptr;
+  CounterSlots::Slot* slot_ = nullptr;
+  std::vector<std::pair<std::string, JobCounts>> staged_;
+};
+
 // Where index changes go: a write batch (JobBatch), or the enqueue transaction (untracked
-// writes). Counter changes are summed per counter key until the write is built (FlushCounts):
-// several jobs of one batch may share a counter shard.
+// writes). Counter changes are summed per queue counter prefix until the write is built
+// (FlushCounts): the jobs of one batch share their queue's counter.
 class IndexSink {
  public:
   virtual ~IndexSink() = default;
@@ -59,9 +120,9 @@ class IndexSink {
   // (it and the entry vanish together at the first compaction that sees both, leaving no
   // tombstone for scans of the index range to skip).
   virtual void DeleteIndex(const std::string& key) = 0;
-  // Adds `delta` to the counter shard `key` (written by FlushCounts).
-  void Count(const std::string& key, const JobCounts& delta) {
-    JobCounts& c = counts_[key];
+  // Adds `delta` to the counts of the queue counter prefix `prefix` (written by FlushCounts).
+  void Count(const std::string& prefix, const JobCounts& delta) {
+    JobCounts& c = counts_[prefix];
     for (size_t i = 0; i < c.size(); ++i) c[i] += delta[i];
   }
   std::map<std::string, JobCounts>& counts() { return counts_; }
@@ -196,10 +257,12 @@ class Engine::Impl {
   // FileJob plus the write of the job record: how every transition stores a job's state.
   void PutJob(std::string_view tenant, std::string_view id, storage::JobState* st, int64_t now,
               JobBatch* batch);
-  // Writes the summed counter changes of sink as new shard values. Each shard belongs to one
-  // job stripe ('C' keys) and the caller holds the stripes of every job in sink, so the
-  // read-add-write cannot race another writer of the shard. Status of the reads.
-  Status FlushCounts(IndexSink* sink);
+  // Writes the summed counter changes of sink as the new values of one counter slot, which the
+  // returned object holds: Commit() it once the write succeeded (CounterSlots).
+  CounterWrite FlushCounts(IndexSink* sink);
+  // At open: loads the stored counters into the slots, first folding each queue's slots into
+  // slot 0 (one write) so that the slots in use stay few across restarts.
+  Status LoadCounters();
   // Refiles jobs filed as scheduled whose due time has come as waiting; returns how many.
   Result<size_t> PromoteDue(int64_t now);
   // Running jobs (see running_): AddRunning before the lease write, RemoveRunning after the
@@ -359,6 +422,8 @@ class Engine::Impl {
   rocksdb::ReadOptions read_options_;
 
   std::array<std::mutex, kStripes> stripes_;
+  // The job counters in memory (see CounterSlots).
+  CounterSlots counter_slots_;
   mutable std::mutex index_mu_;
   // GetResult waiters: job key -> number of waiters; finished_gen_ moves on every final
   // transition of a waited-on job. Notifiers look only when result_waiter_count_ > 0.

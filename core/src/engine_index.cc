@@ -300,20 +300,102 @@ std::string Engine::Impl::DueScanStart() {
   return keys::IdxDueKey(floor, 0);
 }
 
-Status Engine::Impl::FlushCounts(IndexSink* sink) {
-  std::string raw;
-  for (auto& [key, delta] : sink->counts()) {
+CounterSlots::Slot* CounterSlots::SlotLocked(uint16_t id) {
+  while (slots_.size() <= id) {
+    auto slot = std::make_unique<Slot>();
+    slot->id = static_cast<uint16_t>(slots_.size());
+    free_.push_back(slot.get());
+    std::push_heap(free_.begin(), free_.end(), [](Slot* a, Slot* b) { return a->id > b->id; });
+    slots_.push_back(std::move(slot));
+  }
+  return slots_[id].get();
+}
+
+CounterSlots::Slot* CounterSlots::Acquire() {
+  std::unique_lock<std::mutex> lock(mu_);
+  constexpr size_t kMaxSlots = 65536;
+  freed_.wait(lock, [&] { return !free_.empty() || slots_.size() < kMaxSlots; });
+  if (free_.empty()) SlotLocked(static_cast<uint16_t>(slots_.size()));
+  std::pop_heap(free_.begin(), free_.end(), [](Slot* a, Slot* b) { return a->id > b->id; });
+  Slot* slot = free_.back();
+  free_.pop_back();
+  return slot;
+}
+
+void CounterSlots::Release(Slot* slot) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    free_.push_back(slot);
+    std::push_heap(free_.begin(), free_.end(), [](Slot* a, Slot* b) { return a->id > b->id; });
+  }
+  freed_.notify_one();
+}
+
+void CounterSlots::Reset() {
+  std::lock_guard<std::mutex> lock(mu_);
+  free_.clear();
+  slots_.clear();
+}
+
+void CounterSlots::Load(uint16_t id, const std::string& prefix, const JobCounts& counts) {
+  std::lock_guard<std::mutex> lock(mu_);
+  SlotLocked(id)->counts[prefix] = counts;
+}
+
+CounterWrite Engine::Impl::FlushCounts(IndexSink* sink) {
+  if (sink->counts().empty()) return {};
+  CounterWrite w(&counter_slots_, counter_slots_.Acquire());
+  CounterSlots::Slot* slot = w.slot();
+  for (auto& [prefix, delta] : sink->counts()) {
     Counts c{};
-    rocksdb::Status rs = db_->Get(read_options_, key, &raw);
-    if (rs.ok()) {
-      if (!DecodeCounts(raw, &c)) return Fatal(Status::Corruption("malformed job counter"));
-    } else if (!rs.IsNotFound()) {
-      return StorageError(rs, "read job counter");
-    }
+    if (auto it = slot->counts.find(prefix); it != slot->counts.end()) c = it->second;
     for (int b = 0; b < kStatuses; ++b) c[b] += delta[b];
+    std::string key = prefix;
+    key.push_back(static_cast<char>(slot->id >> 8));
+    key.push_back(static_cast<char>(slot->id & 0xff));
     sink->Put(key, EncodeCounts(c));
+    w.Stage(prefix, c);
   }
   sink->counts().clear();
+  return w;
+}
+
+Status Engine::Impl::LoadCounters() {
+  counter_slots_.Reset();
+  std::map<std::string, Counts> total;  // queue counter prefix -> sum over its slots
+  std::vector<std::string> stale;       // keys of slots other than 0
+  const std::string lo(1, keys::kCount), hi = keys::PrefixEnd(lo);
+  rocksdb::Slice upper(hi);
+  rocksdb::ReadOptions ro = read_options_;
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  for (it->Seek(lo); it->Valid(); it->Next()) {
+    const std::string_view key(it->key().data(), it->key().size());
+    keys::Reader r(key.substr(1));
+    std::string_view t, q, slot;
+    Counts c{};
+    if (!r.GetStr(&t) || !r.GetStr(&q) || !r.GetRest(&slot) || slot.size() != 2 ||
+        !DecodeCounts(std::string_view(it->value().data(), it->value().size()), &c)) {
+      return Status::Corruption("malformed job counter");
+    }
+    auto [entry, fresh] = total.try_emplace(std::string(key.substr(0, key.size() - 2)));
+    if (fresh) entry->second.fill(0);
+    for (int b = 0; b < kStatuses; ++b) entry->second[b] += c[b];
+    if (slot != std::string_view("\0\0", 2)) stale.emplace_back(key);
+  }
+  if (!it->status().ok()) return StorageError(it->status(), "scan job counters");
+  if (!stale.empty()) {
+    rocksdb::WriteBatch fold;
+    for (const std::string& k : stale) fold.Delete(k);
+    for (const auto& [prefix, sum] : total) {
+      fold.Put(prefix + std::string("\0\0", 2), EncodeCounts(sum));
+    }
+    rocksdb::WriteOptions sync;
+    sync.sync = true;
+    rocksdb::Status rs = db_->GetBaseDB()->Write(sync, &fold);
+    if (!rs.ok()) return StorageError(rs, "fold job counters");
+  }
+  for (const auto& [prefix, sum] : total) counter_slots_.Load(0, prefix, sum);
   return Status::Ok();
 }
 
@@ -337,8 +419,7 @@ void Engine::Impl::FileJob(std::string_view tenant, std::string_view id, storage
               DueValue(tenant, id, st->queue(), st->created_ms()));
   }
   if (!filed || before != after) {
-    sink->Count(keys::CountKey(tenant, st->queue(), static_cast<uint16_t>(StripeOf(tenant, id))),
-                CountDelta(filed ? before : -1, after));
+    sink->Count(QueueCountPrefix(tenant, st->queue()), CountDelta(filed ? before : -1, after));
   }
   st->set_indexed_as(after + 1u);
   st->set_indexed_due_ms(after_due);
@@ -352,8 +433,7 @@ void Engine::Impl::UnfileJob(std::string_view tenant, std::string_view id,
                [&](const std::string& k, const std::string&) { sink->DeleteIndex(k); });
   if (before == kScheduled)
     sink->DeleteIndex(keys::IdxDueKey(st.indexed_due_ms(), st.enqueue_seq()));
-  sink->Count(keys::CountKey(tenant, st.queue(), static_cast<uint16_t>(StripeOf(tenant, id))),
-              CountDelta(before, -1));
+  sink->Count(QueueCountPrefix(tenant, st.queue()), CountDelta(before, -1));
 }
 
 void Engine::Impl::PutJob(std::string_view tenant, std::string_view id, storage::JobState* st,
@@ -1001,17 +1081,16 @@ Status Engine::Impl::MigrateFormat1() {
     st.set_indexed_due_ms(0);
     PutJob(tenant, id, &st, now, &batch);
     if (++in_batch == 1000) {
-      Status fs = FlushCounts(&batch);
-      if (!fs.ok()) return fs;
+      CounterWrite counted = FlushCounts(&batch);
       rs = db_->Write(write_options_, &batch);
       if (!rs.ok()) return Status::IoError("migrate: " + rs.ToString());
+      counted.Commit();
       batch.Clear();
       in_batch = 0;
     }
   }
   if (!it->status().ok()) return Status::IoError("migrate: " + it->status().ToString());
-  Status fs = FlushCounts(&batch);
-  if (!fs.ok()) return fs;
+  CounterWrite counted = FlushCounts(&batch);
   std::string enc;
   keys::PutU32(&enc, keys::kFormatVersion);
   batch.Put(keys::VersionKey(), enc);

@@ -172,6 +172,8 @@ Status Engine::Impl::OpenStore() {
     }
   }
 
+  if (Status c = LoadCounters(); !c.ok()) return c;
+
   // Rebuild the in-memory mirror of the ready range and the lease-expiry index.
   const int64_t now = Now();
   uint64_t max_seen = 0;
@@ -345,7 +347,7 @@ Status Engine::Impl::StorageError(const rocksdb::Status& s, std::string_view wha
 
 Status Engine::Impl::Write(rocksdb::WriteBatch* batch, bool fsync) {
   // Straight to the base DB: OptimisticTransactionDB::Write would lock and validate every key
-  // of the batch as a transaction, and the job counters make every batch share a key. The
+  // of the batch as a transaction, and the job counters make many batches share a key. The
   // stripe locks already serialize writers of a job; the enqueue transaction's validation still
   // sees these writes (it compares the keys' latest sequence numbers).
   rocksdb::Status s = db_->GetBaseDB()->Write(fsync ? write_options_ : lease_write_options_, batch);
@@ -354,9 +356,10 @@ Status Engine::Impl::Write(rocksdb::WriteBatch* batch, bool fsync) {
 }
 
 Status Engine::Impl::Write(JobBatch* batch, bool fsync) {
-  Status s = FlushCounts(batch);
-  if (!s.ok()) return s;
-  return Write(static_cast<rocksdb::WriteBatch*>(batch), fsync);
+  CounterWrite counted = FlushCounts(batch);
+  Status s = Write(static_cast<rocksdb::WriteBatch*>(batch), fsync);
+  if (s.ok()) counted.Commit();
+  return s;
 }
 
 Status Engine::Impl::ReadJobState(std::string_view tenant, std::string_view id,

@@ -152,10 +152,10 @@ Result<std::vector<EnqueueResult>> Engine::Impl::EnqueueMany(std::span<const Job
       if (!rs.ok()) return StorageError(rs, "enqueue write");
     }
   }
-  // Counter shards belong to the stripes locked above.
-  if (Status cs = FlushCounts(&sink); !cs.ok()) return cs;
+  CounterWrite counted = FlushCounts(&sink);
   if (!sink.status().ok()) return StorageError(sink.status(), "enqueue write");
   rocksdb::Status rs = txn->Commit();
+  if (rs.ok()) counted.Commit();
   if (rs.IsBusy() || rs.IsTryAgain()) {
     // Only a writer outside the stripe protocol could conflict; report it as retryable.
     return Status::Busy("enqueue conflicted with a concurrent write; retry: " + rs.ToString());

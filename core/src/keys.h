@@ -24,7 +24,8 @@
 //   'M' str(tenant) str(key) str(value) st pos -> by metadata pair and status
 //   'D' u64(due_ms) u64(enqueue_seq)        -> str(tenant) str(id) str(queue) u64(created_ms):
 //                                              jobs filed as scheduled, by due time (promotion)
-//   'C' str(tenant) str(queue) u16(shard)   -> 6 x int64 LE: jobs per status, of one stripe
+//   'C' str(tenant) str(queue) u16(slot)    -> 6 x int64 LE: jobs per status, of one counter
+//                                              slot (engine_impl.h CounterSlots)
 // limkey = one kind byte ('x' fixed, 'f' floating) + the key, so the two kinds never mix.
 #ifndef SLUICE_CORE_SRC_KEYS_H_
 #define SLUICE_CORE_SRC_KEYS_H_
@@ -106,7 +107,7 @@ void PutPos(std::string* out, int64_t created_ms, uint64_t seq);
 // The position at the end of an index key (its last 16 bytes).
 bool ParsePos(std::string_view key, int64_t* created_ms, uint64_t* seq);
 std::string IdxDueKey(int64_t due_ms, uint64_t seq);
-// shard: the stripe of the jobs it counts (only that stripe's holder writes it).
+// shard: the counter slot (CounterSlots in engine_impl.h).
 std::string CountKey(std::string_view tenant, std::string_view queue, uint16_t shard);
 // The end of the key range of every key starting with `prefix`.
 std::string PrefixEnd(std::string prefix);

@@ -11,6 +11,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/test_util.h"
@@ -668,6 +669,113 @@ TEST_F(IndexTest, RunningJobsAreListedAfterAReopen) {
   ASSERT_TRUE(c.ok());
   EXPECT_EQ((*c)[0].by_status[static_cast<size_t>(JobStatus::kRunning)], 3u);
   EXPECT_EQ((*c)[0].by_status[static_cast<size_t>(JobStatus::kWaiting)], 2u);
+}
+
+}  // namespace
+}  // namespace sluice
+
+namespace sluice {
+namespace {
+
+// The 'C' keys of the store at `path`: key -> decoded counts (int64 LE per status).
+std::map<std::string, std::vector<int64_t>> CounterKeys(const std::string& path) {
+  std::map<std::string, std::vector<int64_t>> out;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Options o;
+  EXPECT_TRUE(rocksdb::DB::OpenForReadOnly(o, path, &raw).ok());
+  if (raw == nullptr) return out;
+  std::unique_ptr<rocksdb::DB> db(raw);
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek(std::string(1, keys::kCount)); it->Valid() && it->key()[0] == keys::kCount;
+       it->Next()) {
+    std::vector<int64_t> c(6);
+    for (size_t s = 0; s < 6; ++s) {
+      uint64_t u = 0;
+      for (int i = 7; i >= 0; --i) u = (u << 8) | static_cast<uint8_t>(it->value()[8 * s + i]);
+      c[s] = static_cast<int64_t>(u);
+    }
+    out.emplace(it->key().ToString(), std::move(c));
+  }
+  return out;
+}
+
+// Counters live in a few slots (one per write running at the time), are folded into one key per
+// queue at open, and a store whose counts are spread over many shards (as format 2 first wrote
+// them, one per job stripe) opens with the same totals.
+TEST_F(IndexTest, CounterSlotsStayFewAndAreFoldedAtOpen) {
+  constexpr int kThreads = 6;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 40; ++i) {
+        JobSpec s = testing::Spec(kQueues[(t + i) % 2]);
+        ASSERT_TRUE(engine_->Enqueue(s).ok());
+        LeaseRequest lr;
+        lr.queue = s.queue;
+        lr.worker_id = "w" + std::to_string(t);
+        lr.max_tasks = 1;
+        lr.wait_ms = 0;
+        auto got = engine_->Lease(lr);
+        ASSERT_TRUE(got.ok());
+        for (const Task& task : *got) {
+          if (i % 3 == 0) continue;  // some stay running
+          ASSERT_TRUE(engine_->Complete("", task.task_id, task.lease_token, Outcome::Success(""))
+                          .ok());
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  ASSERT_TRUE(engine_->VerifyIndexes().ok());
+  auto totals = [&] {
+    std::map<std::string, std::vector<uint64_t>> out;
+    auto c = engine_->CountJobs("", "");
+    EXPECT_TRUE(c.ok());
+    if (c.ok()) {
+      for (const QueueCounts& q : *c) {
+        out[q.queue] = std::vector<uint64_t>(q.by_status.begin(), q.by_status.end());
+      }
+    }
+    return out;
+  };
+  const auto want = totals();
+  ASSERT_EQ(want.size(), 2u);
+  ASSERT_TRUE(engine_->Close().ok());
+  engine_.reset();
+
+  // At most one slot per write that ran at once (the threads, plus the reaper).
+  auto stored = CounterKeys(dir_.path());
+  EXPECT_GE(stored.size(), 2u);
+  EXPECT_LE(stored.size(), 2u * (kThreads + 1));
+
+  // Spread q0's counts over two more shards, as the stripe-sharded format 2 stored them.
+  {
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), dir_.path(), &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    auto put = [&](uint16_t shard, std::vector<int64_t> c) {
+      std::string v(48, '\0');
+      for (size_t s = 0; s < 6; ++s) {
+        for (int i = 0; i < 8; ++i) {
+          v[8 * s + i] = static_cast<char>((static_cast<uint64_t>(c[s]) >> (8 * i)) & 0xff);
+        }
+      }
+      ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), keys::CountKey("", "q0", shard), v).ok());
+    };
+    put(900, {3, 0, -1, 0, 0, -2});
+    put(901, {-3, 0, 1, 0, 0, 2});
+  }
+  Open();
+  EXPECT_EQ(totals(), want);
+  const Status v = engine_->VerifyIndexes();
+  EXPECT_TRUE(v.ok()) << v.ToString();
+  ASSERT_TRUE(engine_->Close().ok());
+  engine_.reset();
+  stored = CounterKeys(dir_.path());
+  ASSERT_EQ(stored.size(), 2u);  // folded: one key per queue, in slot 0
+  for (const auto& [key, counts] : stored) EXPECT_EQ(key.substr(key.size() - 2), std::string(2, '\0'));
+  Open();
+  EXPECT_EQ(totals(), want);
 }
 
 }  // namespace
