@@ -3,6 +3,8 @@
 // Scenarios (one output line each, "key=value" fields, ending in jobs_per_s=N):
 //   enqueue  Enqueue() of single jobs, from 1 and from N threads
 //   batch    EnqueueBatch() of --batch jobs per call, from one thread
+//   drain    one thread drains a stored backlog of --jobs jobs like a sluiced worker with 16
+//            slots: ReportAndLease(previous round's 16 successes, max_tasks 16) per round
 //   e2e      enqueue -> lease -> complete: one producer enqueues in batches while N worker
 //            threads Lease(max_tasks 64, wait_ms 10) and Complete(success) every task; timed
 //            from the first enqueue to the last completion
@@ -16,7 +18,7 @@
 // `all` does not include the limit scenarios (run them by name or with --scenario=limits).
 //
 // Flags:
-//   --scenario=all|enqueue|batch|e2e|limits_key4|limits_10k|grant_latency|limits
+//   --scenario=all|enqueue|batch|drain|e2e|limits_key4|limits_10k|grant_latency|limits
 //                                      (default all)
 //   --jobs=N            jobs per scenario; 0 = a default sized to take a few seconds
 //   --threads=LIST      thread counts for enqueue and e2e, comma-separated (default 1,16)
@@ -89,7 +91,7 @@ Flags ParseFlags(int argc, char** argv) {
     const std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") {
       std::printf(
-          "engine_bench --scenario=all|enqueue|batch|e2e|limits_key4|limits_10k|grant_latency|"
+          "engine_bench --scenario=all|enqueue|batch|drain|e2e|limits_key4|limits_10k|grant_latency|"
           "limits --jobs=N --threads=1,16 "
           "--durability=sync|async|both --prefill=N --payload=BYTES --batch=N --dir=PATH\n");
       std::exit(0);
@@ -98,7 +100,7 @@ Flags ParseFlags(int argc, char** argv) {
     if (arg.rfind("--", 0) != 0 || eq == std::string::npos) Die("bad argument: " + arg);
     const std::string key = arg.substr(2, eq - 2), v = arg.substr(eq + 1);
     if (key == "scenario") {
-      if (v != "all" && v != "enqueue" && v != "batch" && v != "e2e" && v != "limits_key4" &&
+      if (v != "all" && v != "enqueue" && v != "batch" && v != "drain" && v != "e2e" && v != "limits_key4" &&
           v != "limits_10k" && v != "grant_latency" && v != "limits") {
         Die("bad scenario " + v);
       }
@@ -301,6 +303,54 @@ void RunBatch(const Flags& f, sluice::Durability d) {
   }
   const double secs = Seconds(t0);
   Report("batch", d, 1, f, n, secs);
+  Check(e->Close(), "Close");
+}
+
+// One worker draining a backlog the way sluiced's workers do: each round reports the previous
+// round's tasks and leases up to 16 new ones in one ReportAndLease (a worker with 16 slots and
+// no-op handlers). The backlog (--jobs, enqueued in --batch batches) is stored first, untimed.
+void RunDrain(const Flags& f, sluice::Durability d) {
+  const uint64_t n = f.jobs ? f.jobs : 100'000;
+  Store store(f.dir);
+  Prefill(store.path(), f.prefill, std::string(f.payload, 'x'), f.batch);
+  auto e = Open(store.path(), d);
+  const std::vector<sluice::JobSpec> specs = Specs(f.batch, std::string(f.payload, 'x'));
+  for (uint64_t sent = 0; sent < n;) {
+    const size_t k = static_cast<size_t>(std::min<uint64_t>(f.batch, n - sent));
+    auto r = e->EnqueueBatch(std::span<const sluice::JobSpec>(specs.data(), k));
+    if (!r.ok()) Die("EnqueueBatch: " + r.status().ToString());
+    sent += k;
+  }
+  sluice::LeaseRequest req;
+  req.queue = kQueue;
+  req.worker_id = "drain";
+  req.max_tasks = 16;
+  req.wait_ms = 0;
+  std::vector<sluice::Completion> reports;
+  std::vector<sluice::Status> statuses;
+  uint64_t done = 0, rounds = 0;
+  const auto t0 = Clock::now();
+  for (;;) {
+    auto r = e->ReportAndLease(reports, req, &statuses);
+    if (!r.ok()) Die("ReportAndLease: " + r.status().ToString());
+    for (const sluice::Status& s : statuses) Check(s, "report");
+    done += reports.size();
+    ++rounds;
+    reports.clear();
+    for (const sluice::Task& t : r->tasks) {
+      sluice::Completion c;
+      c.tenant = t.tenant;
+      c.task_id = t.task_id;
+      c.lease_token = t.lease_token;
+      c.outcome = sluice::Outcome::Success();
+      reports.push_back(std::move(c));
+    }
+    if (reports.empty() && done >= n) break;
+  }
+  const double secs = Seconds(t0);
+  Report("drain", d, 1, f, n, secs);
+  std::printf("# drain: %llu rounds, %.1f us per round of 16\n",
+              static_cast<unsigned long long>(rounds), secs * 1e6 / static_cast<double>(rounds));
   Check(e->Close(), "Close");
 }
 
@@ -521,6 +571,7 @@ int main(int argc, char** argv) {
       for (int t : f.threads) RunEnqueue(f, d, t);
     }
     if (all || f.scenario == "batch") RunBatch(f, d);
+    if (all || f.scenario == "drain") RunDrain(f, d);
     const bool limits = f.scenario == "limits";
     if (all || limits || f.scenario == "e2e") {
       for (int t : f.threads) RunE2E(f, d, t);

@@ -176,8 +176,9 @@ Status Engine::Impl::Delete(std::string_view tenant, std::string_view id) {
   if (pending) RemovePending(tenant, id, &st, &batch);
   // Attempts are numbered 1..attempts: deleted by key, no scan.
   for (uint32_t a = 1; a <= st.attempts(); ++a) batch.Delete(keys::AttemptKey(tenant, id, a));
-  batch.Delete(keys::BodyKey(tenant, id));
+  if (!st.payload_inline()) batch.Delete(keys::BodyKey(tenant, id));
   batch.Delete(keys::JobKey(tenant, id));
+  LiveOf(tenant, id).erase(keys::LeaseKey(tenant, id));  // none for a job that is not running
   UnfileJob(tenant, id, before, &batch);
   s = Write(&batch);
   if (!s.ok()) return s;
@@ -200,12 +201,8 @@ Result<Job> Engine::Impl::GetJob(std::string_view tenant, std::string_view id,
   if (!rs.ok()) return StorageError(rs, "read job");
   storage::JobState st;
   if (!st.ParseFromString(raw)) return Status::Corruption("job record is malformed");
-  rs = db_->Get(ro, keys::BodyKey(tenant, id), &raw);
-  if (!rs.ok())
-    return rs.IsNotFound() ? Status::Corruption("job body is missing")
-                           : StorageError(rs, "read job body");
   storage::JobBody body;
-  if (!body.ParseFromString(raw)) return Status::Corruption("job body is malformed");
+  if (Status b = ReadBody(ro, tenant, id, st, &body); !b.ok()) return b;
 
   Job j = codec::ToJob(tenant, id, st, &body, Now());
   if (include_attempts) {

@@ -185,6 +185,8 @@ class SnapshotRead {
 class Engine::Impl {
  public:
   static constexpr size_t kStripes = 1024;
+  // Payloads up to this size are stored in the job record (JobState.payload_inline).
+  static constexpr size_t kInlinePayloadBytes = 1024;
 
   explicit Impl(const EngineOptions& options);
   ~Impl();
@@ -318,9 +320,21 @@ class Engine::Impl {
   // kLeaseLost otherwise. Caller holds the job's stripe.
   Status CheckLease(const std::string& lease_key, std::string_view task_id, uint32_t attempt,
                     uint64_t token, int64_t now, codec::LeaseValue* lv);
+  // CheckLease, then the job record (which must be running that lease: kCorruption if not);
+  // both come from live_ when the job is there, else from the store. Caller holds the stripe.
+  Status LoadRunning(std::string_view tenant, std::string_view id, const std::string& lease_key,
+                     std::string_view task_id, uint32_t attempt, uint64_t token, int64_t now,
+                     codec::LeaseValue* lv, storage::JobState* st);
+  // live_ of the job's stripe (caller holds the stripe).
+  struct LiveJob;
+  std::unordered_map<std::string, LiveJob>& LiveOf(std::string_view tenant, std::string_view id);
   // Reads and decodes; NotFound when absent.
   Status ReadJobState(std::string_view tenant, std::string_view id, storage::JobState* out);
   Status ReadLease(const std::string& lease_key, codec::LeaseValue* out);
+  // The job's payload into body: from st when inline, else its 'B' record read with ro (then
+  // ++*visited when visited is given). kCorruption when the record is missing or malformed.
+  Status ReadBody(const rocksdb::ReadOptions& ro, std::string_view tenant, std::string_view id,
+                  const storage::JobState& st, storage::JobBody* body, uint64_t* visited = nullptr);
   // Writes one batch; a failure poisons the engine (failed_) and returns kIoError. fsync=false
   // (leases only) skips the WAL fsync even under sync durability: the next synced write, or a
   // clean close, makes it durable; power loss can undo it, which only re-delivers the job.
@@ -447,6 +461,16 @@ class Engine::Impl {
   };
   mutable std::mutex running_mu_;
   std::map<std::string, std::map<std::pair<uint64_t, uint64_t>, RunningJob>, std::less<>> running_;
+  // Running jobs leased by this process, with their job record and lease exactly as stored, so
+  // that the report of an attempt reads neither (decisions §65). live_[s] is keyed by lease key
+  // and only touched under stripes_[s]. An entry is added once the lease write returned, a
+  // heartbeat updates its lease, and every write of the job record drops it (PutJob, DeleteJob);
+  // without an entry the store is read as usual.
+  struct LiveJob {
+    storage::JobState st;
+    codec::LeaseValue lease;
+  };
+  std::array<std::unordered_map<std::string, LiveJob>, kStripes> live_;
   std::map<std::pair<std::string, std::string>, int64_t> running_per_queue_;
   mutable std::mutex limits_mu_;
   LimitIndex limits_;

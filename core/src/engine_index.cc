@@ -440,6 +440,9 @@ void Engine::Impl::PutJob(std::string_view tenant, std::string_view id, storage:
                           int64_t now, JobBatch* batch) {
   FileJob(tenant, id, st, now, batch);
   batch->Put(keys::JobKey(tenant, id), st->SerializeAsString());
+  // The record changes: a running entry of the job is stale from here on (the caller holds
+  // the stripe; a lease adds the entry back once its write returned).
+  if (auto& live = LiveOf(tenant, id); !live.empty()) live.erase(keys::LeaseKey(tenant, id));
 }
 
 Result<size_t> Engine::Impl::PromoteDue(int64_t now) {
@@ -573,13 +576,7 @@ Result<ListJobsResult> Engine::Impl::ListJobs(const ListJobsRequest& req) {
     }
     storage::JobBody body;
     if (req.view == JobView::kFull) {
-      std::string raw;
-      ++out.keys_visited;
-      rocksdb::Status r = db_->Get(ro, keys::BodyKey(f.tenant, h.id), &raw);
-      if (!r.ok() || !body.ParseFromString(raw)) {
-        return r.ok() || r.IsNotFound() ? Status::Corruption("job body is missing or malformed")
-                                        : StorageError(r, "read job body");
-      }
+      if (Status b = ReadBody(ro, f.tenant, h.id, st, &body, &out.keys_visited); !b.ok()) return b;
     }
     out.jobs.push_back(
         codec::ToJob(f.tenant, h.id, st, req.view == JobView::kFull ? &body : nullptr, now));

@@ -375,6 +375,24 @@ Status Engine::Impl::ReadJobState(std::string_view tenant, std::string_view id,
   return Status::Ok();
 }
 
+Status Engine::Impl::ReadBody(const rocksdb::ReadOptions& ro, std::string_view tenant,
+                              std::string_view id, const storage::JobState& st,
+                              storage::JobBody* body, uint64_t* visited) {
+  if (st.payload_inline()) {
+    body->set_payload(st.payload());
+    return Status::Ok();
+  }
+  if (visited != nullptr) ++*visited;
+  rocksdb::PinnableSlice raw;
+  rocksdb::Status rs = db_->Get(ro, db_->DefaultColumnFamily(), keys::BodyKey(tenant, id), &raw);
+  if (rs.IsNotFound()) return Status::Corruption("job \"" + std::string(id) + "\" body is missing");
+  if (!rs.ok()) return StorageError(rs, "read job body");
+  if (!body->ParseFromArray(raw.data(), static_cast<int>(raw.size()))) {
+    return Status::Corruption("job \"" + std::string(id) + "\" body is malformed");
+  }
+  return Status::Ok();
+}
+
 Status Engine::Impl::ReadLease(const std::string& lease_key, codec::LeaseValue* out) {
   rocksdb::PinnableSlice v;
   rocksdb::Status s = db_->Get(read_options_, db_->DefaultColumnFamily(), lease_key, &v);

@@ -133,13 +133,20 @@ Result<std::vector<EnqueueResult>> Engine::Impl::EnqueueMany(std::span<const Job
     qp = keys::QueuePrefix(spec.tenant, st.queue());
     tasks.emplace_back(keys::TaskKey(qp, ref.priority, due, ref.seq), ids[i]);
     st.set_enqueue_seq(ref.seq);
-    storage::JobBody body;
-    body.set_payload(spec.payload);
+    const bool inline_payload = spec.payload.size() <= kInlinePayloadBytes;
+    if (inline_payload) {
+      st.set_payload(spec.payload);
+      st.set_payload_inline(true);
+    }
     FileJob(spec.tenant, ids[i], &st, now, &sink);
     rocksdb::Status rs = sink.status();
     if (rs.ok()) rs = txn->PutUntracked(job_key, st.SerializeAsString());
     if (!rs.ok()) return StorageError(rs, "enqueue write");
-    bodies.emplace_back(keys::BodyKey(spec.tenant, ids[i]), body.SerializeAsString());
+    if (!inline_payload) {
+      storage::JobBody body;
+      body.set_payload(spec.payload);
+      bodies.emplace_back(keys::BodyKey(spec.tenant, ids[i]), body.SerializeAsString());
+    }
     results[i].created = true;
     results[i].status = due > now ? JobStatus::kScheduled : JobStatus::kWaiting;
     ref.job_id = ids[i];
@@ -292,6 +299,7 @@ std::vector<Task> Engine::Impl::LeaseRefs(const std::string& queue_prefix,
   JobBatch batch;
   std::vector<Task> tasks;
   std::vector<std::pair<int64_t, std::string>> leases;
+  std::vector<std::pair<std::string, LiveJob>> live;  // lease key -> as written
   tasks.reserve(cands.size());
   bool wrote = false;
   for (Candidate& c : cands) {
@@ -307,14 +315,11 @@ std::vector<Task> Engine::Impl::LeaseRefs(const std::string& queue_prefix,
       continue;
     }
     if (st.limits_size() > 0 && !st.holds_limits()) PutHolds(req.tenant, ref.job_id, &st, &batch);
-    std::string body_raw;
-    rocksdb::Status rs = db_->Get(read_options_, keys::BodyKey(req.tenant, ref.job_id), &body_raw);
     storage::JobBody body;
-    if (!rs.ok() || !body.ParseFromString(body_raw)) {
+    if (Status b = ReadBody(read_options_, req.tenant, ref.job_id, st, &body); !b.ok()) {
       // Popped tasks and reserved slots cannot be put back consistently: stop the engine
       // (reopening rebuilds everything from the store).
-      *status = rs.ok() ? Fatal(Status::Corruption("job \"" + ref.job_id + "\" body is malformed"))
-                        : StorageError(rs, "read job body");
+      *status = Fatal(b);
       return {};
     }
     const uint32_t attempt = st.attempts() + 1;
@@ -338,7 +343,7 @@ std::vector<Task> Engine::Impl::LeaseRefs(const std::string& queue_prefix,
     // once, when the attempt ends.
     std::string lease_key = keys::LeaseKey(req.tenant, ref.job_id);
     batch.Put(lease_key, codec::EncodeLease(lv));
-    leases.emplace_back(lv.expires_ms, std::move(lease_key));
+    leases.emplace_back(lv.expires_ms, lease_key);
 
     Task t;
     t.task_id = codec::TaskId(ref.job_id, attempt);
@@ -353,11 +358,16 @@ std::vector<Task> Engine::Impl::LeaseRefs(const std::string& queue_prefix,
     t.lease_expires_ms = lv.expires_ms;
     t.lease_ms = lv.lease_ms;
     tasks.push_back(std::move(t));
+    live.emplace_back(std::move(lease_key), LiveJob{std::move(st), std::move(lv)});
   }
   if (!wrote) return tasks;
   // A lease is not fsynced (decisions §44): losing it to power loss re-delivers the job.
   *status = Write(&batch, /*fsync=*/false);
   if (!status->ok()) return {};
+  for (size_t i = 0; i < live.size(); ++i) {  // still under the stripes
+    LiveOf(req.tenant, tasks[i].job_id).insert_or_assign(std::move(live[i].first),
+                                                         std::move(live[i].second));
+  }
   if (!leases.empty()) {
     std::lock_guard<std::mutex> lock(index_mu_);
     for (const auto& [expiry, key] : leases) index_.AddLease(expiry, key);
@@ -385,6 +395,36 @@ Status Engine::Impl::CheckLease(const std::string& lease_key, std::string_view t
   return Status::Ok();
 }
 
+std::unordered_map<std::string, Engine::Impl::LiveJob>& Engine::Impl::LiveOf(
+    std::string_view tenant, std::string_view id) {
+  return live_[StripeOf(tenant, id)];
+}
+
+Status Engine::Impl::LoadRunning(std::string_view tenant, std::string_view id,
+                                 const std::string& lease_key, std::string_view task_id,
+                                 uint32_t attempt, uint64_t token, int64_t now,
+                                 codec::LeaseValue* lv, storage::JobState* st) {
+  auto& live = LiveOf(tenant, id);
+  if (auto it = live.find(lease_key); it != live.end()) {
+    // The entry is the stored lease and record: the same checks, without the reads.
+    const LiveJob& j = it->second;
+    if (j.lease.attempt != attempt || j.lease.token != token) {
+      return LeaseLost(task_id, "the token is stale");
+    }
+    if (j.lease.expires_ms <= now) return LeaseLost(task_id, "the lease expired");
+    *lv = j.lease;
+    *st = j.st;
+  } else {
+    Status s = CheckLease(lease_key, task_id, attempt, token, now, lv);
+    if (s.ok()) s = ReadJobState(tenant, id, st);
+    if (!s.ok()) return s;
+  }
+  if (st->status() != storage::STORED_STATUS_RUNNING || st->lease_token() != token) {
+    return Status::Corruption("job \"" + std::string(id) + "\" has a lease but is not running it");
+  }
+  return Status::Ok();
+}
+
 Result<HeartbeatResult> Engine::Impl::Heartbeat(std::string_view tenant, std::string_view task_id,
                                                 std::string_view worker_id, uint64_t token) {
   std::string_view id;
@@ -407,6 +447,8 @@ Result<HeartbeatResult> Engine::Impl::Heartbeat(std::string_view tenant, std::st
   batch.Put(lease_key, codec::EncodeLease(lv));
   s = Write(&batch);
   if (!s.ok()) return s;
+  auto& live = LiveOf(tenant, id);
+  if (auto it = live.find(lease_key); it != live.end()) it->second.lease = lv;
   {
     std::lock_guard<std::mutex> lock(index_mu_);
     index_.RemoveLease(old_expiry, lease_key);
@@ -520,16 +562,10 @@ Status Engine::Impl::Complete(std::string_view tenant, std::string_view task_id,
   std::lock_guard<std::mutex> stripe(Stripe(tenant, id));
   const std::string lease_key = keys::LeaseKey(tenant, id);
   codec::LeaseValue lv;
-  const int64_t now = Now();
-  s = CheckLease(lease_key, task_id, attempt, token, now, &lv);
-  if (!s.ok()) return s;
-
   storage::JobState st;
-  s = ReadJobState(tenant, id, &st);
+  const int64_t now = Now();
+  s = LoadRunning(tenant, id, lease_key, task_id, attempt, token, now, &lv, &st);
   if (!s.ok()) return s;
-  if (st.status() != storage::STORED_STATUS_RUNNING || st.lease_token() != token) {
-    return Status::Corruption("job \"" + std::string(id) + "\" has a lease but is not running it");
-  }
   JobBatch batch;
   Finish f = FinishAttempt(tenant, id, &st, lv, outcome, now, &batch);
   s = Write(&batch);
@@ -576,14 +612,9 @@ Result<std::vector<Status>> Engine::Impl::CompleteBatch(std::span<const Completi
       out[i] = LeaseLost(r.task_id, "already reported in this batch");
       continue;
     }
-    Status s = CheckLease(d.lease_key, r.task_id, attempts[i], r.lease_token, now, &d.lease);
-    if (s.ok()) s = ReadJobState(r.tenant, ids[i], &d.st);
+    Status s = LoadRunning(r.tenant, ids[i], d.lease_key, r.task_id, attempts[i], r.lease_token,
+                           now, &d.lease, &d.st);
     if (s.code() == StatusCode::kIoError) return s;  // the engine has stopped
-    if (s.ok() &&
-        (d.st.status() != storage::STORED_STATUS_RUNNING || d.st.lease_token() != r.lease_token)) {
-      s = Status::Corruption("job \"" + std::string(ids[i]) +
-                             "\" has a lease but is not running it");
-    }
     out[i] = s;
     if (!s.ok()) continue;
     d.finish = FinishAttempt(r.tenant, ids[i], &d.st, d.lease, r.outcome, now, &batch);
