@@ -163,8 +163,18 @@ Status Engine::Impl::OpenStore() {
       return Status::Corruption("store format version record is malformed");
     }
     if (version == 1) {
-      Status m = MigrateFormat1();  // adds the job indexes (format 2)
+      Status m = MigrateFormat1();  // adds the job indexes (and stamps the current version)
       if (!m.ok()) return m;
+    } else if (version == 2) {
+      // Format 3 only adds inline payloads (JobState.payload_inline); format-2 records read
+      // as they are. The new number keeps older builds from opening a store they would
+      // misread (jobs without a body record).
+      std::string enc;
+      keys::PutU32(&enc, keys::kFormatVersion);
+      rocksdb::WriteOptions sync;
+      sync.sync = true;
+      rs = db_->Put(sync, keys::VersionKey(), enc);
+      if (!rs.ok()) return Status::IoError("write format version: " + rs.ToString());
     } else if (version != keys::kFormatVersion) {
       return Status::FailedPrecondition("store format version " + std::to_string(version) +
                                         " is not supported by this build (it reads version " +

@@ -55,7 +55,8 @@ inline constexpr char kCount = 'C';
 
 // The store format this build writes and reads.
 // 2: job indexes and metadata in JobState (a format-1 store is migrated at open).
-inline constexpr uint32_t kFormatVersion = 2;
+// 3: payloads up to 1 KiB in JobState, without a body record (a format-2 store is read as is).
+inline constexpr uint32_t kFormatVersion = 3;
 
 void PutU8(std::string* out, uint8_t v);
 void PutU32(std::string* out, uint32_t v);

@@ -864,3 +864,79 @@ TEST_F(IndexTest, SmallPayloadsLiveInTheJobRecordAndLargeOnesInTheirBody) {
 
 }  // namespace
 }  // namespace sluice
+
+namespace sluice {
+namespace {
+
+// A format-2 store (every payload in a body record) opens as it is: its payloads read back, its
+// jobs run, and the store is stamped format 3 so that an older build refuses it.
+TEST_F(IndexTest, Format2StoresOpenAsTheyAre) {
+  std::map<std::string, std::string> payload_of;
+  for (int i = 0; i < 5; ++i) {
+    JobSpec s = testing::Spec("q0");
+    s.payload = "payload-" + std::to_string(i);
+    auto r = engine_->Enqueue(s);
+    ASSERT_TRUE(r.ok());
+    payload_of[r->id] = s.payload;
+  }
+  ASSERT_TRUE(engine_->Close().ok());
+  engine_.reset();
+  auto version = [&] {
+    rocksdb::DB* raw = nullptr;
+    EXPECT_TRUE(rocksdb::DB::OpenForReadOnly(rocksdb::Options(), dir_.path(), &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    std::string v;
+    EXPECT_TRUE(db->Get(rocksdb::ReadOptions(), keys::VersionKey(), &v).ok());
+    keys::Reader r(v);
+    uint32_t n = 0;
+    EXPECT_TRUE(r.GetU32(&n));
+    return n;
+  };
+  EXPECT_EQ(version(), 3u);
+  {  // Rewrite as format 2 wrote it.
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), dir_.path(), &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    rocksdb::WriteBatch batch;
+    for (const auto& [id, payload] : payload_of) {
+      std::string v;
+      ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), keys::JobKey("", id), &v).ok());
+      storage::JobState st;
+      ASSERT_TRUE(st.ParseFromString(v));
+      ASSERT_TRUE(st.payload_inline());
+      storage::JobBody body;
+      body.set_payload(st.payload());
+      st.clear_payload();
+      st.clear_payload_inline();
+      batch.Put(keys::JobKey("", id), st.SerializeAsString());
+      batch.Put(keys::BodyKey("", id), body.SerializeAsString());
+    }
+    std::string v;
+    keys::PutU32(&v, 2);
+    batch.Put(keys::VersionKey(), v);
+    ASSERT_TRUE(db->Write(rocksdb::WriteOptions(), &batch).ok());
+  }
+  Open();
+  EXPECT_TRUE(engine_->VerifyIndexes().ok());
+  for (const auto& [id, payload] : payload_of) {
+    auto j = engine_->GetJob("", id);
+    ASSERT_TRUE(j.ok());
+    EXPECT_EQ(j->payload, payload);
+  }
+  LeaseRequest lr;
+  lr.queue = "q0";
+  lr.worker_id = "w";
+  lr.max_tasks = 10;
+  lr.wait_ms = 0;
+  auto tasks = engine_->Lease(lr);
+  ASSERT_TRUE(tasks.ok());
+  ASSERT_EQ(tasks->size(), payload_of.size());
+  for (const Task& t : *tasks) EXPECT_EQ(t.payload, payload_of[t.job_id]);
+  ASSERT_TRUE(engine_->Close().ok());
+  engine_.reset();
+  EXPECT_EQ(version(), 3u);
+  Open();
+}
+
+}  // namespace
+}  // namespace sluice
