@@ -940,3 +940,38 @@ TEST_F(IndexTest, Format2StoresOpenAsTheyAre) {
 
 }  // namespace
 }  // namespace sluice
+
+namespace sluice {
+namespace {
+
+// A store from a newer build is refused with a clear error, and left as it was.
+TEST_F(IndexTest, AStoreOfANewerFormatIsRefused) {
+  ASSERT_TRUE(engine_->Close().ok());
+  engine_.reset();
+  {
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), dir_.path(), &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    std::string v;
+    keys::PutU32(&v, keys::kFormatVersion + 1);
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), keys::VersionKey(), v).ok());
+  }
+  auto r = Engine::Open(TestOptions(dir_.path(), clock_));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("not supported by this build"), std::string::npos);
+  {
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::OpenForReadOnly(rocksdb::Options(), dir_.path(), &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    std::string v;
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), keys::VersionKey(), &v).ok());
+    keys::Reader rd(v);
+    uint32_t n = 0;
+    ASSERT_TRUE(rd.GetU32(&n));
+    EXPECT_EQ(n, keys::kFormatVersion + 1);
+  }
+}
+
+}  // namespace
+}  // namespace sluice
