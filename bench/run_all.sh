@@ -21,6 +21,7 @@ matrix=(
   "async batch enqueue (1000/batch)|--scenario=batch --durability=async"
   "sync batch enqueue (1000/batch)|--scenario=batch --durability=sync"
   "sync e2e, 16 threads|--scenario=e2e --durability=sync --threads=16"
+  "async drain, 1 worker x 16 slots (ReportAndLease rounds)|--scenario=drain --durability=async"
   "async e2e, 16 threads, prefill 10k|--scenario=e2e --durability=async --threads=16 --prefill=10000"
   "async e2e, 16 threads, prefill 1M|--scenario=e2e --durability=async --threads=16 --prefill=1000000"
   # Concurrency limits (compare with "async e2e, 16 threads" above).
