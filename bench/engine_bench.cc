@@ -91,7 +91,8 @@ Flags ParseFlags(int argc, char** argv) {
     const std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") {
       std::printf(
-          "engine_bench --scenario=all|enqueue|batch|drain|e2e|limits_key4|limits_10k|grant_latency|"
+          "engine_bench "
+          "--scenario=all|enqueue|batch|drain|e2e|limits_key4|limits_10k|grant_latency|"
           "limits --jobs=N --threads=1,16 "
           "--durability=sync|async|both --prefill=N --payload=BYTES --batch=N --dir=PATH\n");
       std::exit(0);
@@ -100,8 +101,8 @@ Flags ParseFlags(int argc, char** argv) {
     if (arg.rfind("--", 0) != 0 || eq == std::string::npos) Die("bad argument: " + arg);
     const std::string key = arg.substr(2, eq - 2), v = arg.substr(eq + 1);
     if (key == "scenario") {
-      if (v != "all" && v != "enqueue" && v != "batch" && v != "drain" && v != "e2e" && v != "limits_key4" &&
-          v != "limits_10k" && v != "grant_latency" && v != "limits") {
+      if (v != "all" && v != "enqueue" && v != "batch" && v != "drain" && v != "e2e" &&
+          v != "limits_key4" && v != "limits_10k" && v != "grant_latency" && v != "limits") {
         Die("bad scenario " + v);
       }
       f.scenario = v;

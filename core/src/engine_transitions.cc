@@ -365,8 +365,8 @@ std::vector<Task> Engine::Impl::LeaseRefs(const std::string& queue_prefix,
   *status = Write(&batch, /*fsync=*/false);
   if (!status->ok()) return {};
   for (size_t i = 0; i < live.size(); ++i) {  // still under the stripes
-    LiveOf(req.tenant, tasks[i].job_id).insert_or_assign(std::move(live[i].first),
-                                                         std::move(live[i].second));
+    LiveOf(req.tenant, tasks[i].job_id)
+        .insert_or_assign(std::move(live[i].first), std::move(live[i].second));
   }
   if (!leases.empty()) {
     std::lock_guard<std::mutex> lock(index_mu_);

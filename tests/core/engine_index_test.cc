@@ -725,8 +725,8 @@ TEST_F(IndexTest, CounterSlotsStayFewAndAreFoldedAtOpen) {
         ASSERT_TRUE(got.ok());
         for (const Task& task : *got) {
           if (i % 3 == 0) continue;  // some stay running
-          ASSERT_TRUE(engine_->Complete("", task.task_id, task.lease_token, Outcome::Success(""))
-                          .ok());
+          ASSERT_TRUE(
+              engine_->Complete("", task.task_id, task.lease_token, Outcome::Success("")).ok());
         }
       }
     });
@@ -779,7 +779,8 @@ TEST_F(IndexTest, CounterSlotsStayFewAndAreFoldedAtOpen) {
   engine_.reset();
   stored = CounterKeys(dir_.path());
   ASSERT_EQ(stored.size(), 2u);  // folded: one key per queue, in slot 0
-  for (const auto& [key, counts] : stored) EXPECT_EQ(key.substr(key.size() - 2), std::string(2, '\0'));
+  for (const auto& [key, counts] : stored)
+    EXPECT_EQ(key.substr(key.size() - 2), std::string(2, '\0'));
   Open();
   EXPECT_EQ(totals(), want);
 }
