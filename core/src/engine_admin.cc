@@ -113,6 +113,11 @@ Status Engine::Impl::Restart(std::string_view tenant, std::string_view id) {
   }
   JobBatch batch;
   std::vector<std::pair<std::string, TaskRef>> published(1);
+  if (st.has_last_attempt()) {  // history: the next attempt may end up in the record
+    batch.Put(keys::AttemptKey(tenant, id, st.last_attempt().number()),
+              st.last_attempt().SerializeAsString());
+    st.clear_last_attempt();
+  }
   st.set_retries_used(0);
   st.set_cancel_requested(false);
   st.set_finished_ms(0);
@@ -175,7 +180,11 @@ Status Engine::Impl::Delete(std::string_view tenant, std::string_view id) {
   const storage::JobState before = st;
   if (pending) RemovePending(tenant, id, &st, &batch);
   // Attempts are numbered 1..attempts: deleted by key, no scan.
-  for (uint32_t a = 1; a <= st.attempts(); ++a) batch.Delete(keys::AttemptKey(tenant, id, a));
+  for (uint32_t a = 1; a <= st.attempts(); ++a) {
+    if (!st.has_last_attempt() || st.last_attempt().number() != a) {
+      batch.Delete(keys::AttemptKey(tenant, id, a));
+    }
+  }
   if (!st.payload_inline()) batch.Delete(keys::BodyKey(tenant, id));
   batch.Delete(keys::JobKey(tenant, id));
   LiveOf(tenant, id).erase(keys::LeaseKey(tenant, id));  // none for a job that is not running
@@ -224,12 +233,8 @@ Result<Job> Engine::Impl::GetJob(std::string_view tenant, std::string_view id,
         j.attempts.push_back(std::move(open));
         break;
       }
-      rs = db_->Get(ro, keys::AttemptKey(tenant, id, a), &raw);
-      if (!rs.ok())
-        return rs.IsNotFound() ? Status::Corruption("an attempt record is missing")
-                               : StorageError(rs, "read attempt");
       storage::AttemptRecord ar;
-      if (!ar.ParseFromString(raw)) return Status::Corruption("attempt record is malformed");
+      if (Status as = ReadAttempt(ro, tenant, id, st, a, &ar); !as.ok()) return as;
       j.attempts.push_back(codec::FromRecord(id, ar));
     }
   }
@@ -246,13 +251,10 @@ Result<JobResult> Engine::Impl::GetResult(std::string_view tenant, std::string_v
   r.status = codec::PublicStatus(st, Now());
   r.finished = IsTerminal(r.status);
   if (!r.finished || st.attempts() == 0) return r;
-  std::string raw;
-  rocksdb::Status rs = db_->Get(read_options_, keys::AttemptKey(tenant, id, st.attempts()), &raw);
-  if (!rs.ok())
-    return rs.IsNotFound() ? Status::Corruption("the last attempt record is missing")
-                           : StorageError(rs, "read attempt");
   storage::AttemptRecord ar;
-  if (!ar.ParseFromString(raw)) return Status::Corruption("attempt record is malformed");
+  if (Status as = ReadAttempt(read_options_, tenant, id, st, st.attempts(), &ar); !as.ok()) {
+    return as;
+  }
   r.result = ar.result();
   r.error = {ar.error_code(), ar.error_message(), ar.error_data()};
   return r;

@@ -331,6 +331,10 @@ class Engine::Impl {
   // Reads and decodes; NotFound when absent.
   Status ReadJobState(std::string_view tenant, std::string_view id, storage::JobState* out);
   Status ReadLease(const std::string& lease_key, codec::LeaseValue* out);
+  // Attempt `number` of the job: st.last_attempt when it is that one, else its 'A' record read
+  // with ro. kCorruption when the record is missing or malformed.
+  Status ReadAttempt(const rocksdb::ReadOptions& ro, std::string_view tenant, std::string_view id,
+                     const storage::JobState& st, uint32_t number, storage::AttemptRecord* out);
   // The job's payload into body: from st when inline, else its 'B' record read with ro (then
   // ++*visited when visited is given). kCorruption when the record is missing or malformed.
   Status ReadBody(const rocksdb::ReadOptions& ro, std::string_view tenant, std::string_view id,

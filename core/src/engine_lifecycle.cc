@@ -403,6 +403,27 @@ Status Engine::Impl::ReadBody(const rocksdb::ReadOptions& ro, std::string_view t
   return Status::Ok();
 }
 
+Status Engine::Impl::ReadAttempt(const rocksdb::ReadOptions& ro, std::string_view tenant,
+                                 std::string_view id, const storage::JobState& st,
+                                 uint32_t number, storage::AttemptRecord* out) {
+  if (st.has_last_attempt() && st.last_attempt().number() == number) {
+    *out = st.last_attempt();
+    return Status::Ok();
+  }
+  rocksdb::PinnableSlice raw;
+  rocksdb::Status rs =
+      db_->Get(ro, db_->DefaultColumnFamily(), keys::AttemptKey(tenant, id, number), &raw);
+  if (rs.IsNotFound()) {
+    return Status::Corruption("attempt " + std::to_string(number) + " of job \"" +
+                              std::string(id) + "\" is missing");
+  }
+  if (!rs.ok()) return StorageError(rs, "read attempt");
+  if (!out->ParseFromArray(raw.data(), static_cast<int>(raw.size()))) {
+    return Status::Corruption("attempt record is malformed");
+  }
+  return Status::Ok();
+}
+
 Status Engine::Impl::ReadLease(const std::string& lease_key, codec::LeaseValue* out) {
   rocksdb::PinnableSlice v;
   rocksdb::Status s = db_->Get(read_options_, db_->DefaultColumnFamily(), lease_key, &v);

@@ -482,7 +482,6 @@ Engine::Impl::Finish Engine::Impl::FinishAttempt(std::string_view tenant, std::s
       ar.set_status(static_cast<uint32_t>(AttemptStatus::kCancelled));
       break;
   }
-  batch->Put(keys::AttemptKey(tenant, id, lease.attempt), ar.SerializeAsString());
   batch->Delete(keys::LeaseKey(tenant, id));
 
   Finish f;
@@ -515,6 +514,12 @@ Engine::Impl::Finish Engine::Impl::FinishAttempt(std::string_view tenant, std::s
                                                            : storage::STORED_STATUS_FAILED);
     st->set_finished_ms(now);
     st->set_cancel_requested(false);
+  }
+  // The attempt that ends the job stays in its record when small (one entry less per job).
+  if (!f.requeued && ar.ByteSizeLong() <= kInlinePayloadBytes) {
+    *st->mutable_last_attempt() = std::move(ar);
+  } else {
+    batch->Put(keys::AttemptKey(tenant, id, lease.attempt), ar.SerializeAsString());
   }
   PutJob(tenant, id, st, now, batch);
   return f;

@@ -569,6 +569,11 @@ void DowngradeToFormat1(const std::string& path) {
     std::string_view tenant, id;
     ASSERT_TRUE(keys::ParseJobScopedKey(std::string_view(it->key().data(), it->key().size()),
                                         &tenant, &id));
+    if (st.has_last_attempt()) {  // format 1 kept every attempt in its own record
+      batch.Put(keys::AttemptKey(tenant, id, st.last_attempt().number()),
+                st.last_attempt().SerializeAsString());
+      st.clear_last_attempt();
+    }
     storage::JobBody body;
     if (st.payload_inline()) {  // format 1 kept every payload in the body
       body.set_payload(st.payload());
@@ -972,6 +977,95 @@ TEST_F(IndexTest, AStoreOfANewerFormatIsRefused) {
     ASSERT_TRUE(rd.GetU32(&n));
     EXPECT_EQ(n, keys::kFormatVersion + 1);
   }
+}
+
+}  // namespace
+}  // namespace sluice
+
+namespace sluice {
+namespace {
+
+// Whether the store at `path` holds attempt record `n` ('A') of the job.
+bool HasAttemptRecord(const std::string& path, const std::string& id, uint32_t n) {
+  rocksdb::DB* raw = nullptr;
+  EXPECT_TRUE(rocksdb::DB::OpenForReadOnly(rocksdb::Options(), path, &raw).ok());
+  if (raw == nullptr) return false;
+  std::unique_ptr<rocksdb::DB> db(raw);
+  std::string v;
+  return db->Get(rocksdb::ReadOptions(), keys::AttemptKey("", id, n), &v).ok();
+}
+
+// The attempt that ends a job stays in its record when small (no 'A' record), a large one gets
+// its own record, a restart moves the inline one out so that the history keeps every attempt,
+// and GetJob, GetResult and delete see the same history either way.
+TEST_F(IndexTest, TheFinalAttemptLivesInTheJobRecordWhenSmall) {
+  const std::string small_result = "ok";
+  const std::string big_result(5000, 'r');
+  auto lease_one = [&](const std::string& queue) {
+    LeaseRequest lr;
+    lr.queue = queue;
+    lr.worker_id = "w";
+    lr.max_tasks = 1;
+    lr.wait_ms = 0;
+    auto t = engine_->Lease(lr);
+    EXPECT_TRUE(t.ok());
+    EXPECT_EQ(t->size(), 1u);
+    return t->empty() ? Task{} : t->front();
+  };
+  // a: fails for good (no retries), is restarted, then succeeds with a small result.
+  JobSpec sa = testing::Spec("fa");
+  sa.retry = RetryPolicy{};
+  sa.retry->max_retries = 0;
+  const std::string a = engine_->Enqueue(sa)->id;
+  Task t = lease_one("fa");
+  ASSERT_TRUE(engine_->Complete("", t.task_id, t.lease_token, Outcome::Failure("boom", "first"))
+                  .ok());
+  ASSERT_TRUE(engine_->Restart("", a).ok());
+  t = lease_one("fa");
+  ASSERT_TRUE(engine_->Complete("", t.task_id, t.lease_token, Outcome::Success(small_result)).ok());
+  // b: succeeds with a result too large to stay in the record.
+  const std::string b = engine_->Enqueue(testing::Spec("fb"))->id;
+  t = lease_one("fb");
+  ASSERT_TRUE(engine_->Complete("", t.task_id, t.lease_token, Outcome::Success(big_result)).ok());
+
+  auto check = [&] {
+    auto ja = engine_->GetJob("", a, /*include_attempts=*/true);
+    ASSERT_TRUE(ja.ok()) << ja.status().ToString();
+    ASSERT_EQ(ja->attempts.size(), 2u);
+    EXPECT_EQ(ja->attempts[0].number, 1u);
+    EXPECT_EQ(ja->attempts[0].status, AttemptStatus::kFailed);
+    EXPECT_EQ(ja->attempts[0].error.message, "first");
+    EXPECT_EQ(ja->attempts[1].number, 2u);
+    EXPECT_EQ(ja->attempts[1].status, AttemptStatus::kSucceeded);
+    EXPECT_EQ(ja->attempts[1].result, small_result);
+    auto ra = engine_->GetResult("", a);
+    ASSERT_TRUE(ra.ok());
+    EXPECT_EQ(ra->result, small_result);
+    auto rb = engine_->GetResult("", b);
+    ASSERT_TRUE(rb.ok());
+    EXPECT_EQ(rb->result, big_result);
+    auto jb = engine_->GetJob("", b, /*include_attempts=*/true);
+    ASSERT_TRUE(jb.ok());
+    ASSERT_EQ(jb->attempts.size(), 1u);
+    EXPECT_EQ(jb->attempts[0].result, big_result);
+  };
+  check();
+  ASSERT_TRUE(engine_->Close().ok());
+  engine_.reset();
+  EXPECT_TRUE(HasAttemptRecord(dir_.path(), a, 1));   // moved out by the restart
+  EXPECT_FALSE(HasAttemptRecord(dir_.path(), a, 2));  // in the job record
+  EXPECT_TRUE(HasAttemptRecord(dir_.path(), b, 1));   // too large for the record
+  Open();
+  check();
+  ASSERT_TRUE(engine_->Delete("", a).ok());
+  ASSERT_TRUE(engine_->Delete("", b).ok());
+  ASSERT_TRUE(engine_->Close().ok());
+  engine_.reset();
+  for (uint32_t n = 1; n <= 2; ++n) {
+    EXPECT_FALSE(HasAttemptRecord(dir_.path(), a, n));
+    EXPECT_FALSE(HasAttemptRecord(dir_.path(), b, n));
+  }
+  Open();
 }
 
 }  // namespace
