@@ -49,7 +49,7 @@ namespace sluice {
 // Jobs per status (JobStatus order): a job counter shard, or a change to one.
 using JobCounts = std::array<int64_t, 6>;
 
-// The job counters in memory, split into slots (decisions §64). A write that changes counters
+// The job counters in memory, split into slots (decisions §56). A write that changes counters
 // holds one slot from FlushCounts until the write has returned, and writes that slot's new
 // values ('C' tenant queue u16(slot)); only the holder reads or changes a slot, and one holder's
 // writes are sequenced in the order it makes them, so a slot's last stored value is always the

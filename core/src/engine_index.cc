@@ -1094,7 +1094,9 @@ Status Engine::Impl::MigrateFormat1() {
   rocksdb::WriteOptions sync;
   sync.sync = true;
   rocksdb::Status rs = db_->Write(sync, &batch);
-  return rs.ok() ? Status::Ok() : Status::IoError("migrate: " + rs.ToString());
+  if (!rs.ok()) return Status::IoError("migrate: " + rs.ToString());
+  counted.Commit();
+  return Status::Ok();
 }
 
 }  // namespace sluice

@@ -140,6 +140,7 @@ Status Engine::Impl::OpenStore() {
   db_.reset(raw);
 
   // Format version: written into an empty store, checked in an existing one.
+  bool stamp_version = false;
   std::string v;
   rs = db_->Get(read_options_, keys::VersionKey(), &v);
   if (rs.IsNotFound()) {
@@ -166,15 +167,10 @@ Status Engine::Impl::OpenStore() {
       Status m = MigrateFormat1();  // adds the job indexes (and stamps the current version)
       if (!m.ok()) return m;
     } else if (version == 2) {
-      // Format 3 only adds inline payloads (JobState.payload_inline); format-2 records read
-      // as they are. The new number keeps older builds from opening a store they would
-      // misread (jobs without a body record).
-      std::string enc;
-      keys::PutU32(&enc, keys::kFormatVersion);
-      rocksdb::WriteOptions sync;
-      sync.sync = true;
-      rs = db_->Put(sync, keys::VersionKey(), enc);
-      if (!rs.ok()) return Status::IoError("write format version: " + rs.ToString());
+      // Format 3 only adds records in JobState (inline payload, final attempt); format-2
+      // records read as they are. The new number, written once the open has succeeded, keeps
+      // older builds from opening a store they would misread (jobs without a body record).
+      stamp_version = true;
     } else if (version != keys::kFormatVersion) {
       return Status::FailedPrecondition("store format version " + std::to_string(version) +
                                         " is not supported by this build (it reads version " +
@@ -246,6 +242,14 @@ Status Engine::Impl::OpenStore() {
   }
   if (failed_.load()) return Status::IoError("granting waiters at open failed");
 
+  if (stamp_version) {
+    std::string enc;
+    keys::PutU32(&enc, keys::kFormatVersion);
+    rocksdb::WriteOptions sync;
+    sync.sync = true;
+    rs = db_->Put(sync, keys::VersionKey(), enc);
+    if (!rs.ok()) return Status::IoError("write format version: " + rs.ToString());
+  }
   if (options_.reaper_interval_ms > 0) reaper_ = std::thread([this] { ReaperLoop(); });
   return Status::Ok();
 }
@@ -404,8 +408,8 @@ Status Engine::Impl::ReadBody(const rocksdb::ReadOptions& ro, std::string_view t
 }
 
 Status Engine::Impl::ReadAttempt(const rocksdb::ReadOptions& ro, std::string_view tenant,
-                                 std::string_view id, const storage::JobState& st,
-                                 uint32_t number, storage::AttemptRecord* out) {
+                                 std::string_view id, const storage::JobState& st, uint32_t number,
+                                 storage::AttemptRecord* out) {
   if (st.has_last_attempt() && st.last_attempt().number() == number) {
     *out = st.last_attempt();
     return Status::Ok();
@@ -414,8 +418,8 @@ Status Engine::Impl::ReadAttempt(const rocksdb::ReadOptions& ro, std::string_vie
   rocksdb::Status rs =
       db_->Get(ro, db_->DefaultColumnFamily(), keys::AttemptKey(tenant, id, number), &raw);
   if (rs.IsNotFound()) {
-    return Status::Corruption("attempt " + std::to_string(number) + " of job \"" +
-                              std::string(id) + "\" is missing");
+    return Status::Corruption("attempt " + std::to_string(number) + " of job \"" + std::string(id) +
+                              "\" is missing");
   }
   if (!rs.ok()) return StorageError(rs, "read attempt");
   if (!out->ParseFromArray(raw.data(), static_cast<int>(raw.size()))) {

@@ -759,11 +759,19 @@ TEST_F(IndexTest, CounterSlotsStayFewAndAreFoldedAtOpen) {
   EXPECT_GE(stored.size(), 2u);
   EXPECT_LE(stored.size(), 2u * (kThreads + 1));
 
-  // Spread q0's counts over two more shards, as the stripe-sharded format 2 stored them.
+  // Spread q0's counts over two other shards, as the stripe-sharded format 2 stored them: its
+  // keys are replaced by shard 900 = total - x and shard 901 = x, so that a fold that dropped
+  // shards instead of adding them up would lose x.
   {
     rocksdb::DB* raw = nullptr;
     ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), dir_.path(), &raw).ok());
     std::unique_ptr<rocksdb::DB> db(raw);
+    std::vector<int64_t> total(6, 0);
+    for (const auto& [key, counts] : stored) {
+      if (key.find("q0") == std::string::npos) continue;
+      for (size_t s = 0; s < 6; ++s) total[s] += counts[s];
+      ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), key).ok());
+    }
     auto put = [&](uint16_t shard, std::vector<int64_t> c) {
       std::string v(48, '\0');
       for (size_t s = 0; s < 6; ++s) {
@@ -773,12 +781,15 @@ TEST_F(IndexTest, CounterSlotsStayFewAndAreFoldedAtOpen) {
       }
       ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), keys::CountKey("", "q0", shard), v).ok());
     };
-    put(900, {3, 0, -1, 0, 0, -2});
-    put(901, {-3, 0, 1, 0, 0, 2});
+    const std::vector<int64_t> x = {5, 0, 3, 0, 0, 7};
+    std::vector<int64_t> rest(6);
+    for (size_t s = 0; s < 6; ++s) rest[s] = total[s] - x[s];
+    put(900, rest);
+    put(901, x);
   }
   Open();
   EXPECT_EQ(totals(), want);
-  const Status v = engine_->VerifyIndexes();
+  Status v = engine_->VerifyIndexes();
   EXPECT_TRUE(v.ok()) << v.ToString();
   ASSERT_TRUE(engine_->Close().ok());
   engine_.reset();
@@ -788,6 +799,25 @@ TEST_F(IndexTest, CounterSlotsStayFewAndAreFoldedAtOpen) {
     EXPECT_EQ(key.substr(key.size() - 2), std::string(2, '\0'));
   Open();
   EXPECT_EQ(totals(), want);
+  // Writes after the fold start from the folded totals (slot 0 was loaded with them).
+  JobSpec s = testing::Spec("q0");
+  ASSERT_TRUE(engine_->Enqueue(s).ok());
+  LeaseRequest lr;
+  lr.queue = "q0";
+  lr.worker_id = "w";
+  lr.max_tasks = 1;
+  lr.wait_ms = 0;
+  auto got = engine_->Lease(lr);
+  ASSERT_TRUE(got.ok());
+  ASSERT_EQ(got->size(), 1u);
+  ASSERT_TRUE(
+      engine_->Complete("", got->front().task_id, got->front().lease_token, Outcome::Success(""))
+          .ok());
+  v = engine_->VerifyIndexes();
+  EXPECT_TRUE(v.ok()) << v.ToString();
+  auto after = totals();
+  after["q0"][static_cast<size_t>(JobStatus::kSucceeded)] -= 1;
+  EXPECT_EQ(after, want);
 }
 
 }  // namespace
@@ -1018,8 +1048,8 @@ TEST_F(IndexTest, TheFinalAttemptLivesInTheJobRecordWhenSmall) {
   sa.retry->max_retries = 0;
   const std::string a = engine_->Enqueue(sa)->id;
   Task t = lease_one("fa");
-  ASSERT_TRUE(engine_->Complete("", t.task_id, t.lease_token, Outcome::Failure("boom", "first"))
-                  .ok());
+  ASSERT_TRUE(
+      engine_->Complete("", t.task_id, t.lease_token, Outcome::Failure("boom", "first")).ok());
   ASSERT_TRUE(engine_->Restart("", a).ok());
   t = lease_one("fa");
   ASSERT_TRUE(engine_->Complete("", t.task_id, t.lease_token, Outcome::Success(small_result)).ok());
