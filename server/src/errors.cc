@@ -33,12 +33,12 @@ grpc::StatusCode GrpcCode(StatusCode code) {
   return grpc::StatusCode::INTERNAL;
 }
 
-grpc::Status ToGrpc(const Status& s, grpc::ServerContext* ctx) {
+grpc::Status ToGrpc(const Status& s, grpc::ServerContextBase* ctx) {
   if (s.ok()) return grpc::Status::OK;
   return ServerError(ctx, GrpcCode(s.code()), StatusCodeName(s.code()), s.message());
 }
 
-grpc::Status ServerError(grpc::ServerContext* ctx, grpc::StatusCode code,
+grpc::Status ServerError(grpc::ServerContextBase* ctx, grpc::StatusCode code,
                          std::string_view sluice_code, const std::string& message) {
   if (ctx != nullptr) ctx->AddTrailingMetadata(kCodeTrailer, std::string(sluice_code));
   return {code, message};

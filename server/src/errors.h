@@ -21,10 +21,10 @@ inline constexpr char kCodeTrailer[] = "sluice-code";
 grpc::StatusCode GrpcCode(StatusCode code);
 
 // Converts an engine status, adding the `sluice-code` trailer to ctx (when given).
-grpc::Status ToGrpc(const Status& s, grpc::ServerContext* ctx);
+grpc::Status ToGrpc(const Status& s, grpc::ServerContextBase* ctx);
 
 // A server-side error that has no engine code (unauthenticated, permission_denied).
-grpc::Status ServerError(grpc::ServerContext* ctx, grpc::StatusCode code,
+grpc::Status ServerError(grpc::ServerContextBase* ctx, grpc::StatusCode code,
                          std::string_view sluice_code, const std::string& message);
 
 }  // namespace sluice::server

@@ -176,7 +176,8 @@ Status Server::Impl::Start() {
   facts.query_max_result_bytes = config_.query_max_result_bytes;
   metrics_ = std::make_unique<Metrics>(ServiceMethods(), config_.metrics_max_series);
   service_ = std::make_unique<SluiceService>(
-      engine_.get(), &principals_, facts, [this](const Status&) { Stop(1); }, metrics_.get());
+      engine_.get(), &principals_, facts, [this](const Status&) { Stop(1); }, metrics_.get(),
+      config_.max_threads);
 
   // gRPC.
   std::shared_ptr<grpc::ServerCredentials> creds;

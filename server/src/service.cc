@@ -61,15 +61,17 @@ QueryOutcome OutcomeOf(const Status& s) {
 }  // namespace
 
 SluiceService::SluiceService(Engine* engine, const CallPrincipals* principals, NodeFacts facts,
-                             std::function<void(const Status&)> on_storage_error, Metrics* metrics)
+                             std::function<void(const Status&)> on_storage_error, Metrics* metrics,
+                             size_t blocking_threads)
     : engine_(engine),
       principals_(principals),
       facts_(std::move(facts)),
       on_storage_error_(std::move(on_storage_error)),
-      metrics_(metrics) {}
+      metrics_(metrics),
+      blocking_(blocking_threads) {}
 
 template <typename Fn>
-grpc::Status SluiceService::Run(grpc::ServerContext* ctx, const std::string& requested_tenant,
+grpc::Status SluiceService::Run(grpc::ServerContextBase* ctx, const std::string& requested_tenant,
                                 Fn&& fn) {
   const std::optional<Principal> p = principals_->Get(ctx);
   if (!p) {
@@ -92,12 +94,12 @@ grpc::Status SluiceService::Run(grpc::ServerContext* ctx, const std::string& req
   return ToGrpc(s, ctx);
 }
 
-bool SluiceService::StopWaiting(grpc::ServerContext* ctx) const {
+bool SluiceService::StopWaiting(grpc::ServerContextBase* ctx) const {
   return draining_.load() || ctx->IsCancelled();
 }
 
-grpc::Status SluiceService::Enqueue(grpc::ServerContext* ctx, const v1::EnqueueRequest* req,
-                                    v1::EnqueueResponse* resp) {
+grpc::Status SluiceService::DoEnqueue(grpc::ServerContextBase* ctx, const v1::EnqueueRequest* req,
+                                      v1::EnqueueResponse* resp) {
   return Run(ctx, req->tenant(), [&](const std::string& tenant, const Principal&) {
     auto r = engine_->Enqueue(FromProto(req->job(), tenant));
     if (!r.ok()) return r.status();
@@ -106,9 +108,9 @@ grpc::Status SluiceService::Enqueue(grpc::ServerContext* ctx, const v1::EnqueueR
   });
 }
 
-grpc::Status SluiceService::EnqueueBatch(grpc::ServerContext* ctx,
-                                         const v1::EnqueueBatchRequest* req,
-                                         v1::EnqueueBatchResponse* resp) {
+grpc::Status SluiceService::DoEnqueueBatch(grpc::ServerContextBase* ctx,
+                                           const v1::EnqueueBatchRequest* req,
+                                           v1::EnqueueBatchResponse* resp) {
   return Run(ctx, req->tenant(), [&](const std::string& tenant, const Principal&) {
     if (req->jobs_size() == 0) return Status::InvalidArgument("jobs: at least one job is required");
     std::vector<JobSpec> specs;
@@ -159,27 +161,101 @@ void AddStatuses(const std::vector<Status>& statuses,
 
 }  // namespace
 
-grpc::Status SluiceService::LeaseTasks(grpc::ServerContext* ctx, const v1::LeaseTasksRequest* req,
-                                       v1::LeaseTasksResponse* resp) {
+template <typename Fn>
+grpc::ServerUnaryReactor* SluiceService::Respond(grpc::CallbackServerContext* ctx, Fn&& body) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (WritesWaitForDisk()) {
+    blocking_.Submit(
+        [reactor, body = std::forward<Fn>(body)]() mutable { reactor->Finish(body()); });
+  } else {
+    reactor->Finish(body());
+  }
+  return reactor;
+}
+
+bool SluiceService::WritesWaitForDisk() const { return facts_.durability != "async"; }
+
+grpc::ServerUnaryReactor* SluiceService::Enqueue(grpc::CallbackServerContext* ctx,
+                                                 const v1::EnqueueRequest* req,
+                                                 v1::EnqueueResponse* resp) {
+  return Respond(ctx, [=, this] { return DoEnqueue(ctx, req, resp); });
+}
+
+grpc::ServerUnaryReactor* SluiceService::EnqueueBatch(grpc::CallbackServerContext* ctx,
+                                                      const v1::EnqueueBatchRequest* req,
+                                                      v1::EnqueueBatchResponse* resp) {
+  return Respond(ctx, [=, this] { return DoEnqueueBatch(ctx, req, resp); });
+}
+
+grpc::ServerUnaryReactor* SluiceService::Heartbeat(grpc::CallbackServerContext* ctx,
+                                                   const v1::HeartbeatRequest* req,
+                                                   v1::HeartbeatResponse* resp) {
+  return Respond(ctx, [=, this] { return DoHeartbeat(ctx, req, resp); });
+}
+
+grpc::ServerUnaryReactor* SluiceService::ReportOutcome(grpc::CallbackServerContext* ctx,
+                                                       const v1::ReportOutcomeRequest* req,
+                                                       v1::ReportOutcomeResponse* resp) {
+  return Respond(ctx, [=, this] { return DoReportOutcome(ctx, req, resp); });
+}
+
+grpc::ServerUnaryReactor* SluiceService::ReportOutcomes(grpc::CallbackServerContext* ctx,
+                                                        const v1::ReportOutcomesRequest* req,
+                                                        v1::ReportOutcomesResponse* resp) {
+  return Respond(ctx, [=, this] { return DoReportOutcomes(ctx, req, resp); });
+}
+
+grpc::ServerUnaryReactor* SluiceService::LeaseTasks(grpc::CallbackServerContext* ctx,
+                                                    const v1::LeaseTasksRequest* req,
+                                                    v1::LeaseTasksResponse* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(std::min(req->wait_ms(), facts_.max_wait_ms));
+  // The first slice runs on gRPC's callback thread (no hand-off: the hot path of a busy worker).
+  // What may block goes to the blocking pool: reports in sync durability (their write waits for
+  // fsync) and the long-poll wait when the first slice found nothing.
+  if (!req->reports().empty() && WritesWaitForDisk()) {
+    blocking_.Submit([this, ctx, req, resp, reactor, deadline] {
+      reactor->Finish(LeaseTasksSlices(ctx, req, resp, deadline, LeasePhase::kAll, nullptr));
+    });
+    return reactor;
+  }
+  bool wait_more = false;
+  grpc::Status st = LeaseTasksSlices(ctx, req, resp, deadline, LeasePhase::kFirst, &wait_more);
+  if (!wait_more) {
+    reactor->Finish(st);
+    return reactor;
+  }
+  blocking_.Submit([this, ctx, req, resp, reactor, deadline] {
+    reactor->Finish(LeaseTasksSlices(ctx, req, resp, deadline, LeasePhase::kRest, nullptr));
+  });
+  return reactor;
+}
+
+grpc::Status SluiceService::LeaseTasksSlices(grpc::ServerContextBase* ctx,
+                                             const v1::LeaseTasksRequest* req,
+                                             v1::LeaseTasksResponse* resp,
+                                             std::chrono::steady_clock::time_point deadline,
+                                             LeasePhase phase, bool* wait_more) {
   return Run(ctx, req->tenant(), [&](const std::string& tenant, const Principal&) {
     LeaseRequest lr;
     lr.tenant = tenant;
     lr.queue = req->queue();
     lr.worker_id = req->worker_id();
     lr.max_tasks = req->max_tasks();
-    const auto deadline = std::chrono::steady_clock::now() +
-                          std::chrono::milliseconds(std::min(req->wait_ms(), facts_.max_wait_ms));
     // Reports ride on the first slice (which also validates the request when wait_ms is 0).
     std::vector<Completion> batch;
     std::vector<size_t> index;
     std::vector<Status> statuses;
-    BuildCompletions(req->reports(), tenant, &batch, &index, &statuses);
-    bool first = true;
+    bool first = phase != LeasePhase::kRest;
+    if (first) BuildCompletions(req->reports(), tenant, &batch, &index, &statuses);
     while (true) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
                             deadline - std::chrono::steady_clock::now())
                             .count();
-      lr.wait_ms = static_cast<uint32_t>(std::clamp<int64_t>(left, 0, kWaitSliceMs));
+      lr.wait_ms = phase == LeasePhase::kFirst
+                       ? 0
+                       : static_cast<uint32_t>(std::clamp<int64_t>(left, 0, kWaitSliceMs));
       auto lease = [&]() -> Result<LeaseResponse> {
         if (!first || req->reports().empty()) return engine_->LeaseTasks(lr);
         std::vector<Status> applied;
@@ -202,12 +278,17 @@ grpc::Status SluiceService::LeaseTasks(grpc::ServerContext* ctx, const v1::Lease
         return Status::Ok();
       }
       if (left <= 0 || StopWaiting(ctx)) return Status::Ok();
+      if (phase == LeasePhase::kFirst) {
+        *wait_more = true;  // the rest of the wait runs on the blocking pool
+        return Status::Ok();
+      }
     }
   });
 }
 
-grpc::Status SluiceService::Heartbeat(grpc::ServerContext* ctx, const v1::HeartbeatRequest* req,
-                                      v1::HeartbeatResponse* resp) {
+grpc::Status SluiceService::DoHeartbeat(grpc::ServerContextBase* ctx,
+                                        const v1::HeartbeatRequest* req,
+                                        v1::HeartbeatResponse* resp) {
   return Run(ctx, req->tenant(), [&](const std::string& tenant, const Principal&) {
     auto r = engine_->Heartbeat(tenant, req->task_id(), req->worker_id(), req->lease_token());
     if (!r.ok()) return r.status();
@@ -217,9 +298,9 @@ grpc::Status SluiceService::Heartbeat(grpc::ServerContext* ctx, const v1::Heartb
   });
 }
 
-grpc::Status SluiceService::ReportOutcome(grpc::ServerContext* ctx,
-                                          const v1::ReportOutcomeRequest* req,
-                                          v1::ReportOutcomeResponse* /*resp*/) {
+grpc::Status SluiceService::DoReportOutcome(grpc::ServerContextBase* ctx,
+                                            const v1::ReportOutcomeRequest* req,
+                                            v1::ReportOutcomeResponse* /*resp*/) {
   return Run(ctx, req->tenant(), [&](const std::string& tenant, const Principal&) {
     Outcome o;
     if (!FromProto(req->outcome(), &o)) {
@@ -229,9 +310,9 @@ grpc::Status SluiceService::ReportOutcome(grpc::ServerContext* ctx,
   });
 }
 
-grpc::Status SluiceService::ReportOutcomes(grpc::ServerContext* ctx,
-                                           const v1::ReportOutcomesRequest* req,
-                                           v1::ReportOutcomesResponse* resp) {
+grpc::Status SluiceService::DoReportOutcomes(grpc::ServerContextBase* ctx,
+                                             const v1::ReportOutcomesRequest* req,
+                                             v1::ReportOutcomesResponse* resp) {
   return Run(ctx, req->tenant(), [&](const std::string& tenant, const Principal&) {
     std::vector<Completion> batch;
     std::vector<size_t> index;  // batch entry -> report

@@ -10,10 +10,12 @@
 #define SLUICE_SERVER_SRC_SERVICE_H_
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <string>
 
 #include "auth.h"
+#include "blocking_pool.h"
 #include "metrics.h"
 #include "sluice/engine.h"
 #include "sluice/v1/sluice.grpc.pb.h"
@@ -37,29 +39,45 @@ struct NodeFacts {
   uint64_t query_max_result_bytes = 0;
 };
 
-class SluiceService final : public v1::Sluice::Service {
+// The hot RPCs use the callback API, the others the synchronous one.
+using ServiceBase = v1::Sluice::WithCallbackMethod_Enqueue<
+    v1::Sluice::WithCallbackMethod_EnqueueBatch<v1::Sluice::WithCallbackMethod_LeaseTasks<
+        v1::Sluice::WithCallbackMethod_Heartbeat<v1::Sluice::WithCallbackMethod_ReportOutcome<
+            v1::Sluice::WithCallbackMethod_ReportOutcomes<v1::Sluice::Service>>>>>>;
+
+class SluiceService final : public ServiceBase {
  public:
   // on_storage_error runs once per storage failure (the server then stops: ENVIRONMENT.md).
   // metrics (not owned, may be null) counts queries by outcome.
+  // blocking_threads bounds the threads that run the blocking parts of callback handlers.
   SluiceService(Engine* engine, const CallPrincipals* principals, NodeFacts facts,
-                std::function<void(const Status&)> on_storage_error, Metrics* metrics = nullptr);
+                std::function<void(const Status&)> on_storage_error, Metrics* metrics = nullptr,
+                size_t blocking_threads = 1024);
 
   // Draining: long-polls and result waits end at their next slice (within ~100 ms).
   void StartDraining() { draining_.store(true); }
   bool draining() const { return draining_.load(); }
 
-  grpc::Status Enqueue(grpc::ServerContext* ctx, const v1::EnqueueRequest* req,
-                       v1::EnqueueResponse* resp) override;
-  grpc::Status EnqueueBatch(grpc::ServerContext* ctx, const v1::EnqueueBatchRequest* req,
-                            v1::EnqueueBatchResponse* resp) override;
-  grpc::Status LeaseTasks(grpc::ServerContext* ctx, const v1::LeaseTasksRequest* req,
-                          v1::LeaseTasksResponse* resp) override;
-  grpc::Status Heartbeat(grpc::ServerContext* ctx, const v1::HeartbeatRequest* req,
-                         v1::HeartbeatResponse* resp) override;
-  grpc::Status ReportOutcome(grpc::ServerContext* ctx, const v1::ReportOutcomeRequest* req,
-                             v1::ReportOutcomeResponse* resp) override;
-  grpc::Status ReportOutcomes(grpc::ServerContext* ctx, const v1::ReportOutcomesRequest* req,
-                              v1::ReportOutcomesResponse* resp) override;
+  // Callback API (decisions §69): the hot RPCs run on gRPC's callback threads without a
+  // thread hand-off; whatever may block (fsync waits in sync durability, long-poll waits)
+  // runs on the blocking pool.
+  grpc::ServerUnaryReactor* Enqueue(grpc::CallbackServerContext* ctx, const v1::EnqueueRequest* req,
+                                    v1::EnqueueResponse* resp) override;
+  grpc::ServerUnaryReactor* EnqueueBatch(grpc::CallbackServerContext* ctx,
+                                         const v1::EnqueueBatchRequest* req,
+                                         v1::EnqueueBatchResponse* resp) override;
+  grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* ctx,
+                                      const v1::HeartbeatRequest* req,
+                                      v1::HeartbeatResponse* resp) override;
+  grpc::ServerUnaryReactor* ReportOutcome(grpc::CallbackServerContext* ctx,
+                                          const v1::ReportOutcomeRequest* req,
+                                          v1::ReportOutcomeResponse* resp) override;
+  grpc::ServerUnaryReactor* ReportOutcomes(grpc::CallbackServerContext* ctx,
+                                           const v1::ReportOutcomesRequest* req,
+                                           v1::ReportOutcomesResponse* resp) override;
+  grpc::ServerUnaryReactor* LeaseTasks(grpc::CallbackServerContext* ctx,
+                                       const v1::LeaseTasksRequest* req,
+                                       v1::LeaseTasksResponse* resp) override;
   grpc::Status HeartbeatRefresh(grpc::ServerContext* ctx, const v1::HeartbeatRefreshRequest* req,
                                 v1::HeartbeatRefreshResponse* resp) override;
   grpc::Status ReportRefreshOutcome(grpc::ServerContext* ctx,
@@ -101,9 +119,32 @@ class SluiceService final : public v1::Sluice::Service {
  private:
   // Authenticates, resolves the tenant and runs fn(tenant, principal) -> Status.
   template <typename Fn>
-  grpc::Status Run(grpc::ServerContext* ctx, const std::string& requested_tenant, Fn&& fn);
+  grpc::Status Run(grpc::ServerContextBase* ctx, const std::string& requested_tenant, Fn&& fn);
+  // The hot RPCs' bodies (run by the callback handlers above).
+  grpc::Status DoEnqueue(grpc::ServerContextBase* ctx, const v1::EnqueueRequest* req,
+                         v1::EnqueueResponse* resp);
+  grpc::Status DoEnqueueBatch(grpc::ServerContextBase* ctx, const v1::EnqueueBatchRequest* req,
+                              v1::EnqueueBatchResponse* resp);
+  grpc::Status DoHeartbeat(grpc::ServerContextBase* ctx, const v1::HeartbeatRequest* req,
+                           v1::HeartbeatResponse* resp);
+  grpc::Status DoReportOutcome(grpc::ServerContextBase* ctx, const v1::ReportOutcomeRequest* req,
+                               v1::ReportOutcomeResponse* resp);
+  grpc::Status DoReportOutcomes(grpc::ServerContextBase* ctx, const v1::ReportOutcomesRequest* req,
+                                v1::ReportOutcomesResponse* resp);
+  // Runs body() -> grpc::Status and finishes the call: inline, or on the blocking pool when
+  // writes wait for the disk.
+  template <typename Fn>
+  grpc::ServerUnaryReactor* Respond(grpc::CallbackServerContext* ctx, Fn&& body);
+  bool WritesWaitForDisk() const;
+  // Which part of a LeaseTasks call LeaseTasksSlices runs: all of it; the reports and one
+  // non-waiting lease (setting *wait_more when the call should go on waiting); or the wait.
+  enum class LeasePhase { kAll, kFirst, kRest };
+  grpc::Status LeaseTasksSlices(grpc::ServerContextBase* ctx, const v1::LeaseTasksRequest* req,
+                                v1::LeaseTasksResponse* resp,
+                                std::chrono::steady_clock::time_point deadline, LeasePhase phase,
+                                bool* wait_more);
   // Whether a slice-waiting call should stop now.
-  bool StopWaiting(grpc::ServerContext* ctx) const;
+  bool StopWaiting(grpc::ServerContextBase* ctx) const;
   // The bounds of one Query: the request's asks capped by the server's, and the time budget
   // also by what is left of the call's deadline (0 ms when it has passed).
   QueryOptions QueryBounds(const grpc::ServerContext& ctx, const v1::QueryRequest& req) const;
@@ -114,6 +155,8 @@ class SluiceService final : public v1::Sluice::Service {
   std::function<void(const Status&)> on_storage_error_;
   Metrics* metrics_;
   std::atomic<bool> draining_{false};
+  // Last: destroyed (its threads joined) before anything its tasks use.
+  BlockingPool blocking_;
 };
 
 }  // namespace sluice::server
