@@ -68,7 +68,8 @@ SluiceService::SluiceService(Engine* engine, const CallPrincipals* principals, N
       facts_(std::move(facts)),
       on_storage_error_(std::move(on_storage_error)),
       metrics_(metrics),
-      blocking_(blocking_threads) {}
+      writes_(blocking_threads),
+      waits_(blocking_threads) {}
 
 template <typename Fn>
 grpc::Status SluiceService::Run(grpc::ServerContextBase* ctx, const std::string& requested_tenant,
@@ -165,8 +166,7 @@ template <typename Fn>
 grpc::ServerUnaryReactor* SluiceService::Respond(grpc::CallbackServerContext* ctx, Fn&& body) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   if (WritesWaitForDisk()) {
-    blocking_.Submit(
-        [reactor, body = std::forward<Fn>(body)]() mutable { reactor->Finish(body()); });
+    writes_.Submit([reactor, body = std::forward<Fn>(body)]() mutable { reactor->Finish(body()); });
   } else {
     reactor->Finish(body());
   }
@@ -211,24 +211,25 @@ grpc::ServerUnaryReactor* SluiceService::LeaseTasks(grpc::CallbackServerContext*
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   const auto deadline = std::chrono::steady_clock::now() +
                         std::chrono::milliseconds(std::min(req->wait_ms(), facts_.max_wait_ms));
-  // The first slice runs on gRPC's callback thread (no hand-off: the hot path of a busy worker).
-  // What may block goes to the blocking pool: reports in sync durability (their write waits for
-  // fsync) and the long-poll wait when the first slice found nothing.
-  if (!req->reports().empty() && WritesWaitForDisk()) {
-    blocking_.Submit([this, ctx, req, resp, reactor, deadline] {
-      reactor->Finish(LeaseTasksSlices(ctx, req, resp, deadline, LeasePhase::kAll, nullptr));
+  // The reports and a first, non-waiting lease run on gRPC's callback thread (no hand-off: the
+  // hot path of a busy worker), or on the write pool when the reports' write waits for fsync.
+  // If that found nothing and the caller is willing to wait, the wait runs on the wait pool.
+  auto first = [this, ctx, req, resp, reactor, deadline] {
+    bool wait_more = false;
+    grpc::Status st = LeaseTasksSlices(ctx, req, resp, deadline, LeasePhase::kFirst, &wait_more);
+    if (!wait_more) {
+      reactor->Finish(st);
+      return;
+    }
+    waits_.Submit([this, ctx, req, resp, reactor, deadline] {
+      reactor->Finish(LeaseTasksSlices(ctx, req, resp, deadline, LeasePhase::kRest, nullptr));
     });
-    return reactor;
+  };
+  if (!req->reports().empty() && WritesWaitForDisk()) {
+    writes_.Submit(std::move(first));
+  } else {
+    first();
   }
-  bool wait_more = false;
-  grpc::Status st = LeaseTasksSlices(ctx, req, resp, deadline, LeasePhase::kFirst, &wait_more);
-  if (!wait_more) {
-    reactor->Finish(st);
-    return reactor;
-  }
-  blocking_.Submit([this, ctx, req, resp, reactor, deadline] {
-    reactor->Finish(LeaseTasksSlices(ctx, req, resp, deadline, LeasePhase::kRest, nullptr));
-  });
   return reactor;
 }
 

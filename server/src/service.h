@@ -49,7 +49,8 @@ class SluiceService final : public ServiceBase {
  public:
   // on_storage_error runs once per storage failure (the server then stops: ENVIRONMENT.md).
   // metrics (not owned, may be null) counts queries by outcome.
-  // blocking_threads bounds the threads that run the blocking parts of callback handlers.
+  // blocking_threads bounds each of the two pools that run the blocking parts of callback
+  // handlers (writes waiting for fsync; long-poll waits).
   SluiceService(Engine* engine, const CallPrincipals* principals, NodeFacts facts,
                 std::function<void(const Status&)> on_storage_error, Metrics* metrics = nullptr,
                 size_t blocking_threads = 1024);
@@ -131,14 +132,14 @@ class SluiceService final : public ServiceBase {
                                v1::ReportOutcomeResponse* resp);
   grpc::Status DoReportOutcomes(grpc::ServerContextBase* ctx, const v1::ReportOutcomesRequest* req,
                                 v1::ReportOutcomesResponse* resp);
-  // Runs body() -> grpc::Status and finishes the call: inline, or on the blocking pool when
+  // Runs body() -> grpc::Status and finishes the call: inline, or on the write pool when
   // writes wait for the disk.
   template <typename Fn>
   grpc::ServerUnaryReactor* Respond(grpc::CallbackServerContext* ctx, Fn&& body);
   bool WritesWaitForDisk() const;
-  // Which part of a LeaseTasks call LeaseTasksSlices runs: all of it; the reports and one
-  // non-waiting lease (setting *wait_more when the call should go on waiting); or the wait.
-  enum class LeasePhase { kAll, kFirst, kRest };
+  // Which part of a LeaseTasks call LeaseTasksSlices runs: the reports and one non-waiting
+  // lease (setting *wait_more when the call should go on waiting), or the wait.
+  enum class LeasePhase { kFirst, kRest };
   grpc::Status LeaseTasksSlices(grpc::ServerContextBase* ctx, const v1::LeaseTasksRequest* req,
                                 v1::LeaseTasksResponse* resp,
                                 std::chrono::steady_clock::time_point deadline, LeasePhase phase,
@@ -155,8 +156,11 @@ class SluiceService final : public ServiceBase {
   std::function<void(const Status&)> on_storage_error_;
   Metrics* metrics_;
   std::atomic<bool> draining_{false};
-  // Last: destroyed (its threads joined) before anything its tasks use.
-  BlockingPool blocking_;
+  // Last: destroyed (their threads joined) before anything their tasks use. Writes that wait
+  // for fsync and long-poll waits have a pool each, so that waiting workers never hold up a
+  // write.
+  BlockingPool writes_;
+  BlockingPool waits_;
 };
 
 }  // namespace sluice::server

@@ -596,6 +596,40 @@ TEST_F(ServerTest, WaitingLeaseReturnsWithinTenMillisecondsOfAnEnqueue) {
   EXPECT_LE(lags.back(), 50.0) << "worst wake-up lag";
 }
 
+// Long-poll waits and writes that wait for fsync run on separate pools of --max-threads threads
+// each: with every wait thread taken (and more long-polls queued for one), a sync-durability
+// enqueue is still answered at once, the queued long-polls are served when a thread frees up,
+// and a waiting long-poll still wakes for its job.
+TEST_F(ServerTest, WaitingWorkersNeverHoldUpWrites) {
+  Start({"--durability", "sync", "--max-threads", "3"});
+  std::vector<std::future<std::pair<int, steady_clock::time_point>>> polls;
+  const auto t0 = steady_clock::now();
+  for (int i = 0; i < 5; ++i) {  // 3 hold the wait threads, 2 queue for one
+    polls.push_back(std::async(std::launch::async, [&, i] {
+      const v1::LeaseTasksResponse l = Lease(kAdmin, "idle-" + std::to_string(i), 1, 1500);
+      return std::make_pair(l.tasks_size(), steady_clock::now());
+    }));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // all five are in
+  const auto e0 = steady_clock::now();
+  MustEnqueue(kAdmin, Spec("busy"));
+  const double enqueue_ms =
+      std::chrono::duration<double, std::milli>(steady_clock::now() - e0).count();
+  EXPECT_LT(enqueue_ms, 500.0) << "a write waited behind the long-polls";
+  // A job for one of the waiting polls wakes it (it holds a wait thread or gets one).
+  MustEnqueue(kAdmin, Spec("idle-0"));
+  int got = 0;
+  for (auto& p : polls) {
+    auto [n, returned] = p.get();
+    got += n;
+    // Every poll ends by its own wait plus the wait of the one it queued behind.
+    const double ended_ms = std::chrono::duration<double, std::milli>(returned - t0).count();
+    EXPECT_LT(ended_ms, 3 * 1500.0 + 1000);
+  }
+  EXPECT_EQ(got, 1);
+  EXPECT_EQ(Lease(kAdmin, "busy", 10, 0).tasks_size(), 1);
+}
+
 TEST_F(ServerTest, MetricsCountersMoveAndHealthEndpointsAnswer) {
   Start();
   std::string body;
