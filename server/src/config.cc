@@ -204,7 +204,10 @@ std::optional<ServerConfig> ParseConfig(int argc, char** argv, int* exit_code) {
       ->capture_default_str();
   app.add_option("--drain-timeout-ms", c.drain_timeout_ms, "SIGTERM drain deadline")
       ->capture_default_str();
-  app.add_option("--max-threads", c.max_threads, "gRPC handler thread cap")->capture_default_str();
+  app.add_option("--max-threads", c.max_threads,
+                 "Cap of the gRPC handler threads and of each blocking pool (fsync waits, "
+                 "long-poll waits)")
+      ->capture_default_str();
   app.add_option("--metrics-max-series", c.metrics_max_series,
                  "Queues and keys given their own /metrics series (busiest first)")
       ->capture_default_str();

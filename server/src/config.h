@@ -37,11 +37,11 @@ struct ServerConfig {
   uint32_t reaper_interval_ms = 100;
   uint32_t max_lease_batch = 1000;
   uint32_t max_wait_ms = 60'000;
-  uint32_t drain_timeout_ms = 10'000;          // SIGTERM: in-flight RPCs get this long
-  uint32_t max_threads = 1024;                 // gRPC sync-server thread cap
-  uint32_t metrics_max_series = 100;           // per-queue / per-key series kept in /metrics
-  uint32_t query_timeout_ms = 5'000;           // longest a Query may run (requests ask for less)
-  uint32_t query_max_rows = 10'000;            // most rows a Query may return
+  uint32_t drain_timeout_ms = 10'000;  // SIGTERM: in-flight RPCs get this long
+  uint32_t max_threads = 1024;         // gRPC sync-server threads; each blocking pool's threads
+  uint32_t metrics_max_series = 100;   // per-queue / per-key series kept in /metrics
+  uint32_t query_timeout_ms = 5'000;   // longest a Query may run (requests ask for less)
+  uint32_t query_max_rows = 10'000;    // most rows a Query may return
   uint64_t query_max_result_bytes = 4u << 20;  // largest Query result
   std::string log_format = "json";
   std::string log_level = "info";
