@@ -51,22 +51,13 @@ class AuthInterceptor : public grpc::experimental::Interceptor {
       principals_->Set(info_->server_context(), std::move(p));
       registered_ = true;
     }
-    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_MESSAGE)) {
-      received_ = methods->GetRecvMessage() != nullptr;  // null: the read failed
-    }
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
       if (!authenticated_) {
         // Whatever the handler answered, an unauthenticated call ends UNAUTHENTICATED.
         methods->ModifySendStatus(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, reason_));
       }
-      grpc::StatusCode code = authenticated_ ? methods->GetSendStatus().error_code()
-                                             : grpc::StatusCode::UNAUTHENTICATED;
-      // A call whose request never arrived was abandoned by its caller (a worker cancelling
-      // its long-poll as it stops): gRPC answers it INTERNAL (synchronous server) or
-      // UNIMPLEMENTED (callback API), which nobody reads. Count it as cancelled.
-      if (authenticated_ && !received_ && code != grpc::StatusCode::OK) {
-        code = grpc::StatusCode::CANCELLED;
-      }
+      const grpc::StatusCode code = authenticated_ ? methods->GetSendStatus().error_code()
+                                                   : grpc::StatusCode::UNAUTHENTICATED;
       const double secs =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
       (*observer_)(info_->method(), code, secs);
@@ -88,7 +79,6 @@ class AuthInterceptor : public grpc::experimental::Interceptor {
   std::atomic<int64_t>* in_flight_;
   bool registered_ = false;
   bool authenticated_ = false;
-  bool received_ = false;  // the request message arrived
   std::string reason_ = "missing authorization metadata";
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
