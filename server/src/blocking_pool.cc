@@ -17,12 +17,13 @@ BlockingPool::~BlockingPool() {
 
 void BlockingPool::Submit(std::function<void()> task) {
   std::lock_guard<std::mutex> lock(mu_);
-  queue_.push_back(std::move(task));
-  if (idle_ >= queue_.size() || threads_.size() >= max_threads_) {
-    cv_.notify_one();
-    return;
+  // A thread is started first, so that when it cannot be (std::system_error) nothing was queued
+  // and the caller still owns the work. The new thread waits for mu_ before taking a task.
+  if (idle_ < queue_.size() + 1 && threads_.size() < max_threads_) {
+    threads_.emplace_back([this] { Loop(); });
   }
-  threads_.emplace_back([this] { Loop(); });
+  queue_.push_back(std::move(task));
+  cv_.notify_one();
 }
 
 void BlockingPool::Loop() {

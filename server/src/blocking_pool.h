@@ -24,7 +24,8 @@ class BlockingPool {
   BlockingPool(const BlockingPool&) = delete;
   BlockingPool& operator=(const BlockingPool&) = delete;
 
-  // Runs task on a pool thread.
+  // Runs task on a pool thread. Throws std::system_error, and queues nothing, when a needed
+  // thread cannot be started.
   void Submit(std::function<void()> task);
 
  private:

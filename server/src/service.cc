@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <optional>
+#include <system_error>
 
 #include "convert.h"
 #include "errors.h"
@@ -162,11 +163,31 @@ void AddStatuses(const std::vector<Status>& statuses,
 
 }  // namespace
 
+void SluiceService::Offload(BlockingPool* pool, grpc::ServerUnaryReactor* reactor,
+                            std::function<void()> run) {
+  try {
+    pool->Submit([reactor, run = std::move(run)] {
+      try {
+        run();  // finishes the call as its last step
+      } catch (const std::exception& e) {
+        Log(LogLevel::kError, "handler failed", {{"error", e.what()}});
+        reactor->Finish(grpc::Status(grpc::StatusCode::INTERNAL, "internal error"));
+      }
+    });
+  } catch (const std::system_error& e) {
+    // No thread could be started: like the synchronous server past --max-threads.
+    Log(LogLevel::kWarn, "no thread for a blocking call", {{"error", e.what()}});
+    reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                 "the server has no thread free for this call; retry"));
+  }
+}
+
 template <typename Fn>
 grpc::ServerUnaryReactor* SluiceService::Respond(grpc::CallbackServerContext* ctx, Fn&& body) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   if (WritesWaitForDisk()) {
-    writes_.Submit([reactor, body = std::forward<Fn>(body)]() mutable { reactor->Finish(body()); });
+    Offload(&writes_, reactor,
+            [reactor, body = std::forward<Fn>(body)]() mutable { reactor->Finish(body()); });
   } else {
     reactor->Finish(body());
   }
@@ -212,8 +233,9 @@ grpc::ServerUnaryReactor* SluiceService::LeaseTasks(grpc::CallbackServerContext*
   const auto deadline = std::chrono::steady_clock::now() +
                         std::chrono::milliseconds(std::min(req->wait_ms(), facts_.max_wait_ms));
   // The reports and a first, non-waiting lease run on gRPC's callback thread (no hand-off: the
-  // hot path of a busy worker), or on the write pool when the reports' write waits for fsync.
-  // If that found nothing and the caller is willing to wait, the wait runs on the wait pool.
+  // hot path of a busy worker), or on the write pool when writes wait for fsync (the reports'
+  // write, and the grants a lease may run). If that found nothing and the caller is willing to
+  // wait, the wait runs on the wait pool.
   auto first = [this, ctx, req, resp, reactor, deadline] {
     bool wait_more = false;
     grpc::Status st = LeaseTasksSlices(ctx, req, resp, deadline, LeasePhase::kFirst, &wait_more);
@@ -221,12 +243,12 @@ grpc::ServerUnaryReactor* SluiceService::LeaseTasks(grpc::CallbackServerContext*
       reactor->Finish(st);
       return;
     }
-    waits_.Submit([this, ctx, req, resp, reactor, deadline] {
+    Offload(&waits_, reactor, [this, ctx, req, resp, reactor, deadline] {
       reactor->Finish(LeaseTasksSlices(ctx, req, resp, deadline, LeasePhase::kRest, nullptr));
     });
   };
-  if (!req->reports().empty() && WritesWaitForDisk()) {
-    writes_.Submit(std::move(first));
+  if (WritesWaitForDisk()) {
+    Offload(&writes_, reactor, std::move(first));
   } else {
     first();
   }
