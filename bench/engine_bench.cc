@@ -207,6 +207,16 @@ std::vector<sluice::JobSpec> Specs(size_t n, const std::string& payload) {
   return specs;
 }
 
+// Enqueues n jobs in batches of specs.size() (the last one shorter).
+void EnqueueAll(sluice::Engine& e, const std::vector<sluice::JobSpec>& specs, uint64_t n) {
+  for (uint64_t sent = 0; sent < n;) {
+    const size_t k = static_cast<size_t>(std::min<uint64_t>(specs.size(), n - sent));
+    auto r = e.EnqueueBatch(std::span<const sluice::JobSpec>(specs.data(), k));
+    if (!r.ok()) Die("EnqueueBatch: " + r.status().ToString());
+    sent += k;
+  }
+}
+
 // Leases and completes (success) tasks until `done` reaches `target`.
 void Work(sluice::Engine& e, const std::string& worker_id, uint32_t max_tasks,
           std::atomic<uint64_t>& done, uint64_t target) {
@@ -296,12 +306,7 @@ void RunBatch(const Flags& f, sluice::Durability d) {
   auto e = Open(store.path(), d);
   const std::vector<sluice::JobSpec> specs = Specs(f.batch, std::string(f.payload, 'x'));
   const auto t0 = Clock::now();
-  for (uint64_t sent = 0; sent < n;) {
-    const size_t k = static_cast<size_t>(std::min<uint64_t>(f.batch, n - sent));
-    auto r = e->EnqueueBatch(std::span<const sluice::JobSpec>(specs.data(), k));
-    if (!r.ok()) Die("EnqueueBatch: " + r.status().ToString());
-    sent += k;
-  }
+  EnqueueAll(*e, specs, n);
   const double secs = Seconds(t0);
   Report("batch", d, 1, f, n, secs);
   Check(e->Close(), "Close");
@@ -316,12 +321,7 @@ void RunDrain(const Flags& f, sluice::Durability d) {
   Prefill(store.path(), f.prefill, std::string(f.payload, 'x'), f.batch);
   auto e = Open(store.path(), d);
   const std::vector<sluice::JobSpec> specs = Specs(f.batch, std::string(f.payload, 'x'));
-  for (uint64_t sent = 0; sent < n;) {
-    const size_t k = static_cast<size_t>(std::min<uint64_t>(f.batch, n - sent));
-    auto r = e->EnqueueBatch(std::span<const sluice::JobSpec>(specs.data(), k));
-    if (!r.ok()) Die("EnqueueBatch: " + r.status().ToString());
-    sent += k;
-  }
+  EnqueueAll(*e, specs, n);
   sluice::LeaseRequest req;
   req.queue = kQueue;
   req.worker_id = "drain";
@@ -440,12 +440,7 @@ void RunGrantLatency(const Flags& f, sluice::Durability d) {
     s.limits = {l};
   }
   const uint64_t n = grants + 1;
-  for (uint64_t sent = 0; sent < n;) {
-    const size_t k = static_cast<size_t>(std::min<uint64_t>(f.batch, n - sent));
-    auto r = e->EnqueueBatch(std::span<const sluice::JobSpec>(specs.data(), k));
-    if (!r.ok()) Die("EnqueueBatch: " + r.status().ToString());
-    sent += k;
-  }
+  EnqueueAll(*e, specs, n);
   sluice::LeaseRequest req;
   req.queue = kQueue;
   req.worker_id = "holder";

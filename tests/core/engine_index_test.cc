@@ -30,6 +30,23 @@ using testing::TestOptions;
 const char* const kTenants[] = {"", "t2"};
 const char* const kQueues[] = {"q0", "q1", "q2", "q3"};
 
+// The store at `path` opened straight through RocksDB (the engine closed), read-only or not;
+// null, with a test failure, when it cannot be opened.
+std::unique_ptr<rocksdb::DB> OpenRaw(const std::string& path, bool read_only) {
+  rocksdb::DB* raw = nullptr;
+  const rocksdb::Status s = read_only ? rocksdb::DB::OpenForReadOnly(rocksdb::Options(), path, &raw)
+                                      : rocksdb::DB::Open(rocksdb::Options(), path, &raw);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return std::unique_ptr<rocksdb::DB>(raw);
+}
+
+// Whether the closed store at `path` holds `key`.
+bool HasKey(const std::string& path, const std::string& key) {
+  auto db = OpenRaw(path, /*read_only=*/true);
+  std::string v;
+  return db != nullptr && db->Get(rocksdb::ReadOptions(), key, &v).ok();
+}
+
 // What the test knows of a job: where it is and its creation order.
 struct Known {
   std::string tenant, id;
@@ -637,10 +654,8 @@ TEST_F(IndexTest, VerifyIndexesCatchesATamperedIndex) {
   ASSERT_TRUE(engine_->Close().ok());
   engine_.reset();
   {
-    rocksdb::DB* raw = nullptr;
-    rocksdb::Options o;
-    ASSERT_TRUE(rocksdb::DB::Open(o, dir_.path(), &raw).ok());
-    std::unique_ptr<rocksdb::DB> db(raw);
+    auto db = OpenRaw(dir_.path(), /*read_only=*/false);
+    ASSERT_NE(db, nullptr);
     std::string k = keys::IdxStatusPrefix("", 4);  // an extra "failed" entry
     keys::PutPos(&k, 1, 1);
     ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), k, "x").ok());
@@ -691,11 +706,8 @@ namespace {
 // The 'C' keys of the store at `path`: key -> decoded counts (int64 LE per status).
 std::map<std::string, std::vector<int64_t>> CounterKeys(const std::string& path) {
   std::map<std::string, std::vector<int64_t>> out;
-  rocksdb::DB* raw = nullptr;
-  rocksdb::Options o;
-  EXPECT_TRUE(rocksdb::DB::OpenForReadOnly(o, path, &raw).ok());
-  if (raw == nullptr) return out;
-  std::unique_ptr<rocksdb::DB> db(raw);
+  auto db = OpenRaw(path, /*read_only=*/true);
+  if (db == nullptr) return out;
   std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
   for (it->Seek(std::string(1, keys::kCount)); it->Valid() && it->key()[0] == keys::kCount;
        it->Next()) {
@@ -763,9 +775,8 @@ TEST_F(IndexTest, CounterSlotsStayFewAndAreFoldedAtOpen) {
   // keys are replaced by shard 900 = total - x and shard 901 = x, so that a fold that dropped
   // shards instead of adding them up would lose x.
   {
-    rocksdb::DB* raw = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), dir_.path(), &raw).ok());
-    std::unique_ptr<rocksdb::DB> db(raw);
+    auto db = OpenRaw(dir_.path(), /*read_only=*/false);
+    ASSERT_NE(db, nullptr);
     std::vector<int64_t> total(6, 0);
     for (const auto& [key, counts] : stored) {
       if (key.find("q0") == std::string::npos) continue;
@@ -828,12 +839,7 @@ namespace {
 
 // Whether the store at `path` holds a body record ('B') for the job.
 bool HasBody(const std::string& path, const std::string& id) {
-  rocksdb::DB* raw = nullptr;
-  EXPECT_TRUE(rocksdb::DB::OpenForReadOnly(rocksdb::Options(), path, &raw).ok());
-  if (raw == nullptr) return false;
-  std::unique_ptr<rocksdb::DB> db(raw);
-  std::string v;
-  return db->Get(rocksdb::ReadOptions(), keys::BodyKey("", id), &v).ok();
+  return HasKey(path, keys::BodyKey("", id));
 }
 
 // Payloads up to 1 KiB live in the job record, larger ones in a body record of their own; both
@@ -918,9 +924,8 @@ TEST_F(IndexTest, Format2StoresOpenAsTheyAre) {
   ASSERT_TRUE(engine_->Close().ok());
   engine_.reset();
   auto version = [&] {
-    rocksdb::DB* raw = nullptr;
-    EXPECT_TRUE(rocksdb::DB::OpenForReadOnly(rocksdb::Options(), dir_.path(), &raw).ok());
-    std::unique_ptr<rocksdb::DB> db(raw);
+    auto db = OpenRaw(dir_.path(), /*read_only=*/true);
+    if (db == nullptr) return 0u;
     std::string v;
     EXPECT_TRUE(db->Get(rocksdb::ReadOptions(), keys::VersionKey(), &v).ok());
     keys::Reader r(v);
@@ -930,9 +935,8 @@ TEST_F(IndexTest, Format2StoresOpenAsTheyAre) {
   };
   EXPECT_EQ(version(), 3u);
   {  // Rewrite as format 2 wrote it.
-    rocksdb::DB* raw = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), dir_.path(), &raw).ok());
-    std::unique_ptr<rocksdb::DB> db(raw);
+    auto db = OpenRaw(dir_.path(), /*read_only=*/false);
+    ASSERT_NE(db, nullptr);
     rocksdb::WriteBatch batch;
     for (const auto& [id, payload] : payload_of) {
       std::string v;
@@ -985,9 +989,8 @@ TEST_F(IndexTest, AStoreOfANewerFormatIsRefused) {
   ASSERT_TRUE(engine_->Close().ok());
   engine_.reset();
   {
-    rocksdb::DB* raw = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), dir_.path(), &raw).ok());
-    std::unique_ptr<rocksdb::DB> db(raw);
+    auto db = OpenRaw(dir_.path(), /*read_only=*/false);
+    ASSERT_NE(db, nullptr);
     std::string v;
     keys::PutU32(&v, keys::kFormatVersion + 1);
     ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), keys::VersionKey(), v).ok());
@@ -997,9 +1000,8 @@ TEST_F(IndexTest, AStoreOfANewerFormatIsRefused) {
   EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition) << r.status().ToString();
   EXPECT_NE(r.status().message().find("not supported by this build"), std::string::npos);
   {
-    rocksdb::DB* raw = nullptr;
-    ASSERT_TRUE(rocksdb::DB::OpenForReadOnly(rocksdb::Options(), dir_.path(), &raw).ok());
-    std::unique_ptr<rocksdb::DB> db(raw);
+    auto db = OpenRaw(dir_.path(), /*read_only=*/true);
+    ASSERT_NE(db, nullptr);
     std::string v;
     ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), keys::VersionKey(), &v).ok());
     keys::Reader rd(v);
@@ -1017,12 +1019,7 @@ namespace {
 
 // Whether the store at `path` holds attempt record `n` ('A') of the job.
 bool HasAttemptRecord(const std::string& path, const std::string& id, uint32_t n) {
-  rocksdb::DB* raw = nullptr;
-  EXPECT_TRUE(rocksdb::DB::OpenForReadOnly(rocksdb::Options(), path, &raw).ok());
-  if (raw == nullptr) return false;
-  std::unique_ptr<rocksdb::DB> db(raw);
-  std::string v;
-  return db->Get(rocksdb::ReadOptions(), keys::AttemptKey("", id, n), &v).ok();
+  return HasKey(path, keys::AttemptKey("", id, n));
 }
 
 // The attempt that ends a job stays in its record when small (no 'A' record), a large one gets
