@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
+#include <memory>
 #include <optional>
 #include <system_error>
 
@@ -255,11 +257,273 @@ grpc::ServerUnaryReactor* SluiceService::LeaseTasks(grpc::CallbackServerContext*
   return reactor;
 }
 
+// One LeaseStream call. Requests are taken in order, one at a time: the reports and the first,
+// non-waiting lease run on the thread that read the request (gRPC's callback thread), or on the
+// write pool when writes wait for fsync; a wait runs on the wait pool. Answers are written in
+// request order, one write in flight at a time. At most kMaxPending requests are read ahead;
+// reading resumes as they are taken. The call finishes (once nothing is being processed or
+// written) when the client half-closes (OK), a request fails (its status), a write fails, or
+// the server drains (UNAVAILABLE).
+class LeaseStreamReactor final
+    : public grpc::ServerBidiReactor<v1::LeaseTasksRequest, v1::LeaseTasksResponse> {
+ public:
+  // What to do after a state change, outside the lock. While one of its operations is pending
+  // the reactor cannot finish, so it stays alive until Apply() has run.
+  struct Actions {
+    const v1::LeaseTasksResponse* write = nullptr;
+    bool read = false;
+    std::optional<grpc::Status> finish;
+  };
+
+  LeaseStreamReactor(SluiceService* svc, grpc::CallbackServerContext* ctx) : svc_(svc), ctx_(ctx) {
+    svc_->AddStream(this);  // from here on StartDraining may Drain() it
+    Actions a;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!end_ && svc_->draining()) {
+        end_ = grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is draining");
+      }
+      a = SettleLocked();
+    }
+    Apply(a);
+  }
+
+  void OnReadDone(bool ok) override {
+    bool pump = false;
+    Actions a;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      reading_ = false;
+      if (!ok) {
+        reads_done_ = true;
+      } else if (!end_) {
+        pending_.push_back(std::make_unique<v1::LeaseTasksRequest>(std::move(incoming_)));
+        newer_.store(true);
+      }
+      incoming_.Clear();
+      if (!busy_ && !pending_.empty() && !end_) busy_ = pump = true;
+      a = SettleLocked();
+    }
+    Apply(a);
+    if (pump) Pump();
+  }
+
+  void OnWriteDone(bool ok) override {
+    Actions a;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      out_.pop_front();
+      writing_ = false;
+      if (!ok) {
+        broken_ = true;
+        if (!end_) end_ = grpc::Status(grpc::StatusCode::CANCELLED, "the stream broke");
+        pending_.clear();
+        out_.clear();
+      }
+      a = SettleLocked();
+    }
+    Apply(a);
+  }
+
+  void OnDone() override {
+    svc_->RemoveStream(this);
+    delete this;
+  }
+
+  // The server drains: no further request is taken; the stream ends UNAVAILABLE once the
+  // answers to the requests already taken are written. Apply the result outside any lock.
+  Actions Drain() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!end_) end_ = grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is draining");
+    pending_.clear();
+    return SettleLocked();
+  }
+
+  void Apply(const Actions& a) {
+    if (a.write != nullptr) StartWrite(a.write);
+    if (a.read) StartRead(&incoming_);
+    if (a.finish) Finish(*a.finish);
+  }
+
+ private:
+  static constexpr size_t kMaxPending = 8;
+
+  // Starts the next write and read when due, and finishes once nothing is left to do.
+  Actions SettleLocked() {
+    Actions a;
+    if (finished_) return a;
+    if (!writing_ && !out_.empty()) {
+      writing_ = true;
+      a.write = out_.front().get();
+    }
+    if (!end_ && !reading_ && !reads_done_ && pending_.size() < kMaxPending) {
+      reading_ = true;
+      a.read = true;
+    }
+    if (!busy_ && !writing_ && out_.empty() && (end_ || (reads_done_ && pending_.empty()))) {
+      finished_ = true;
+      a.finish = end_.value_or(grpc::Status::OK);
+    }
+    return a;
+  }
+
+  // Takes the next request (clearing busy_ when there is none).
+  std::unique_ptr<v1::LeaseTasksRequest> Take() {
+    std::unique_ptr<v1::LeaseTasksRequest> req;
+    Actions a;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!pending_.empty() && !end_) {
+        req = std::move(pending_.front());
+        pending_.pop_front();
+        newer_.store(!pending_.empty());
+      } else {
+        busy_ = false;
+      }
+      a = SettleLocked();
+    }
+    Apply(a);
+    return req;
+  }
+
+  // Processes requests while busy_: here, or on the write pool when writes wait for fsync.
+  void Pump() {
+    if (!svc_->WritesWaitForDisk()) {
+      PumpHere();
+      return;
+    }
+    Hand(&svc_->writes_, [this] { PumpHere(); });
+  }
+
+  void PumpHere() {
+    while (std::unique_ptr<v1::LeaseTasksRequest> req = Take()) {
+      if (!First(std::move(req))) return;  // the wait pool goes on
+    }
+  }
+
+  // The reports and a non-waiting lease; false when the request went on to wait (on the
+  // wait pool, which answers it and pumps on).
+  bool First(std::unique_ptr<v1::LeaseTasksRequest> req) {
+    auto resp = std::make_unique<v1::LeaseTasksResponse>();
+    const auto deadline =
+        std::chrono::steady_clock::now() +
+        std::chrono::milliseconds(std::min(req->wait_ms(), svc_->facts_.max_wait_ms));
+    bool wait_more = false;
+    grpc::Status st =
+        svc_->LeaseTasksSlices(ctx_, req.get(), resp.get(), deadline,
+                               SluiceService::LeasePhase::kFirst, &wait_more, &newer_);
+    if (!wait_more) {
+      Answer(std::move(resp), st);
+      return true;
+    }
+    std::shared_ptr<v1::LeaseTasksRequest> held(std::move(req));
+    std::shared_ptr<v1::LeaseTasksResponse> out(std::move(resp));
+    Hand(&svc_->waits_, [this, held, out, deadline] {
+      grpc::Status s = svc_->LeaseTasksSlices(ctx_, held.get(), out.get(), deadline,
+                                              SluiceService::LeasePhase::kRest, nullptr, &newer_);
+      Answer(std::make_unique<v1::LeaseTasksResponse>(std::move(*out)), s);
+      Pump();
+    });
+    return false;
+  }
+
+  // Queues an answer, or ends the stream with a failed request's status.
+  void Answer(std::unique_ptr<v1::LeaseTasksResponse> resp, const grpc::Status& st) {
+    Actions a;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!st.ok()) {
+        if (!end_) end_ = st;
+        pending_.clear();
+      } else if (!broken_) {
+        out_.push_back(std::move(resp));  // also while draining: its reports were applied
+      }
+      a = SettleLocked();
+    }
+    Apply(a);
+  }
+
+  // Runs fn on pool; when no thread can be started the stream ends RESOURCE_EXHAUSTED.
+  void Hand(BlockingPool* pool, std::function<void()> fn) {
+    try {
+      pool->Submit([this, fn = std::move(fn)] {
+        try {
+          fn();
+        } catch (const std::exception& e) {
+          Log(LogLevel::kError, "lease stream handler failed", {{"error", e.what()}});
+          Fail(grpc::Status(grpc::StatusCode::INTERNAL, "internal error"));
+        }
+      });
+    } catch (const std::system_error& e) {
+      Log(LogLevel::kWarn, "no thread for a blocking call", {{"error", e.what()}});
+      Fail(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        "the server has no thread free for this call; retry"));
+    }
+  }
+
+  void Fail(const grpc::Status& st) {
+    Actions a;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!end_) end_ = st;
+      pending_.clear();
+      busy_ = false;
+      a = SettleLocked();
+    }
+    Apply(a);
+  }
+
+  SluiceService* const svc_;
+  grpc::CallbackServerContext* const ctx_;
+  std::mutex mu_;
+  v1::LeaseTasksRequest incoming_;  // the read in flight fills it
+  bool reading_ = false;
+  bool reads_done_ = false;  // the client half-closed, or the stream broke
+  std::deque<std::unique_ptr<v1::LeaseTasksRequest>> pending_;  // read, not yet taken
+  bool busy_ = false;                                           // a request is being processed
+  std::atomic<bool> newer_{false};  // a request waits behind the one processed: cut its wait
+  std::deque<std::unique_ptr<v1::LeaseTasksResponse>> out_;  // the front is being written
+  bool writing_ = false;
+  bool broken_ = false;              // a write failed
+  std::optional<grpc::Status> end_;  // how the stream ends; once set no request is taken
+  bool finished_ = false;
+};
+
+grpc::ServerBidiReactor<v1::LeaseTasksRequest, v1::LeaseTasksResponse>* SluiceService::LeaseStream(
+    grpc::CallbackServerContext* ctx) {
+  return new LeaseStreamReactor(this, ctx);
+}
+
+void SluiceService::AddStream(LeaseStreamReactor* s) {
+  std::lock_guard<std::mutex> lock(streams_mu_);
+  streams_.insert(s);
+}
+
+void SluiceService::RemoveStream(LeaseStreamReactor* s) {
+  std::lock_guard<std::mutex> lock(streams_mu_);
+  streams_.erase(s);
+}
+
+void SluiceService::StartDraining() {
+  draining_.store(true);
+  // Applied outside the registry's lock: a finished stream's OnDone takes it. A stream with an
+  // operation still to apply cannot finish (and be deleted) before it is applied.
+  std::vector<std::pair<LeaseStreamReactor*, LeaseStreamReactor::Actions>> todo;
+  {
+    std::lock_guard<std::mutex> lock(streams_mu_);
+    for (LeaseStreamReactor* s : streams_) todo.emplace_back(s, s->Drain());
+  }
+  for (auto& [s, a] : todo) {
+    if (a.write != nullptr || a.read || a.finish) s->Apply(a);
+  }
+}
+
 grpc::Status SluiceService::LeaseTasksSlices(grpc::ServerContextBase* ctx,
                                              const v1::LeaseTasksRequest* req,
                                              v1::LeaseTasksResponse* resp,
                                              std::chrono::steady_clock::time_point deadline,
-                                             LeasePhase phase, bool* wait_more) {
+                                             LeasePhase phase, bool* wait_more,
+                                             const std::atomic<bool>* cut) {
   return Run(ctx, req->tenant(), [&](const std::string& tenant, const Principal&) {
     LeaseRequest lr;
     lr.tenant = tenant;
@@ -300,7 +564,7 @@ grpc::Status SluiceService::LeaseTasksSlices(grpc::ServerContextBase* ctx,
         }
         return Status::Ok();
       }
-      if (left <= 0 || StopWaiting(ctx)) return Status::Ok();
+      if (left <= 0 || StopWaiting(ctx) || (cut != nullptr && cut->load())) return Status::Ok();
       if (phase == LeasePhase::kFirst) {
         *wait_more = true;  // the rest of the wait runs on the blocking pool
         return Status::Ok();

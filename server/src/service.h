@@ -12,6 +12,8 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <mutex>
+#include <set>
 #include <string>
 
 #include "auth.h"
@@ -40,10 +42,13 @@ struct NodeFacts {
 };
 
 // The hot RPCs use the callback API, the others the synchronous one.
-using ServiceBase = v1::Sluice::WithCallbackMethod_Enqueue<
-    v1::Sluice::WithCallbackMethod_EnqueueBatch<v1::Sluice::WithCallbackMethod_LeaseTasks<
-        v1::Sluice::WithCallbackMethod_Heartbeat<v1::Sluice::WithCallbackMethod_ReportOutcome<
-            v1::Sluice::WithCallbackMethod_ReportOutcomes<v1::Sluice::Service>>>>>>;
+using ServiceBase =
+    v1::Sluice::WithCallbackMethod_Enqueue<v1::Sluice::WithCallbackMethod_EnqueueBatch<
+        v1::Sluice::WithCallbackMethod_LeaseTasks<v1::Sluice::WithCallbackMethod_LeaseStream<
+            v1::Sluice::WithCallbackMethod_Heartbeat<v1::Sluice::WithCallbackMethod_ReportOutcome<
+                v1::Sluice::WithCallbackMethod_ReportOutcomes<v1::Sluice::Service>>>>>>>;
+
+class LeaseStreamReactor;
 
 class SluiceService final : public ServiceBase {
  public:
@@ -55,8 +60,9 @@ class SluiceService final : public ServiceBase {
                 std::function<void(const Status&)> on_storage_error, Metrics* metrics = nullptr,
                 size_t blocking_threads = 1024);
 
-  // Draining: long-polls and result waits end at their next slice (within ~100 ms).
-  void StartDraining() { draining_.store(true); }
+  // Draining: long-polls and result waits end at their next slice (within ~100 ms), and lease
+  // streams end (UNAVAILABLE) once the answers to the requests they took are written.
+  void StartDraining();
   bool draining() const { return draining_.load(); }
 
   // Callback API (decisions §69): the hot RPCs run on gRPC's callback threads without a
@@ -79,6 +85,9 @@ class SluiceService final : public ServiceBase {
   grpc::ServerUnaryReactor* LeaseTasks(grpc::CallbackServerContext* ctx,
                                        const v1::LeaseTasksRequest* req,
                                        v1::LeaseTasksResponse* resp) override;
+  // LeaseTasks requests over one stream, answered in order (decisions §70).
+  grpc::ServerBidiReactor<v1::LeaseTasksRequest, v1::LeaseTasksResponse>* LeaseStream(
+      grpc::CallbackServerContext* ctx) override;
   grpc::Status HeartbeatRefresh(grpc::ServerContext* ctx, const v1::HeartbeatRefreshRequest* req,
                                 v1::HeartbeatRefreshResponse* resp) override;
   grpc::Status ReportRefreshOutcome(grpc::ServerContext* ctx,
@@ -118,6 +127,7 @@ class SluiceService final : public ServiceBase {
                      v1::QueryResponse* resp) override;
 
  private:
+  friend class LeaseStreamReactor;
   // Authenticates, resolves the tenant and runs fn(tenant, principal) -> Status.
   template <typename Fn>
   grpc::Status Run(grpc::ServerContextBase* ctx, const std::string& requested_tenant, Fn&& fn);
@@ -141,12 +151,16 @@ class SluiceService final : public ServiceBase {
   grpc::ServerUnaryReactor* Respond(grpc::CallbackServerContext* ctx, Fn&& body);
   bool WritesWaitForDisk() const;
   // Which part of a LeaseTasks call LeaseTasksSlices runs: the reports and one non-waiting
-  // lease (setting *wait_more when the call should go on waiting), or the wait.
+  // lease (setting *wait_more when the call should go on waiting), or the wait. The wait also
+  // ends at a slice boundary once *cut (if given) is true.
   enum class LeasePhase { kFirst, kRest };
   grpc::Status LeaseTasksSlices(grpc::ServerContextBase* ctx, const v1::LeaseTasksRequest* req,
                                 v1::LeaseTasksResponse* resp,
                                 std::chrono::steady_clock::time_point deadline, LeasePhase phase,
-                                bool* wait_more);
+                                bool* wait_more, const std::atomic<bool>* cut = nullptr);
+  // Lease streams alive now (StartDraining ends them).
+  void AddStream(LeaseStreamReactor* s);
+  void RemoveStream(LeaseStreamReactor* s);
   // Whether a slice-waiting call should stop now.
   bool StopWaiting(grpc::ServerContextBase* ctx) const;
   // The bounds of one Query: the request's asks capped by the server's, and the time budget
@@ -159,6 +173,8 @@ class SluiceService final : public ServiceBase {
   std::function<void(const Status&)> on_storage_error_;
   Metrics* metrics_;
   std::atomic<bool> draining_{false};
+  std::mutex streams_mu_;
+  std::set<LeaseStreamReactor*> streams_;
   // Last: destroyed (their threads joined) before anything their tasks use. Writes that wait
   // for fsync and long-poll waits have a pool each, so that waiting workers never hold up a
   // write.

@@ -27,6 +27,10 @@ namespace {
 
 using std::chrono::steady_clock;
 
+double MsSince(steady_clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(steady_clock::now() - t).count();
+}
+
 constexpr char kAdmin[] = "admin-token-0123456789";
 constexpr char kTokA[] = "token-tenant-a-0001";
 constexpr char kTokB[] = "token-tenant-b-0002";
@@ -643,6 +647,164 @@ TEST_F(ServerTest, MetricsCountersMoveAndHealthEndpointsAnswer) {
   EXPECT_EQ(Metric("sluice_tasks_leased_total"), 2);
   EXPECT_EQ(Metric("sluice_running_tasks"), 2);
   EXPECT_GE(Metric("sluice_rpc_duration_seconds_count", {"method=\"Enqueue\"", "code=\"OK\""}), 2);
+}
+
+// LeaseStream: requests are answered one each, in order, also when the worker sends several
+// before reading; reports ride on them like on LeaseTasks.
+TEST_F(ServerTest, LeaseStreamAnswersPipelinedRequestsInOrder) {
+  for (const std::string dur : {"async", "sync"}) {  // inline, and on the write pool
+    SCOPED_TRACE(dur);
+    server_.reset();
+    Start({"--durability", dur});
+    const std::string q = "ls-" + dur;
+    for (int i = 0; i < 12; ++i) MustEnqueue(kAdmin, Spec(q, q + std::to_string(i)));
+    auto ctx = Authed(kAdmin, 30'000);
+    auto stream = stub_->LeaseStream(ctx.get());
+    for (uint32_t n : {2u, 3u, 4u}) {
+      v1::LeaseTasksRequest req;
+      req.set_queue(q);
+      req.set_worker_id("w1");
+      req.set_max_tasks(n);
+      ASSERT_TRUE(stream->Write(req));
+    }
+    std::vector<v1::Task> tasks;
+    for (int n : {2, 3, 4}) {
+      v1::LeaseTasksResponse resp;
+      ASSERT_TRUE(stream->Read(&resp));
+      EXPECT_EQ(resp.tasks_size(), n);
+      EXPECT_EQ(resp.report_statuses_size(), 0);
+      tasks.insert(tasks.end(), resp.tasks().begin(), resp.tasks().end());
+    }
+    // Report the 9 (one of them twice: its second report is refused) and lease 5 more: only 3
+    // are left.
+    v1::LeaseTasksRequest req;
+    req.set_queue(q);
+    req.set_worker_id("w1");
+    req.set_max_tasks(5);
+    for (size_t i = 0; i <= tasks.size(); ++i) {
+      const v1::Task& t = tasks[std::min(i, tasks.size() - 1)];
+      v1::ReportOutcomeRequest* r = req.add_reports();
+      r->set_task_id(t.task_id());
+      r->set_lease_token(t.lease_token());
+      r->mutable_outcome()->mutable_success();
+    }
+    ASSERT_TRUE(stream->Write(req));
+    v1::LeaseTasksResponse resp;
+    ASSERT_TRUE(stream->Read(&resp));
+    EXPECT_EQ(resp.tasks_size(), 3);
+    ASSERT_EQ(resp.report_statuses_size(), 10);
+    for (int i = 0; i < 9; ++i) EXPECT_EQ(resp.report_statuses(i).code(), 0) << i;
+    EXPECT_EQ(resp.report_statuses(9).sluice_code(), "lease_lost");
+    ASSERT_TRUE(stream->WritesDone());
+    EXPECT_FALSE(stream->Read(&resp));
+    const grpc::Status st = stream->Finish();
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    std::set<std::string> ids;
+    for (const v1::Task& t : tasks) ids.insert(t.job_id());
+    EXPECT_EQ(ids.size(), 9u);
+    for (const std::string& id : ids) {
+      v1::GetJobRequest g;
+      g.set_id(id);
+      v1::GetJobResponse gr;
+      auto c = Authed(kAdmin);
+      ASSERT_TRUE(stub_->GetJob(c.get(), g, &gr).ok());
+      EXPECT_EQ(gr.job().status(), v1::SUCCEEDED) << id;
+    }
+  }
+}
+
+// A request that fails ends the stream with its status and sluice-code; the requests after it
+// are not applied.
+TEST_F(ServerTest, LeaseStreamEndsWithTheStatusOfAFailedRequest) {
+  Start({"--durability", "async"});
+  MustEnqueue(kAdmin, Spec("lf", "lf-1"));
+  auto ctx = Authed(kAdmin, 30'000);
+  auto stream = stub_->LeaseStream(ctx.get());
+  v1::LeaseTasksRequest bad;
+  bad.set_queue("lf");
+  bad.set_worker_id("w1");
+  bad.set_max_tasks(0);  // invalid
+  v1::LeaseTasksRequest good = bad;
+  good.set_max_tasks(1);
+  ASSERT_TRUE(stream->Write(good));
+  v1::LeaseTasksResponse resp;
+  ASSERT_TRUE(stream->Read(&resp));
+  EXPECT_EQ(resp.tasks_size(), 1);  // the only job
+  MustEnqueue(kAdmin, Spec("lf", "lf-2"));
+  stream->Write(bad);
+  stream->Write(good);  // never applied: lf-2 stays waiting
+  stream->WritesDone();
+  EXPECT_FALSE(stream->Read(&resp));
+  const grpc::Status st = stream->Finish();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << st.error_message();
+  EXPECT_EQ(SluiceCode(*ctx), "invalid_argument");
+  v1::GetJobRequest g;
+  g.set_id("lf-2");
+  v1::GetJobResponse gr;
+  auto c = Authed(kAdmin);
+  ASSERT_TRUE(stub_->GetJob(c.get(), g, &gr).ok());
+  EXPECT_EQ(gr.job().status(), v1::WAITING);
+  // A stream without a valid token is refused.
+  auto anon = std::make_unique<grpc::ClientContext>();
+  auto refused = stub_->LeaseStream(anon.get());
+  refused->Write(good);
+  refused->WritesDone();
+  EXPECT_FALSE(refused->Read(&resp));
+  EXPECT_EQ(refused->Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+}
+
+// A waiting request wakes for an enqueue like LeaseTasks does, and a request sent behind a
+// waiting one ends that wait early.
+TEST_F(ServerTest, LeaseStreamWaitsWakeOnEnqueueAndEndForANewerRequest) {
+  Start({"--durability", "async"});
+  auto ctx = Authed(kAdmin, 60'000);
+  auto stream = stub_->LeaseStream(ctx.get());
+  v1::LeaseTasksRequest wait;
+  wait.set_queue("lw");
+  wait.set_worker_id("w1");
+  wait.set_max_tasks(1);
+  wait.set_wait_ms(20'000);
+  ASSERT_TRUE(stream->Write(wait));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // it waits
+  MustEnqueue(kAdmin, Spec("lw"));
+  const auto acked = steady_clock::now();
+  v1::LeaseTasksResponse resp;
+  ASSERT_TRUE(stream->Read(&resp));
+  EXPECT_EQ(resp.tasks_size(), 1);
+  EXPECT_LT(MsSince(acked), 50.0);
+  // Cut short: a second request sent 100 ms into a 20 s wait.
+  ASSERT_TRUE(stream->Write(wait));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const auto t0 = steady_clock::now();
+  v1::LeaseTasksRequest now = wait;
+  now.set_wait_ms(0);
+  ASSERT_TRUE(stream->Write(now));
+  ASSERT_TRUE(stream->Read(&resp));
+  EXPECT_EQ(resp.tasks_size(), 0);
+  ASSERT_TRUE(stream->Read(&resp));
+  EXPECT_EQ(resp.tasks_size(), 0);
+  EXPECT_LT(MsSince(t0), 1000.0);
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
+}
+
+// Draining ends an idle lease stream UNAVAILABLE at once instead of holding the drain.
+TEST_F(ServerTest, SigtermEndsIdleLeaseStreams) {
+  Start({"--drain-timeout-ms", "10000"});
+  auto ctx = Authed(kAdmin, 60'000);
+  auto stream = stub_->LeaseStream(ctx.get());
+  v1::LeaseTasksRequest req;
+  req.set_queue("ld");
+  req.set_worker_id("w1");
+  req.set_max_tasks(1);
+  ASSERT_TRUE(stream->Write(req));
+  v1::LeaseTasksResponse resp;
+  ASSERT_TRUE(stream->Read(&resp));  // open and idle now
+  const auto t0 = steady_clock::now();
+  EXPECT_EQ(server_->Terminate(), 0);
+  EXPECT_LT(MsSince(t0), 3000.0);
+  EXPECT_FALSE(stream->Read(&resp));
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
 TEST_F(ServerTest, SigtermEndsLongPollsAndDrainsCleanly) {

@@ -9,7 +9,8 @@ import time
 import pytest
 
 from harness import uid
-from sluice_client import AsyncClient, JobSpec, JobStatus, Limit, NotFoundError
+from sluice_client import (AsyncClient, InvalidArgumentError, JobSpec, JobStatus, Limit,
+                           NotFoundError, Outcome, Report)
 
 
 async def test_concurrent_calls_share_one_channel(aclient: AsyncClient) -> None:
@@ -53,3 +54,25 @@ async def test_async_iteration_and_errors(aclient: AsyncClient) -> None:
     assert key in keys
     with pytest.raises(NotFoundError):
         await aclient.get_job(uid("missing-"))
+
+
+async def test_lease_stream_pipelines_and_reports(aclient: AsyncClient) -> None:
+    q = uid("q-")
+    hs = await aclient.enqueue_batch([JobSpec(q, payload=bytes([i])) for i in range(4)])
+    s = aclient.lease_stream()
+    await s.send(q, "w1", max_tasks=1)
+    await s.send(q, "w1", max_tasks=3)
+    assert s.in_flight == 2
+    first, second = await s.receive(), await s.receive()
+    assert (len(first.tasks), len(second.tasks)) == (1, 3)
+    tasks = first.tasks + second.tasks
+    r = await s.lease(q, "w1", max_tasks=1, reports=[Report(t, Outcome.success()) for t in tasks])
+    assert [st.code for st in r.report_statuses] == [0, 0, 0, 0] and r.tasks == []
+    await s.close()
+    for h in hs:
+        assert (await aclient.get_result(h.id)).succeeded
+    bad = aclient.lease_stream()
+    await bad.send(q, "", max_tasks=1)
+    with pytest.raises(InvalidArgumentError):
+        await bad.receive()
+    assert bad.ended

@@ -17,6 +17,7 @@ from sluice_client import (
     AsyncClient,
     Client,
     FailedPreconditionError,
+    InvalidArgumentError,
     JobSpec,
     JobStatus,
     LeaseLostError,
@@ -300,3 +301,42 @@ def test_client_ids_are_time_ordered_uuid7() -> None:
     u = uuid.UUID(ids[0])
     assert u.version == 7 and u.variant == uuid.RFC_4122
     assert abs((u.int >> 80) - time.time() * 1000) < 5000  # 48-bit Unix ms
+
+
+def test_lease_stream_answers_pipelined_requests_in_order(server: Sluiced) -> None:
+    q = uid("q-")
+    with Client(server.address, token=OP_TOKEN, timeout=15) as c:
+        hs = c.enqueue_batch([JobSpec(q, payload=bytes([i])) for i in range(6)])
+        with c.lease_stream() as s:
+            for n in (1, 2, 3):
+                s.send(q, "w1", max_tasks=n)
+            assert s.in_flight == 3
+            got = [s.receive(timeout=10) for _ in range(3)]
+            assert [len(r.tasks) for r in got] == [1, 2, 3]
+            tasks = [t for r in got for t in r.tasks]
+            assert len({t.job_id for t in tasks}) == 6 and all(t.worker_id == "w1" for t in tasks)
+            stale = dataclasses.replace(tasks[0], lease_token=tasks[0].lease_token + 1)
+            r = s.lease(q, "w1", max_tasks=2, timeout=10, reports=[
+                Report(stale, Outcome.success())] + [Report(t, Outcome.success()) for t in tasks])
+            assert [st.sluice_code for st in r.report_statuses][:1] == ["lease_lost"]
+            assert all(st.code == 0 for st in r.report_statuses[1:])
+            assert r.tasks == []
+        assert all(c.get_result(h.id).succeeded for h in hs)
+        # A bad request ends the stream with its error; the request behind it is not applied.
+        h = c.enqueue(q)
+        s2 = c.lease_stream()
+        s2.send(q, "", max_tasks=1)
+        s2.send(q, "w1", max_tasks=1)
+        with pytest.raises(InvalidArgumentError):
+            s2.receive(timeout=10)
+        assert s2.ended
+        with pytest.raises(InvalidArgumentError):
+            s2.send(q, "w1")
+        assert c.get_job(h.id).status == JobStatus.WAITING
+        # An answer that does not come in time cancels the stream.
+        s3 = c.lease_stream()
+        s3.send(uid("idle-"), "w1", wait_ms=5000)
+        t0 = time.monotonic()
+        with pytest.raises(SluiceTimeoutError):
+            s3.receive(timeout=0.3)
+        assert time.monotonic() - t0 < 3 and s3.ended

@@ -13,6 +13,7 @@ import {
 import * as pb from './gen/sluice/v1/sluice.js';
 import { uuidv7 } from './ids.js';
 import { JobHandle } from './job-handle.js';
+import { type LeaseCodec, LeaseStream } from './lease-stream.js';
 import {
   type ResolvedRetry, type RetryOptions, abortError, backoffMs, resolveRetry, sleep, withRetries,
 } from './retry.js';
@@ -144,7 +145,7 @@ export class SluiceClient {
   private readonly retry: ResolvedRetry;
   private readonly generateIds: boolean;
   private readonly onRetryHook: ((info: RetryInfo) => void) | undefined;
-  private readonly active = new Set<grpc.ClientUnaryCall>();
+  private readonly active = new Set<{ cancel(): void }>();
   private closed = false;
 
   constructor(options: SluiceClientOptions) {
@@ -239,16 +240,44 @@ export class SluiceClient {
    * retry would lease others. The Worker class calls this in its loop.
    */
   async leaseTasks(req: LeaseRequest, opts: CallOptions = {}): Promise<LeaseResponse> {
-    const tenant = this.tenantOf(opts);
-    const waitMs = req.waitMs ?? 0;
-    const res = await this.call('leaseTasks', {
-      tenant, queue: req.queue, workerId: req.workerId, maxTasks: req.maxTasks ?? 1, waitMs,
-      reports: reportsToWire(req.reports ?? []),
-    }, opts, { idempotent: false, waitMs });
+    const codec = this.leaseCodec(this.tenantOf(opts));
+    const res = await this.call('leaseTasks', codec.toWire(req), opts,
+      { idempotent: false, waitMs: req.waitMs ?? 0 });
+    return codec.fromWire(res, req);
+  }
+
+  /**
+   * Opens a lease stream: LeaseTasks calls over one long-lived call, answered in order, so a
+   * worker may send its next request before the previous one is answered, and no request pays
+   * for a call's set-up (LeaseStream; the Worker leases this way). Each answer is due within
+   * the attempt timeout plus the request's waitMs, or the stream is cancelled. Not retried: open
+   * a new stream after one ends.
+   */
+  leaseStream(opts: { tenant?: string; attemptTimeoutMs?: number } = {}): LeaseStream {
+    if (this.closed) throw this.closedError();
+    const def = pb.SluiceService.leaseStream;
+    const md = new grpc.Metadata();
+    if (this.token !== undefined) md.set('authorization', `Bearer ${this.token}`);
+    const call = this.raw.makeBidiStreamRequest(def.path, def.requestSerialize,
+      def.responseDeserialize, md, {});
+    this.active.add(call);
+    return new LeaseStream(call, this.leaseCodec(this.tenantOf(opts)),
+      opts.attemptTimeoutMs ?? this.attemptTimeoutMs, () => this.active.delete(call));
+  }
+
+  /** LeaseTasks requests and answers of one tenant, between the wire and the client's types. */
+  private leaseCodec(tenant: string): LeaseCodec {
     return {
-      tasks: res.tasks.map((t) => taskFromWire(t, tenant, req.workerId)),
-      refreshes: res.refreshes.map((r) => refreshFromWire(r, tenant)),
-      reportStatuses: statusesFromWire(res.reportStatuses, 1),
+      toWire: (req) => ({
+        tenant, queue: req.queue, workerId: req.workerId,
+        maxTasks: req.maxTasks === undefined ? 1 : u32(req.maxTasks, 'maxTasks'),
+        waitMs: u32(req.waitMs, 'waitMs'), reports: reportsToWire(req.reports ?? []),
+      }),
+      fromWire: (res, req) => ({
+        tasks: res.tasks.map((t) => taskFromWire(t, tenant, req.workerId)),
+        refreshes: res.refreshes.map((r) => refreshFromWire(r, tenant)),
+        reportStatuses: statusesFromWire(res.reportStatuses, 1),
+      }),
     };
   }
 

@@ -4,6 +4,7 @@ export type {
   CallOptions, QueryOptions, RetryInfo, SluiceClientOptions, TlsOptions,
 } from './client.js';
 export { JobHandle } from './job-handle.js';
+export { LeaseStream } from './lease-stream.js';
 export { Worker } from './worker.js';
 export type {
   ErrorContext, StopResult, WorkerEvents, WorkerMetrics, WorkerOptions,

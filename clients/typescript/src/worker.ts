@@ -27,15 +27,17 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { SluiceClient } from './client.js';
 import {
-  GrpcCode, InvalidArgumentError, LeaseLostError, SluiceError, TooLargeError, isTransient,
+  GrpcCode, InvalidArgumentError, LeaseLostError, SluiceError, TooLargeError, UnimplementedError,
+  isTransient,
 } from './errors.js';
 import {
-  CancelRequestedError, type JobHandler, WorkerStoppedError, makeContext, successOutcome,
+  CancelRequestedError, type JobHandler, LazyAbort, WorkerStoppedError, makeContext, successOutcome,
   thrownOutcome,
 } from './handler.js';
+import type { LeaseStream } from './lease-stream.js';
 import { RefreshRunner, type RefreshHandlers } from './refresh.js';
 import { type ResolvedRetry, type RetryOptions, backoffMs, resolveRetry, sleep } from './retry.js';
-import type { LeaseResponse, Outcome, RefreshTask, Task } from './types.js';
+import type { LeaseRequest, LeaseResponse, Outcome, RefreshTask, Task } from './types.js';
 
 export interface WorkerOptions {
   /** The queue or queues to lease from (one long-poll loop each). */
@@ -68,6 +70,18 @@ export interface WorkerOptions {
    * waited for instead: its successor takes the outcome.
    */
   reportLingerMs?: number;
+  /**
+   * Lease over one LeaseStream per queue (default true): requests answered in order on one
+   * long-lived call, without a call's set-up each. False, or a server without LeaseStream
+   * (UNIMPLEMENTED, said once on 'error'): a LeaseTasks call per lease.
+   */
+  leaseStream?: boolean;
+  /**
+   * Lease requests in flight per queue while its work flows (default 2 over a stream, else 1).
+   * The free slots are split between them, so the server applies the reports of one batch and
+   * leases the next while this process runs the last. Only one of them ever long-polls.
+   */
+  leasePipeline?: number;
   /** Start leasing in the constructor (default true); else call start(). */
   autostart?: boolean;
 }
@@ -158,7 +172,7 @@ type LoopState = 'reserving' | 'fast' | 'polling' | 'backoff' | 'done';
 
 interface Running {
   task: Task;
-  ctl: AbortController;
+  ctl: LazyAbort;
   phase: Phase;
   lost: boolean;
   cancelRequested: boolean;
@@ -212,6 +226,13 @@ export class Worker extends EventEmitter<WorkerEvents> {
   private readonly lingerMs: number;
   /** False once a server ignored the reports of a LeaseTasks (it predates them). */
   private leaseTakesReports = true;
+  /** Leasing over LeaseStream (false: option, or the server lacks it). */
+  private useStream: boolean;
+  private readonly pipeline: number;
+  private readonly streams = new Map<string, LeaseStream>();
+  /** Queues whose last lease answer (of any lane) had tasks. */
+  private readonly hotQueues = new Set<string>();
+  private readonly hotWaiters = new Map<string, (() => void)[]>();
   private readonly refresher: RefreshRunner;
   private readonly loopState = new Map<string, LoopState>();
   /** Queues whose second lane has a LeaseTasks call in flight. */
@@ -269,6 +290,11 @@ export class Worker extends EventEmitter<WorkerEvents> {
       throw new RangeError('Worker: maxReportBatch must be an integer >= 1');
     }
     this.reportWithLease = options.reportWithLease ?? true;
+    this.useStream = options.leaseStream ?? true;
+    this.pipeline = options.leasePipeline ?? (this.useStream ? 2 : 1);
+    if (!Number.isInteger(this.pipeline) || this.pipeline < 1) {
+      throw new RangeError('Worker: leasePipeline must be an integer >= 1');
+    }
     this.lingerMs = options.reportLingerMs ?? 10;
     if (!(this.lingerMs >= 0)) throw new RangeError('Worker: reportLingerMs must be >= 0');
     this.refresher = new RefreshRunner(client, options.refresh, this.workerId, {
@@ -286,6 +312,14 @@ export class Worker extends EventEmitter<WorkerEvents> {
     this.loops = this.queues.map((q) => this.leaseLoop(q).catch((e: unknown) => {
       this.emitError(e, { op: 'lease', queue: q });  // a bug: the loop ended
     }));
+    for (const q of this.queues) this.hotWaiters.set(q, []);
+    for (let lane = 1; lane < this.pipeline; ++lane) {
+      for (const q of this.queues) {
+        this.loops.push(this.leaseRounds(q, lane).catch((e: unknown) => {
+          this.emitError(e, { op: 'lease', queue: q });  // a bug: the lane ended
+        }));
+      }
+    }
     if (this.reportWithLease) {
       for (const q of this.queues) {
         this.laneWaiters.set(q, []);
@@ -323,34 +357,51 @@ export class Worker extends EventEmitter<WorkerEvents> {
 
   private async leaseLoop(queue: string): Promise<void> {
     try {
-      await this.leaseRounds(queue);
+      await this.leaseRounds(queue, 0);
     } finally {
       this.setLoopState(queue, 'done');
     }
   }
 
-  private async leaseRounds(queue: string): Promise<void> {
+  /**
+   * One lease lane of a queue. Lane 0 leases whenever it has free slots, long-polling when it
+   * carries no reports. The other lanes (leasePipeline > 1) lease only while the queue's work
+   * flows (its last answer had tasks), never long-poll, and stop at an empty answer until lane 0
+   * finds work again. While work flows each call asks for at most its share of the slots.
+   */
+  private async leaseRounds(queue: string, lane: number): Promise<void> {
     let failures = 0;
     let hot = this.queues.length === 1;  // the last lease returned work
+    const share = Math.ceil(this.concurrency / this.pipeline);
     while (!this.stopping) {
-      this.setLoopState(queue, 'reserving');
-      const n = await this.reserve(hot);
+      if (lane > 0 && !this.hotQueues.has(queue)) {
+        await new Promise<void>((r) => this.hotWaiters.get(queue)!.push(r));
+        continue;
+      }
+      if (lane === 0) this.setLoopState(queue, 'reserving');
+      const flowing = this.pipeline > 1 && this.hotQueues.has(queue);
+      const n = await this.reserve(hot, flowing ? share : MAX_LEASE_BATCH);
       if (n === 0) break;
+      if (lane > 0 && !this.hotQueues.has(queue)) {
+        this.reserved -= n;
+        this.notifySlots();
+        continue;
+      }
       const reports = this.takeReports(queue);
       const carrying = reports.length > 0;
-      this.setLoopState(queue, carrying ? 'fast' : 'polling');
+      const waits = lane === 0 && !carrying;
+      if (lane === 0) this.setLoopState(queue, waits ? 'polling' : 'fast');
       let res: LeaseResponse;
+      const viaStream = this.useStream;
       try {
         ++this.counters.leaseCalls;
         if (carrying) ++this.counters.leaseReportCalls;
         // A call carrying reports does not long-poll, and stop() does not cancel it: its answer
         // is what says whether the reports were applied.
-        res = await this.client.leaseTasks(
-          carrying
-            ? { queue, workerId: this.workerId, maxTasks: n, waitMs: 0,
-              reports: reports.map((r) => ({ task: r.task, outcome: r.outcome })) }
-            : { queue, workerId: this.workerId, maxTasks: n, waitMs: this.leaseWaitMs },
-          { tenant: this.tenant, signal: carrying ? undefined : this.pollAbort.signal });
+        res = await this.lease(queue, {
+          queue, workerId: this.workerId, maxTasks: n, waitMs: waits ? this.leaseWaitMs : 0,
+          reports: carrying ? reports.map((r) => ({ task: r.task, outcome: r.outcome })) : undefined,
+        }, waits ? this.pollAbort.signal : undefined);
       } catch (e) {
         this.reserved -= n;
         // Not applied, or applied with the answer lost: the report path sends them again.
@@ -358,8 +409,19 @@ export class Worker extends EventEmitter<WorkerEvents> {
         this.notifySlots();
         if (this.stopping) break;
         ++this.counters.leaseErrors;
+        if (e instanceof UnimplementedError && viaStream) {
+          // A server without LeaseStream: a LeaseTasks call per lease from now on (said once;
+          // another lane may have met the same answer).
+          if (this.useStream) {
+            this.useStream = false;
+            this.emitError(new SluiceError('the server has no LeaseStream; leasing with ' +
+              'LeaseTasks calls from now on', { grpcCode: GrpcCode.UNIMPLEMENTED, cause: e }),
+            { op: 'lease', queue });
+          }
+          continue;
+        }
         this.emitError(e, { op: 'lease', queue });
-        this.setLoopState(queue, 'backoff');
+        if (lane === 0) this.setLoopState(queue, 'backoff');
         try {
           await sleep(backoffMs(this.backoff, ++failures), this.pollAbort.signal);
         } catch {
@@ -370,6 +432,14 @@ export class Worker extends EventEmitter<WorkerEvents> {
       failures = 0;
       this.reserved -= n;
       hot = res.tasks.length > 0;
+      if (hot) {
+        if (!this.hotQueues.has(queue)) {
+          this.hotQueues.add(queue);
+          this.wakeHot(queue);
+        }
+      } else {
+        this.hotQueues.delete(queue);
+      }
       this.leased(queue, reports, res);
       // Let handlers that finished at once (their settlement is a microtask away) free their
       // slots and queue their outcomes first, so the next lease asks for all of them and
@@ -377,6 +447,29 @@ export class Worker extends EventEmitter<WorkerEvents> {
       if (res.tasks.length > 0) await null;
       this.notifySlots();
     }
+  }
+
+  /** One lease: on the queue's stream (opened on demand), or a LeaseTasks call. */
+  private lease(queue: string, req: LeaseRequest, signal: AbortSignal | undefined):
+  Promise<LeaseResponse> {
+    if (!this.useStream) return this.client.leaseTasks(req, { tenant: this.tenant, signal });
+    let stream = this.streams.get(queue);
+    if (stream === undefined || stream.ended) {
+      try {
+        stream = this.client.leaseStream({ tenant: this.tenant });
+      } catch (e) {
+        return Promise.reject(e);
+      }
+      this.streams.set(queue, stream);
+    }
+    return stream.lease(req, { signal });
+  }
+
+  private wakeHot(queue: string): void {
+    const w = this.hotWaiters.get(queue);
+    if (w === undefined || w.length === 0) return;
+    this.hotWaiters.set(queue, []);
+    for (const f of w) f();
   }
 
   /** Takes in a LeaseTasks answer: its reports' statuses, then its refreshes and tasks. */
@@ -398,7 +491,8 @@ export class Worker extends EventEmitter<WorkerEvents> {
     if (!this.reportWithLease || !this.leaseTakesReports || this.stopping ||
         this.secondFast.has(queue)) return 0;
     const state = this.loopState.get(queue);
-    if (state !== 'fast' && state !== 'polling') return 0;
+    // With a pipeline, the other lease lanes take outcomes while work flows.
+    if (state !== 'polling' && (state !== 'fast' || this.pipeline > 1)) return 0;
     let n = 0;
     for (const r of this.reportQueue) if (!r.direct && r.task.queue === queue) ++n;
     return n;
@@ -524,7 +618,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     const older = this.byJob.get(task.jobId);
     if (older) this.loseLease(older, 'superseded');
     const r: Running = {
-      task, ctl: new AbortController(), phase: 'running', lost: false, cancelRequested: false,
+      task, ctl: new LazyAbort(), phase: 'running', lost: false, cancelRequested: false,
       stopAborted: false, startedAt: now(), expiresAt: leasedAt + task.leaseMs,
       timer: undefined, timerDue: 0, hbFailures: 0, inFlight: false, queuedAt: 0, direct: false,
       maybeApplied: false,
@@ -537,7 +631,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     this.safeEmit('active', task);
     let result: Promise<unknown>;
     try {
-      result = Promise.resolve(this.handler(makeContext(task, r.ctl.signal)));
+      result = Promise.resolve(this.handler(makeContext(task, r.ctl)));
     } catch (e) {
       result = Promise.reject(e);
     }
@@ -934,9 +1028,14 @@ export class Worker extends EventEmitter<WorkerEvents> {
     this.stopping = true;
     this.pollAbort.abort();
     this.notifySlots();
-    for (const q of this.queues) this.wakeLane(q);
+    for (const q of this.queues) {
+      this.wakeLane(q);
+      this.wakeHot(q);
+    }
     this.flushReports();  // nothing waits for a lease any more
     await Promise.all(this.loops);
+    for (const stream of this.streams.values()) stream.close();
+    this.streams.clear();
     const within = (ms: number, p: Promise<unknown>): Promise<boolean> => {
       let t: NodeJS.Timeout | undefined;
       return Promise.race([

@@ -227,6 +227,64 @@ describe('workers (raw RPCs)', () => {
     await client.reportOutcome(res.tasks[0]);
   });
 
+  test('leaseStream: requests sent before their answers come back are answered in order, with their reports', async () => {
+    const queue = q('stream');
+    const hs = await client.enqueueBatch(Array.from({ length: 8 }, (_, i) => ({ queue, json: i })));
+    const s = client.leaseStream();
+    const [r1, r2, r3] = await Promise.all([1, 2, 3].map((n) => s.lease({ queue, workerId: 'w1', maxTasks: n })));
+    assert.deepEqual([r1.tasks.length, r2.tasks.length, r3.tasks.length], [1, 2, 3]);
+    const tasks = [...r1.tasks, ...r2.tasks, ...r3.tasks];
+    assert.equal(new Set(tasks.map((t) => t.jobId)).size, 6);
+    assert.ok(tasks.every((t) => t.workerId === 'w1' && t.leaseMs > 0 && typeof t.leaseToken === 'bigint'));
+    // Reports ride on the next request: applied first, one status each, then 2 more leased.
+    const p = s.lease({
+      queue, workerId: 'w1', maxTasks: 5,
+      reports: tasks.map((t, i) => ({ task: i === 0 ? { ...t, leaseToken: t.leaseToken + 1n } : t, outcome: { kind: 'success', result: `r${i}` } })),
+    });
+    assert.equal(s.inFlight, 1);
+    const res = await p;
+    assert.equal(s.inFlight, 0);
+    assert.ok(res.reportStatuses[0] instanceof LeaseLostError);
+    assert.deepEqual(res.reportStatuses.slice(1), [null, null, null, null, null]);
+    assert.equal(res.tasks.length, 2);
+    const done = await Promise.all(hs.map((h) => h.status()));
+    assert.equal(done.filter((st) => st === 'succeeded').length, 5);
+    s.close();
+    assert.ok(s.ended);
+    await assert.rejects(s.lease({ queue, workerId: 'w1' }), CancelledError);
+  });
+
+  test('leaseStream: a failed request rejects with its error class, so do the ones behind it, and the stream ends', async () => {
+    const queue = q('streamfail');
+    await client.enqueue({ queue, id: `${queue}-job` });
+    const s = client.leaseStream();
+    const bad = s.lease({ queue, workerId: '', maxTasks: 1 });  // no worker id: INVALID_ARGUMENT
+    const behind = s.lease({ queue, workerId: 'w', maxTasks: 1 });
+    await assert.rejects(bad, (e) => e instanceof InvalidArgumentError && e.code === 'invalid_argument');
+    await assert.rejects(behind, InvalidArgumentError);
+    assert.ok(s.ended);
+    assert.equal((await client.getJob(`${queue}-job`)).status, 'waiting', 'the request behind the bad one was not applied');
+    // Bad input is refused before anything is sent.
+    const s2 = client.leaseStream();
+    await assert.rejects(s2.lease({ queue, workerId: 'w', maxTasks: -1 }), RangeError);
+    assert.equal(s2.ended, false);
+    s2.close();
+  });
+
+  test('leaseStream: aborting a waiting request cancels the stream at once', async () => {
+    const s = client.leaseStream();
+    const ctl = new AbortController();
+    const t0 = Date.now();
+    const p = s.lease({ queue: q('streamabort'), workerId: 'w', maxTasks: 1, waitMs: 20_000 }, { signal: ctl.signal });
+    setTimeout(() => ctl.abort(), 100);
+    await assert.rejects(p, CancelledError);
+    assert.ok(Date.now() - t0 < 2000);
+    assert.ok(s.ended);
+    const bad = new SluiceClient({ address: srv.grpc, token: 'not-a-valid-token' });
+    await assert.rejects(bad.leaseStream().lease({ queue: 'x', workerId: 'w' }), UnauthenticatedError);
+    bad.close();
+  });
+
   test('keepalive pings during a long-poll are accepted by sluiced (no GOAWAY)', async () => {
     // The client pings every 10 s by default; sluiced (gRPC's server defaults) only refuses
     // pings well under a second apart (measured: 600 ms refused, 1000 ms accepted).

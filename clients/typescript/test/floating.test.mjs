@@ -152,7 +152,7 @@ test('a slow refresh heartbeats every third of RefreshTask.leaseMs, whatever the
   const key = q('slow');
   const lost = [];
   const w = new Worker(skewed, {
-    queues: queue, leaseWaitMs: 200,
+    queues: queue, leaseWaitMs: 200, leaseStream: false,  // every lease through leaseTasks above
     refresh: { [key]: () => delay(1000).then(() => 4) },
     handler: () => 'ok',
   });

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import {
   CancelRequestedError, GrpcCode, JobCancelled, JobFailure, LeaseLostError, SluiceClient,
-  UnavailableError, Worker, WorkerStoppedError,
+  UnavailableError, UnimplementedError, Worker, WorkerStoppedError,
 } from '../dist/index.js';
 import { PKG, Sluiced, TOKEN, freePort, until } from './harness.mjs';
 
@@ -28,7 +28,35 @@ function worker(opts) {
 function wrap(base, overrides) {
   const c = Object.create(base);
   for (const [k, f] of Object.entries(overrides)) c[k] = f;
+  if (overrides.leaseTasks && !overrides.leaseStream) {
+    // The Worker leases over a stream: route each of its requests through the overridden
+    // leaseTasks (answered in order, like the stream) so the test sees and shapes every one.
+    c.leaseStream = (opts = {}) => viaLeaseTasks(c, opts);
+  }
   return c;
+}
+
+/** A LeaseStream look-alike whose requests are LeaseTasks calls of `c` (answered in order). */
+function viaLeaseTasks(c, opts) {
+  let last = Promise.resolve();
+  let inFlight = 0;
+  let ended = false;
+  return {
+    get ended() { return ended; },
+    get inFlight() { return inFlight; },
+    lease(req, o = {}) {
+      if (ended) return Promise.reject(new Error('ended'));
+      ++inFlight;
+      const call = c.leaseTasks(req, { tenant: opts.tenant, signal: o.signal });
+      call.catch(() => {});  // handled below, after the earlier answers
+      const answer = last.then(() => call, () => call).finally(() => { --inFlight; });
+      answer.catch(() => { ended = true; });
+      last = answer.catch(() => {});
+      return answer;
+    },
+    close() { ended = true; },
+    cancel() { ended = true; },
+  };
 }
 
 before(async () => {
@@ -569,6 +597,88 @@ describe('reports ride on LeaseTasks', () => {
       `${c.leaseCallsWithReports} calls with reports, then no more`);
     assert.equal(m.leaseLost, 0);
     assert.equal(w.errors.filter((x) => x.ctx.op === 'report').length, 1);
+  });
+});
+
+describe('lease stream', () => {
+  /** A client that counts lease streams opened, their deepest pipeline, and LeaseTasks calls. */
+  function watching(streamOverride) {
+    const seen = { opened: 0, deepest: 0, unary: 0 };
+    seen.client = wrap(client, {
+      leaseStream(opts) {
+        ++seen.opened;
+        if (streamOverride) return streamOverride(opts);
+        const s = client.leaseStream(opts);
+        const lease = s.lease.bind(s);
+        s.lease = (req, o) => {
+          const p = lease(req, o);
+          seen.deepest = Math.max(seen.deepest, s.inFlight);
+          return p;
+        };
+        return s;
+      },
+      leaseTasks(req, o) {
+        ++seen.unary;
+        return client.leaseTasks(req, o);
+      },
+    });
+    return seen;
+  }
+
+  test('a worker leases over one stream per queue with two requests in flight, within its concurrency', async () => {
+    const queue = q('stream');
+    const seen = watching();
+    let running = 0;
+    let peak = 0;
+    const w = worker({
+      queues: queue, concurrency: 8, client: seen.client,
+      handler: async () => {
+        peak = Math.max(peak, ++running);
+        await delay(Math.random() * 3);
+        --running;
+      },
+    });
+    await client.enqueueBatch(Array.from({ length: 400 }, () => ({ queue })));
+    await until(() => w.metrics().succeeded === 400, { timeoutMs: 20_000, what: '400 jobs' });
+    await w.stop();
+    assert.equal(seen.opened, 1);
+    assert.equal(seen.deepest, 2, 'the second lane pipelines while work flows');
+    assert.ok(peak <= 8 && peak >= 4, `peak ${peak}`);
+    assert.equal(w.metrics().leaseLost, 0);
+    assert.equal(w.metrics().failed, 0);
+  });
+
+  test('leaseStream: false leases with LeaseTasks calls only', async () => {
+    const queue = q('unary');
+    const seen = watching();
+    const w = worker({ queues: queue, concurrency: 4, client: seen.client, leaseStream: false, handler: () => 'ok' });
+    await client.enqueueBatch(Array.from({ length: 50 }, () => ({ queue })));
+    await until(() => w.metrics().succeeded === 50, { timeoutMs: 10_000, what: '50 jobs' });
+    await w.stop();
+    assert.equal(seen.opened, 0);
+    assert.ok(seen.unary > 0);
+  });
+
+  test('a server without LeaseStream: the worker says so once and leases with LeaseTasks calls', async () => {
+    const queue = q('nostream');
+    const unimplemented = () => ({
+      ended: false,
+      inFlight: 0,
+      lease: () => Promise.reject(new UnimplementedError('unknown method LeaseStream', { grpcCode: GrpcCode.UNIMPLEMENTED })),
+      close() {},
+      cancel() {},
+    });
+    const seen = watching(unimplemented);
+    const errors = [];
+    const w = worker({ queues: queue, concurrency: 4, client: seen.client, handler: () => 'ok' });
+    w.on('error', (e) => errors.push(e));
+    const hs = await client.enqueueBatch(Array.from({ length: 30 }, () => ({ queue })));
+    await until(() => w.metrics().succeeded === 30, { timeoutMs: 10_000, what: '30 jobs' });
+    await w.stop();
+    assert.ok(seen.opened >= 1 && seen.opened <= 2, `${seen.opened} streams tried`);  // one per lane at most
+    assert.ok(seen.unary > 0);
+    assert.equal(errors.filter((e) => e.grpcCode === GrpcCode.UNIMPLEMENTED).length, 1, errors.map((e) => e.message).join('; '));
+    for (const h of hs.slice(0, 3)) assert.equal(await h.status(), 'succeeded');
   });
 });
 

@@ -53,9 +53,14 @@ class Api:
         return auth(self.token) if self.token is not None else []
 
     def call(self, method: str, request: Any, timeout: float | None = None) -> Any:
+        """One call; a streaming method (LeaseStream) gets `request` as its only message and
+        returns the list of its answers."""
         fn = getattr(self.stub, method)
-        return fn(request, metadata=self.metadata(),
-                  timeout=self.timeout if timeout is None else timeout)
+        kwargs = {"metadata": self.metadata(),
+                  "timeout": self.timeout if timeout is None else timeout}
+        if pb.DESCRIPTOR.services_by_name["Sluice"].methods_by_name[method].client_streaming:
+            return list(fn(iter([request]), **kwargs))
+        return fn(request, **kwargs)
 
     def __getattr__(self, method: str) -> Callable[..., Any]:
         if not method[:1].isupper():

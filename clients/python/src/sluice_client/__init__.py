@@ -13,6 +13,7 @@ module (docs/errors.md); see :mod:`sluice_client.errors`.
 
 from .aio import AsyncClient, AsyncJobHandle
 from .client import Client, JobHandle
+from ._stream import AsyncLeaseStream, LeaseStream
 from .connection import RPC_METHODS, Connection, RpcRetryPolicy
 from .errors import (
     AlreadyExistsError,
@@ -89,6 +90,8 @@ __all__ = [
     "Connection",
     "RpcRetryPolicy",
     "RPC_METHODS",
+    "LeaseStream",
+    "AsyncLeaseStream",
     # worker
     "Worker",
     "JobContext",

@@ -45,6 +45,7 @@ from .connection import (
     Connection,
     RpcRetryPolicy,
 )
+from ._stream import LeaseStream
 from .errors import CancelledError, SluiceTimeoutError
 from .types import (
     CancelResult,
@@ -170,7 +171,11 @@ class Client:
         self._stubs: dict[str, grpc.UnaryUnaryMultiCallable[Any, Any]] = {
             m.name: channel.unary_unary(m.path, request_serializer=m.request_type.SerializeToString,
                                         response_deserializer=m.response_type.FromString)
-            for m in METHODS.values()}
+            for m in METHODS.values() if not m.streaming}
+        lease_stream = METHODS["LeaseStream"]
+        self._lease_stream = channel.stream_stream(
+            lease_stream.path, request_serializer=lease_stream.request_type.SerializeToString,
+            response_deserializer=lease_stream.response_type.FromString)
         self._closed = False
 
     # ---- plumbing ---------------------------------------------------------------------------
@@ -277,6 +282,14 @@ class Client:
         req = self._req.lease(queue, worker_id, max_tasks, wait_ms, tenant, reports)
         r = self._call("LeaseTasks", req, pb.LeaseTasksResponse, timeout, wait_ms=wait_ms)
         return cv.lease_response(r, t, worker_id)
+
+    def lease_stream(self, *, tenant: Optional[str] = None) -> LeaseStream:
+        """Opens a lease stream: :meth:`lease` requests over one ``LeaseStream`` call, answered
+        in order, so the next may be sent before the previous is answered and no request pays
+        for a call's set-up. ``send`` / ``receive`` pipeline; ``lease`` does one round trip;
+        ``close`` half-closes, ``cancel`` ends it. Never retried: open a new one after it ended
+        (a failed request ends it; the requests after it were not applied)."""
+        return LeaseStream(self._lease_stream, self._metadata, self._req, tenant)
 
     def heartbeat(self, task: Task, *, timeout: Optional[float] = None) -> Heartbeat:
         """Extends the task's lease; says whether its cancellation was requested.

@@ -134,6 +134,7 @@ class MethodInfo:
     request_type: Any
     response_type: Any
     idempotent: Optional[bool]
+    streaming: bool = False  # a stream of requests and answers (LeaseStream)
 
 
 # Which calls may be sent twice. Reads, heartbeats (extending a lease twice is harmless),
@@ -145,7 +146,8 @@ class MethodInfo:
 # read but is retried only on UNAVAILABLE (the clients pass that rule themselves): a query that
 # ran out of time would only run out again.
 _IDEMPOTENT: dict[str, Optional[bool]] = {
-    "Enqueue": None, "EnqueueBatch": None, "LeaseTasks": False, "Heartbeat": True,
+    "Enqueue": None, "EnqueueBatch": None, "LeaseTasks": False, "LeaseStream": False,
+    "Heartbeat": True,
     "ReportOutcome": True, "ReportOutcomes": True, "HeartbeatRefresh": True,
     "ReportRefreshOutcome": True, "GetJob": True, "GetJobResult": True, "CancelJob": True,
     "RestartJob": False, "ExpediteJob": True, "DeleteJob": False, "GetFloatingLimit": True,
@@ -157,6 +159,7 @@ _IDEMPOTENT: dict[str, Optional[bool]] = {
 # The client method that wraps each RPC (the same name on Client and AsyncClient).
 RPC_METHODS: dict[str, str] = {
     "Enqueue": "enqueue", "EnqueueBatch": "enqueue_batch", "LeaseTasks": "lease",
+    "LeaseStream": "lease_stream",
     "Heartbeat": "heartbeat", "ReportOutcome": "report_outcome",
     "ReportOutcomes": "report_outcomes", "HeartbeatRefresh": "heartbeat_refresh",
     "ReportRefreshOutcome": "complete_refresh", "GetJob": "get_job",
@@ -177,7 +180,8 @@ def _methods() -> dict[str, MethodInfo]:
             raise RuntimeError(f"sluice_client does not know RPC {m.name}: update connection.py")
         out[m.name] = MethodInfo(m.name, f"/{service.full_name}/{m.name}",
                                  getattr(pb, m.input_type.name), getattr(pb, m.output_type.name),
-                                 _IDEMPOTENT[m.name])
+                                 _IDEMPOTENT[m.name],
+                                 m.client_streaming or m.server_streaming)
     return out
 
 
