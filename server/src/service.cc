@@ -263,12 +263,14 @@ grpc::ServerUnaryReactor* SluiceService::LeaseTasks(grpc::CallbackServerContext*
 // request order, one write in flight at a time. At most kMaxPending requests are read ahead;
 // reading resumes as they are taken. The call finishes (once nothing is being processed or
 // written) when the client half-closes (OK), a request fails (its status), a write fails, or
-// the server drains (UNAVAILABLE).
+// the server drains (OK once the answers are written; a stream that starts while it drains ends
+// UNAVAILABLE at once).
 class LeaseStreamReactor final
     : public grpc::ServerBidiReactor<v1::LeaseTasksRequest, v1::LeaseTasksResponse> {
  public:
-  // What to do after a state change, outside the lock. While one of its operations is pending
-  // the reactor cannot finish, so it stays alive until Apply() has run.
+  // What to do after a state change, outside the lock (gRPC may run a reaction inline from a
+  // Start call). Until Apply() has started its read or write the reactor cannot finish
+  // (applying_), so it stays alive.
   struct Actions {
     const v1::LeaseTasksResponse* write = nullptr;
     bool read = false;
@@ -330,19 +332,30 @@ class LeaseStreamReactor final
     delete this;
   }
 
-  // The server drains: no further request is taken; the stream ends UNAVAILABLE once the
-  // answers to the requests already taken are written. Apply the result outside any lock.
+  // The server drains: no further request is taken; the stream ends once the answers to the
+  // requests already taken are written. It ends OK, not UNAVAILABLE: grpc-js drops messages it
+  // has received but not yet delivered when an error status arrives, and the clients treat an
+  // OK end with requests unanswered as UNAVAILABLE anyway. Apply the result outside any lock.
   Actions Drain() {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!end_) end_ = grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is draining");
+    if (!end_) end_ = grpc::Status::OK;
     pending_.clear();
     return SettleLocked();
   }
 
-  void Apply(const Actions& a) {
-    if (a.write != nullptr) StartWrite(a.write);
-    if (a.read) StartRead(&incoming_);
-    if (a.finish) Finish(*a.finish);
+  void Apply(Actions a) {
+    for (;;) {
+      if (a.finish) {
+        Finish(*a.finish);
+        return;
+      }
+      if (a.write == nullptr && !a.read) return;
+      if (a.write != nullptr) StartWrite(a.write);
+      if (a.read) StartRead(&incoming_);
+      std::lock_guard<std::mutex> lock(mu_);
+      --applying_;
+      a = SettleLocked();
+    }
   }
 
  private:
@@ -360,7 +373,10 @@ class LeaseStreamReactor final
       reading_ = true;
       a.read = true;
     }
-    if (!busy_ && !writing_ && out_.empty() && (end_ || (reads_done_ && pending_.empty()))) {
+    if (a.write != nullptr || a.read) {
+      ++applying_;
+    } else if (!busy_ && !writing_ && applying_ == 0 && out_.empty() &&
+               (end_ || (reads_done_ && pending_.empty()))) {
       finished_ = true;
       a.finish = end_.value_or(grpc::Status::OK);
     }
@@ -373,6 +389,11 @@ class LeaseStreamReactor final
     Actions a;
     {
       std::lock_guard<std::mutex> lock(mu_);
+      if (!end_ && ctx_->IsCancelled()) {
+        // The client went away: lease nothing more for it.
+        end_ = grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the stream");
+        pending_.clear();
+      }
       if (!pending_.empty() && !end_) {
         req = std::move(pending_.front());
         pending_.pop_front();
@@ -484,6 +505,7 @@ class LeaseStreamReactor final
   std::atomic<bool> newer_{false};  // a request waits behind the one processed: cut its wait
   std::deque<std::unique_ptr<v1::LeaseTasksResponse>> out_;  // the front is being written
   bool writing_ = false;
+  int applying_ = 0;                 // Actions whose read or write is not started yet
   bool broken_ = false;              // a write failed
   std::optional<grpc::Status> end_;  // how the stream ends; once set no request is taken
   bool finished_ = false;
@@ -514,7 +536,7 @@ void SluiceService::StartDraining() {
     for (LeaseStreamReactor* s : streams_) todo.emplace_back(s, s->Drain());
   }
   for (auto& [s, a] : todo) {
-    if (a.write != nullptr || a.read || a.finish) s->Apply(a);
+    if (a.write != nullptr || a.read || a.finish) s->Apply(std::move(a));
   }
 }
 

@@ -788,7 +788,8 @@ TEST_F(ServerTest, LeaseStreamWaitsWakeOnEnqueueAndEndForANewerRequest) {
   EXPECT_TRUE(stream->Finish().ok());
 }
 
-// Draining ends an idle lease stream UNAVAILABLE at once instead of holding the drain.
+// Draining ends an idle lease stream at once (OK: it answered every request it took) instead of
+// holding the drain.
 TEST_F(ServerTest, SigtermEndsIdleLeaseStreams) {
   Start({"--drain-timeout-ms", "10000"});
   auto ctx = Authed(kAdmin, 60'000);
@@ -800,11 +801,21 @@ TEST_F(ServerTest, SigtermEndsIdleLeaseStreams) {
   ASSERT_TRUE(stream->Write(req));
   v1::LeaseTasksResponse resp;
   ASSERT_TRUE(stream->Read(&resp));  // open and idle now
+  // A second stream has a request waiting: it is answered (empty) before its stream ends.
+  auto ctx2 = Authed(kAdmin, 60'000);
+  auto waiting = stub_->LeaseStream(ctx2.get());
+  req.set_wait_ms(30'000);
+  ASSERT_TRUE(waiting->Write(req));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
   const auto t0 = steady_clock::now();
   EXPECT_EQ(server_->Terminate(), 0);
   EXPECT_LT(MsSince(t0), 3000.0);
   EXPECT_FALSE(stream->Read(&resp));
-  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::OK);
+  ASSERT_TRUE(waiting->Read(&resp));
+  EXPECT_EQ(resp.tasks_size(), 0);
+  EXPECT_FALSE(waiting->Read(&resp));
+  EXPECT_EQ(waiting->Finish().error_code(), grpc::StatusCode::OK);
 }
 
 TEST_F(ServerTest, SigtermEndsLongPollsAndDrainsCleanly) {

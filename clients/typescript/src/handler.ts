@@ -145,13 +145,19 @@ export class LazyAbort {
   }
 }
 
-/** A handler's JobContext (methods on the prototype: nothing allocated per job but itself). */
+/**
+ * A handler's JobContext. `signal` is a getter on the prototype (its controller is made on first
+ * use), so `{ ...job }` does not copy it; `json` and `text` are own functions, so
+ * `({ json }) => json()` works.
+ */
 class Context implements JobContext {
   readonly id: string;
   readonly queue: string;
   readonly attempt: number;
   readonly payload: Buffer;
   readonly metadata: Record<string, string>;
+  readonly json: <T = unknown>() => T;
+  readonly text: () => string;
 
   constructor(readonly task: Task, private readonly abort: LazyAbort) {
     this.id = task.jobId;
@@ -159,18 +165,12 @@ class Context implements JobContext {
     this.attempt = task.attempt;
     this.payload = task.payload;
     this.metadata = task.metadata;
+    this.json = <T>() => parseJson<T>(task.payload);
+    this.text = () => task.payload.toString('utf8');
   }
 
   get signal(): AbortSignal {
     return this.abort.signal;
-  }
-
-  json<T = unknown>(): T {
-    return parseJson<T>(this.payload);
-  }
-
-  text(): string {
-    return this.payload.toString('utf8');
   }
 }
 

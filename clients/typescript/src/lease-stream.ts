@@ -20,6 +20,8 @@ interface Pending {
   reject: (e: unknown) => void;
   /** performance.now() after which the answer is overdue. */
   due: number;
+  /** Its signal aborted while requests were queued behind it: its answer is dropped. */
+  abandoned: boolean;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
 }
@@ -38,8 +40,8 @@ const WATCH_MS = 250;
  * ends; `ended` says whether it has.
  */
 export class LeaseStream {
+  /** Requests in flight, oldest first (a handful: shift() is cheap). */
   private readonly pending: Pending[] = [];
-  private head = 0;
   private end: SluiceError | undefined;
   private finished = false;
   private readonly watch: NodeJS.Timeout;
@@ -65,7 +67,7 @@ export class LeaseStream {
 
   /** Requests sent and not yet answered. */
   get inFlight(): number {
-    return this.pending.length - this.head;
+    return this.pending.length;
   }
 
   /** Whether the stream has ended (every later lease() rejects). */
@@ -75,7 +77,10 @@ export class LeaseStream {
 
   /**
    * Sends one LeaseTasks request (LeaseRequest as for SluiceClient.leaseTasks) and resolves
-   * with its answer. `signal` aborting cancels the whole stream.
+   * with its answer. `signal` aborting rejects it at once (CancelledError) and cancels the
+   * stream when nothing else is in flight on it; otherwise the stream goes on and the answer,
+   * when it comes, is dropped (tasks it leased wait for their leases to expire, as with a
+   * cancelled LeaseTasks call; a request sent behind a waiting one ends its wait early).
    */
   lease(req: LeaseRequest, opts: { signal?: AbortSignal } = {}): Promise<LeaseResponse> {
     if (this.end) return Promise.reject(this.end);
@@ -89,11 +94,11 @@ export class LeaseStream {
     }
     return new Promise<LeaseResponse>((resolve, reject) => {
       const p: Pending = {
-        req, resolve, reject, signal, onAbort: undefined,
+        req, resolve, reject, signal, onAbort: undefined, abandoned: false,
         due: performance.now() + this.attemptTimeoutMs + (req.waitMs ?? 0),
       };
       if (signal) {
-        p.onAbort = () => this.cancel(abortError(signal));
+        p.onAbort = () => this.abort(p, abortError(signal));
         signal.addEventListener('abort', p.onAbort, { once: true });
       }
       this.pending.push(p);
@@ -105,7 +110,7 @@ export class LeaseStream {
   close(): void {
     if (this.end) return;
     this.end = makeError(GrpcCode.CANCELLED, '', 'the lease stream was closed', {});
-    if (this.inFlight === 0) this.finish();
+    if (this.pending.length === 0) this.finish();
     this.call.end();
   }
 
@@ -115,37 +120,45 @@ export class LeaseStream {
     this.call.cancel();
   }
 
+  private abort(p: Pending, e: SluiceError): void {
+    if (this.pending.every((x) => x === p || x.abandoned)) {
+      this.cancel(e);
+      return;
+    }
+    p.abandoned = true;
+    p.onAbort = undefined;
+    p.reject(e);
+  }
+
   private answer(res: pb.LeaseTasksResponse): void {
-    const p = this.pending[this.head];
+    const p = this.pending.shift();
     if (p === undefined) {
       this.cancel(makeError(GrpcCode.INTERNAL, '',
         'the lease stream answered a request it was not sent', {}));
       return;
     }
-    this.pending[this.head++] = undefined as unknown as Pending;
-    if (this.head === this.pending.length) {
-      this.pending.length = 0;
-      this.head = 0;
-    }
-    if (p.onAbort) p.signal!.removeEventListener('abort', p.onAbort);
-    let out: LeaseResponse;
     try {
-      out = this.codec.fromWire(res, p.req);
-    } catch (e) {
-      p.reject(e);
-      return;
+      if (p.abandoned) return;
+      if (p.onAbort) p.signal!.removeEventListener('abort', p.onAbort);
+      let out: LeaseResponse;
+      try {
+        out = this.codec.fromWire(res, p.req);
+      } catch (e) {
+        p.reject(e);
+        return;
+      }
+      p.resolve(out);
+    } finally {
+      if (this.end && this.pending.length === 0) this.finish();
     }
-    p.resolve(out);
-    if (this.end && this.inFlight === 0) this.finish();
   }
 
   /** Ends the stream: every request in flight rejects with `e`. */
   private fail(e: SluiceError): void {
     this.end ??= e;
-    const left = this.pending.slice(this.head);
-    this.pending.length = 0;
-    this.head = 0;
+    const left = this.pending.splice(0);
     for (const p of left) {
+      if (p.abandoned) continue;
       if (p.onAbort) p.signal!.removeEventListener('abort', p.onAbort);
       p.reject(e);
     }
@@ -160,7 +173,7 @@ export class LeaseStream {
   }
 
   private checkOverdue(): void {
-    const p = this.pending[this.head];
+    const p = this.pending[0];
     if (p !== undefined && performance.now() > p.due) {
       this.cancel(makeError(GrpcCode.DEADLINE_EXCEEDED, '', 'a lease stream answer is overdue', {}));
     }

@@ -389,7 +389,9 @@ export class Worker extends EventEmitter<WorkerEvents> {
       }
       const reports = this.takeReports(queue);
       const carrying = reports.length > 0;
-      const waits = lane === 0 && !carrying;
+      // Only lane 0 long-polls, and only once the queue's work stopped flowing: a request of
+      // another lane queued behind a waiting one on the stream would wait for its next slice.
+      const waits = lane === 0 && !carrying && !this.hotQueues.has(queue);
       if (lane === 0) this.setLoopState(queue, waits ? 'polling' : 'fast');
       let res: LeaseResponse;
       const viaStream = this.useStream;

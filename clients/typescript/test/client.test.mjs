@@ -280,6 +280,21 @@ describe('workers (raw RPCs)', () => {
     await assert.rejects(p, CancelledError);
     assert.ok(Date.now() - t0 < 2000);
     assert.ok(s.ended);
+    // With a request queued behind it, an aborted wait rejects at once and the stream goes on:
+    // the request behind it ends the wait early and is answered.
+    const queue = q('streamabort2');
+    await client.enqueue({ queue });
+    const s2 = client.leaseStream();
+    const ctl2 = new AbortController();
+    const waiting = s2.lease({ queue: q('idle'), workerId: 'w', maxTasks: 1, waitMs: 20_000 }, { signal: ctl2.signal });
+    const behind = s2.lease({ queue, workerId: 'w', maxTasks: 1 });
+    ctl2.abort();
+    await assert.rejects(waiting, CancelledError);
+    const t1 = Date.now();
+    assert.equal((await behind).tasks.length, 1);
+    assert.ok(Date.now() - t1 < 2000 && !s2.ended);
+    await client.reportOutcome((await behind).tasks[0]);
+    s2.close();
     const bad = new SluiceClient({ address: srv.grpc, token: 'not-a-valid-token' });
     await assert.rejects(bad.leaseStream().lease({ queue: 'x', workerId: 'w' }), UnauthenticatedError);
     bad.close();

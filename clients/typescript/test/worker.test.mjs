@@ -648,6 +648,16 @@ describe('lease stream', () => {
     assert.equal(w.metrics().failed, 0);
   });
 
+  test('the job context destructures: json, text and signal', async () => {
+    const queue = q('ctx');
+    const seen = [];
+    const w = worker({ queues: queue, handler: ({ json, text, signal, id }) => { seen.push([json(), text(), signal.aborted, id]); } });
+    const h = await client.enqueue({ queue, json: { a: 1 } });
+    await h.awaitResult({ timeoutMs: 10_000 });
+    await w.stop();
+    assert.deepEqual(seen, [[{ a: 1 }, '{"a":1}', false, h.id]]);
+  });
+
   test('leaseStream: false leases with LeaseTasks calls only', async () => {
     const queue = q('unary');
     const seen = watching();

@@ -69,7 +69,12 @@ class LeaseStream(_Base):
                  metadata: Any, requests: RequestBuilder, tenant: Optional[str]) -> None:
         super().__init__(requests, tenant)
         self._out: queue_mod.SimpleQueue[Any] = queue_mod.SimpleQueue()
+        self._closed = False
         self._call = multicallable(self._requests(), metadata=metadata)
+
+    def _ended(self, e: BaseException) -> BaseException:
+        self._out.put(_END)  # gRPC's thread feeding the requests stops
+        return super()._ended(e)
 
     def _requests(self) -> Iterator[pb.LeaseTasksRequest]:
         while True:
@@ -81,6 +86,8 @@ class LeaseStream(_Base):
     def send(self, queue: str, worker_id: str, *, max_tasks: int = 1, wait_ms: int = 0,
              reports: Sequence[Report] = ()) -> None:
         """Sends one lease request (as :meth:`Client.lease`) without waiting for its answer."""
+        if self._closed and self._error is None:
+            raise ValueError("send() after close()")
         self._out.put(self._request(queue, worker_id, max_tasks, wait_ms, reports))
 
     def receive(self, timeout: Optional[float] = None) -> LeaseResponse:
@@ -105,6 +112,10 @@ class LeaseStream(_Base):
         finally:
             if timer is not None:
                 timer.cancel()
+        if timer is not None and timer.fired:
+            # The answer came, but the timer cancelled the call as it did: the stream is over.
+            self._ended(SluiceTimeoutError("a lease stream answer is overdue",
+                                           grpc_code=grpc.StatusCode.DEADLINE_EXCEEDED))
         return self._answer(resp)
 
     def lease(self, queue: str, worker_id: str, *, max_tasks: int = 1, wait_ms: int = 0,
@@ -117,6 +128,7 @@ class LeaseStream(_Base):
 
     def close(self) -> None:
         """Half-closes: requests in flight are still answered; then the stream ends."""
+        self._closed = True
         self._out.put(_END)
 
     def cancel(self) -> None:
