@@ -26,6 +26,11 @@
 //
 // --target (host:port) is accepted as a synonym of --redis; --token and --report-batch are
 // accepted and ignored (BullMQ has no equivalent: each job is completed by its own script call).
+//
+// --drain: every job is added first, and only then the Workers start (created with autorun
+// off, run() on the signal); the line then also has drain_jobs_per_s = jobs / (Workers
+// started -> last `completed` event): the Workers' own throughput, without producers competing
+// for the CPU.
 import { Worker as Thread, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { Queue, Worker } from 'bullmq';
@@ -37,6 +42,7 @@ function parseFlags(argv) {
   const f = {
     redis: '127.0.0.1:6379', jobs: 10000, producers: 1, workers: 1, concurrency: 16,
     enqueueBatch: 1, payload: 64, rate: 0, queue: `bench-${process.pid}-${Date.now()}`,
+    drain: false,
   };
   const num = (k, v) => {
     if (!/^\d+(\.\d+)?$/.test(v)) die(`bad number for --${k}: ${v}`);
@@ -61,6 +67,7 @@ function parseFlags(argv) {
       case 'payload': f.payload = num(k, v); break;
       case 'rate': f.rate = num(k, v); break;
       case 'queue': f.queue = v; break;
+      case 'drain': f.drain = true; break;
       case 'token': case 'report-batch': break;
       default: die(`unknown flag --${k}`);
     }
@@ -129,6 +136,7 @@ async function worker({ f, shared }) {
     concurrency: f.concurrency,
     removeOnComplete: { count: 1000 },
     removeOnFail: { count: 5000 },
+    autorun: !f.drain,
   });
   w.on('completed', () => {
     if (Atomics.add(counters, 0, 1) + 1 === f.jobs) {
@@ -141,6 +149,10 @@ async function worker({ f, shared }) {
   await w.waitUntilReady();
   parentPort.postMessage({ ready: true });
   parentPort.on('message', async (msg) => {
+    if (msg === 'run') {
+      w.run().catch((e) => die(`worker: ${e}`));
+      return;
+    }
     if (msg !== 'stop') return;
     await w.close();
     parentPort.postMessage({ lat: Float64Array.from(lat) });
@@ -188,6 +200,11 @@ async function main() {
   const spans = await Promise.all(producers.map((p) => p.next()));
   const first = Math.min(...spans.map((s) => s.start));
   const lastAck = Math.max(...spans.map((s) => s.end));
+  let runAt = 0;
+  if (f.drain) {
+    runAt = nowNs();
+    for (const w of workers) w.postMessage('run');
+  }
 
   const counters = new Int32Array(shared, 0, 2);
   const deadline = Date.now() + 600_000;
@@ -218,7 +235,8 @@ async function main() {
   const rate = (span) => (f.jobs / (span / 1e9)).toFixed(0);
   console.log(`enqueue_jobs_per_s=${rate(lastAck - first)} e2e_jobs_per_s=${rate(lastDone - first)} ` +
               `start_p50_ms=${percentile(all, 50).toFixed(3)} ` +
-              `start_p99_ms=${percentile(all, 99).toFixed(3)} jobs=${all.length}`);
+              `start_p99_ms=${percentile(all, 99).toFixed(3)} jobs=${all.length}` +
+              (f.drain ? ` drain_jobs_per_s=${rate(lastDone - runAt)}` : ''));
   process.exit(0);
 }
 

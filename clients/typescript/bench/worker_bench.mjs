@@ -3,7 +3,11 @@
 // systems alternating within each round.
 //
 //   node bench/worker_bench.mjs [--jobs=20000] [--runs=3] [--concurrency=16] [--batch=100]
-//        [--payload=64] [--systems=bullmq,sluice-sync,sluice-async]
+//        [--payload=64] [--systems=bullmq,sluice-sync,sluice-async] [--drain=1]
+//
+// --drain=1 measures the Workers alone: every job is enqueued first, then the Worker starts
+// (Sluice: autostart off, start(); BullMQ: autorun off, run()), and the figure is jobs / (Worker
+// started -> last acknowledged outcome), with no producer competing for the CPU.
 //
 // Sluice side (this file): one producer thread enqueues --jobs jobs with EnqueueBatch of --batch
 // (one call in flight), while one Worker thread (`new Worker(client, {concurrency})`, the package
@@ -36,7 +40,7 @@ const TOKEN = 'bench-token';
 const nowNs = () => Number(process.hrtime.bigint());
 
 function flags(argv) {
-  const f = { jobs: 20000, runs: 3, concurrency: 16, batch: 100, payload: 64,
+  const f = { jobs: 20000, runs: 3, concurrency: 16, batch: 100, payload: 64, drain: 0,
     systems: ['bullmq', 'sluice-sync', 'sluice-async'] };
   for (const a of argv) {
     const m = /^--([a-z]+)=(.*)$/.exec(a);
@@ -75,7 +79,7 @@ async function sluiceProducer({ address, queue, jobs, batch, payload, go }) {
   parentPort.postMessage({ start, end });
 }
 
-async function sluiceWorker({ address, queue, jobs, concurrency }) {
+async function sluiceWorker({ address, queue, jobs, concurrency, drain }) {
   const { SluiceClient, Worker } = await import(path.join(PKG, 'dist', 'index.js'));
   const client = new SluiceClient({ address, token: TOKEN });
   await client.getNodeInfo();
@@ -84,7 +88,7 @@ async function sluiceWorker({ address, queue, jobs, concurrency }) {
   let done = 0;
   let lastNs = 0;
   const w = new Worker(client, {
-    queues: queue, concurrency,
+    queues: queue, concurrency, autostart: !drain,
     handler: (job) => {
       if (started < jobs) lat[started++] = (nowNs() - job.json().t) / 1e6;
     },
@@ -98,6 +102,12 @@ async function sluiceWorker({ address, queue, jobs, concurrency }) {
   });
   parentPort.postMessage({ ready: true });
   parentPort.on('message', async (m) => {
+    if (m === 'go') {
+      const startNs = nowNs();
+      w.start();
+      parentPort.postMessage({ startNs });
+      return;
+    }
     if (m !== 'stop') return;
     await w.stop();
     client.close();
@@ -121,13 +131,19 @@ function spawnThread(data) {
 async function runSluice(f, address, label, round) {
   const queue = `wb-${label}-${round}-${process.pid}`;
   const go = new SharedArrayBuffer(4);
-  const worker = spawnThread({ role: 'worker', address, queue, jobs: f.jobs, concurrency: f.concurrency });
+  const worker = spawnThread({ role: 'worker', address, queue, jobs: f.jobs, concurrency: f.concurrency,
+    drain: f.drain });
   await worker.next();
   const producer = spawnThread({ role: 'producer', address, queue, jobs: f.jobs, batch: f.batch, payload: f.payload, go });
   await producer.next();
   Atomics.store(new Int32Array(go), 0, 1);
   Atomics.notify(new Int32Array(go), 0);
   const span = await producer.next();
+  let startNs = span.start;
+  if (f.drain) {
+    worker.postMessage('go');
+    ({ startNs } = await worker.next());
+  }
   const guard = new AbortController();
   const { lastNs } = await Promise.race([worker.next(),
     delay(600_000, null, { signal: guard.signal }).then(() => { throw new Error('timeout'); })]);
@@ -138,7 +154,7 @@ async function runSluice(f, address, label, round) {
   const sorted = Float64Array.from(lat).sort();
   return {
     enqueue: f.jobs / ((span.end - span.start) / 1e9),
-    e2e: f.jobs / ((lastNs - span.start) / 1e9),
+    e2e: f.jobs / ((lastNs - startNs) / 1e9),
     p50: percentile(sorted, 50),
     p99: percentile(sorted, 99),
     extra: `leaseCalls=${metrics.leaseCalls} reportCalls=${metrics.reportCalls}` +
@@ -152,11 +168,13 @@ async function runBullmq(f, redisPort, round) {
   const { stdout } = await promisify(execFile)(process.execPath, [BULLMQ_BENCH,
     `--redis=127.0.0.1:${redisPort}`, `--jobs=${f.jobs}`, '--producers=1', '--workers=1',
     `--concurrency=${f.concurrency}`, `--enqueue-batch=${f.batch}`, `--payload=${f.payload}`,
-    `--queue=wb-bullmq-${round}-${process.pid}`], { maxBuffer: 16 << 20, timeout: 600_000 });
+    `--queue=wb-bullmq-${round}-${process.pid}`, ...(f.drain ? ['--drain'] : [])],
+  { maxBuffer: 16 << 20, timeout: 600_000 });
   const line = stdout.split('\n').find((l) => l.startsWith('enqueue_jobs_per_s='));
   if (!line) throw new Error(`bullmq_bench printed no result: ${stdout}`);
   const kv = Object.fromEntries(line.split(' ').map((p) => p.split('=')));
-  return { enqueue: Number(kv.enqueue_jobs_per_s), e2e: Number(kv.e2e_jobs_per_s),
+  return { enqueue: Number(kv.enqueue_jobs_per_s),
+    e2e: Number(f.drain ? kv.drain_jobs_per_s : kv.e2e_jobs_per_s),
     p50: Number(kv.start_p50_ms), p99: Number(kv.start_p99_ms), extra: '' };
 }
 
@@ -258,8 +276,9 @@ async function main() {
       }
     }
     const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-    console.log(`jobs=${f.jobs} concurrency=${f.concurrency} batch=${f.batch} payload=${f.payload} runs=${f.runs} (median)`);
-    console.log('| system | e2e jobs/s | runs | enqueue jobs/s | start p50 ms | start p99 ms | server CPU s | machine busy |');
+    console.log(`jobs=${f.jobs} concurrency=${f.concurrency} batch=${f.batch} payload=${f.payload} runs=${f.runs} ` +
+      `${f.drain ? 'drain (Workers alone)' : 'producer and Worker together'} (median)`);
+    console.log(`| system | ${f.drain ? 'drain' : 'e2e'} jobs/s | runs | enqueue jobs/s | start p50 ms | start p99 ms | server CPU s | machine busy |`);
     console.log('| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |');
     for (const sys of f.systems) {
       const rs = results[sys];
@@ -271,7 +290,7 @@ async function main() {
     if (results.bullmq) {
       const base = med(results.bullmq.map((r) => r.e2e));
       for (const sys of f.systems.filter((s) => s !== 'bullmq')) {
-        console.log(`${sys} / bullmq e2e: ${(med(results[sys].map((r) => r.e2e)) / base).toFixed(2)}x`);
+        console.log(`${sys} / bullmq ${f.drain ? 'drain' : 'e2e'}: ${(med(results[sys].map((r) => r.e2e)) / base).toFixed(2)}x`);
       }
     }
   } finally {
