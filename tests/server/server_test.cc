@@ -73,13 +73,20 @@ class ServerTest : public ::testing::Test {
     return resp;
   }
 
-  v1::LeaseTasksResponse Lease(const std::string& token, const std::string& queue,
-                               uint32_t max_tasks = 10, uint32_t wait_ms = 0) {
+  // A lease request of worker w1.
+  static v1::LeaseTasksRequest LeaseReq(const std::string& queue, uint32_t max_tasks,
+                                        uint32_t wait_ms = 0) {
     v1::LeaseTasksRequest req;
     req.set_queue(queue);
     req.set_worker_id("w1");
     req.set_max_tasks(max_tasks);
     req.set_wait_ms(wait_ms);
+    return req;
+  }
+
+  v1::LeaseTasksResponse Lease(const std::string& token, const std::string& queue,
+                               uint32_t max_tasks = 10, uint32_t wait_ms = 0) {
+    const v1::LeaseTasksRequest req = LeaseReq(queue, max_tasks, wait_ms);
     v1::LeaseTasksResponse resp;
     auto ctx = Authed(token, static_cast<int>(wait_ms) + 10'000);
     grpc::Status s = stub_->LeaseTasks(ctx.get(), req, &resp);
@@ -264,10 +271,7 @@ TEST_F(ServerTest, LeaseTasksAppliesPiggybackedReportsFirst) {
     ASSERT_TRUE(stub_->GetJob(c2.get(), g, &gr).ok());
     EXPECT_EQ(gr.job().status(), v1::RUNNING);
   }
-  v1::LeaseTasksRequest req;
-  req.set_queue("pb");
-  req.set_worker_id("w1");
-  req.set_max_tasks(2);
+  v1::LeaseTasksRequest req = LeaseReq("pb", 2);
   *req.add_reports() = report(first.tasks(0), first.tasks(0).lease_token());
   *req.add_reports() = report(first.tasks(1), first.tasks(1).lease_token() + 1);  // stale
   req.add_reports()->set_task_id(first.tasks(1).task_id());                       // no outcome
@@ -661,10 +665,7 @@ TEST_F(ServerTest, LeaseStreamAnswersPipelinedRequestsInOrder) {
     auto ctx = Authed(kAdmin, 30'000);
     auto stream = stub_->LeaseStream(ctx.get());
     for (uint32_t n : {2u, 3u, 4u}) {
-      v1::LeaseTasksRequest req;
-      req.set_queue(q);
-      req.set_worker_id("w1");
-      req.set_max_tasks(n);
+      v1::LeaseTasksRequest req = LeaseReq(q, n);
       ASSERT_TRUE(stream->Write(req));
     }
     std::vector<v1::Task> tasks;
@@ -677,10 +678,7 @@ TEST_F(ServerTest, LeaseStreamAnswersPipelinedRequestsInOrder) {
     }
     // Report the 9 (one of them twice: its second report is refused) and lease 5 more: only 3
     // are left.
-    v1::LeaseTasksRequest req;
-    req.set_queue(q);
-    req.set_worker_id("w1");
-    req.set_max_tasks(5);
+    v1::LeaseTasksRequest req = LeaseReq(q, 5);
     for (size_t i = 0; i <= tasks.size(); ++i) {
       const v1::Task& t = tasks[std::min(i, tasks.size() - 1)];
       v1::ReportOutcomeRequest* r = req.add_reports();
@@ -720,12 +718,8 @@ TEST_F(ServerTest, LeaseStreamEndsWithTheStatusOfAFailedRequest) {
   MustEnqueue(kAdmin, Spec("lf", "lf-1"));
   auto ctx = Authed(kAdmin, 30'000);
   auto stream = stub_->LeaseStream(ctx.get());
-  v1::LeaseTasksRequest bad;
-  bad.set_queue("lf");
-  bad.set_worker_id("w1");
-  bad.set_max_tasks(0);  // invalid
-  v1::LeaseTasksRequest good = bad;
-  good.set_max_tasks(1);
+  const v1::LeaseTasksRequest bad = LeaseReq("lf", 0);  // max_tasks 0: invalid
+  const v1::LeaseTasksRequest good = LeaseReq("lf", 1);
   ASSERT_TRUE(stream->Write(good));
   v1::LeaseTasksResponse resp;
   ASSERT_TRUE(stream->Read(&resp));
@@ -759,11 +753,7 @@ TEST_F(ServerTest, LeaseStreamWaitsWakeOnEnqueueAndEndForANewerRequest) {
   Start({"--durability", "async"});
   auto ctx = Authed(kAdmin, 60'000);
   auto stream = stub_->LeaseStream(ctx.get());
-  v1::LeaseTasksRequest wait;
-  wait.set_queue("lw");
-  wait.set_worker_id("w1");
-  wait.set_max_tasks(1);
-  wait.set_wait_ms(20'000);
+  v1::LeaseTasksRequest wait = LeaseReq("lw", 1, 20'000);
   ASSERT_TRUE(stream->Write(wait));
   std::this_thread::sleep_for(std::chrono::milliseconds(100));  // it waits
   MustEnqueue(kAdmin, Spec("lw"));
@@ -794,10 +784,7 @@ TEST_F(ServerTest, SigtermEndsIdleLeaseStreams) {
   Start({"--drain-timeout-ms", "10000"});
   auto ctx = Authed(kAdmin, 60'000);
   auto stream = stub_->LeaseStream(ctx.get());
-  v1::LeaseTasksRequest req;
-  req.set_queue("ld");
-  req.set_worker_id("w1");
-  req.set_max_tasks(1);
+  v1::LeaseTasksRequest req = LeaseReq("ld", 1);
   ASSERT_TRUE(stream->Write(req));
   v1::LeaseTasksResponse resp;
   ASSERT_TRUE(stream->Read(&resp));  // open and idle now
