@@ -146,9 +146,10 @@ class SluiceService final : public ServiceBase {
   // pool cannot start a thread, INTERNAL when run() throws.
   void Offload(BlockingPool* pool, grpc::ServerUnaryReactor* reactor, std::function<void()> run);
   // Runs body() -> grpc::Status and finishes the call: inline, or on the write pool when
-  // writes wait for the disk.
+  // writes wait for the disk or the call is too much work for a callback thread (long).
   template <typename Fn>
-  grpc::ServerUnaryReactor* Respond(grpc::CallbackServerContext* ctx, Fn&& body);
+  grpc::ServerUnaryReactor* Respond(grpc::CallbackServerContext* ctx, Fn&& body,
+                                    bool long_work = false);
   bool WritesWaitForDisk() const;
   // Which part of a LeaseTasks call LeaseTasksSlices runs: the reports and one non-waiting
   // lease (setting *wait_more when the call should go on waiting), or the wait. The wait also

@@ -1099,6 +1099,62 @@ TEST_F(ServerTest, ListJobsViewsAndPagingWithACursor) {
   }
 }
 
+// A batch of more than 16 jobs runs on the write pool in async durability too (decisions §71):
+// results in order, a bad job refuses the whole batch with nothing enqueued, and a lease stream
+// keeps working while batches are taken.
+TEST_F(ServerTest, BigEnqueueBatchesRunOffTheCallbackThreads) {
+  Start({"--durability", "async"});
+  auto stream_ctx = Authed(kAdmin, 30'000);
+  auto stream = stub_->LeaseStream(stream_ctx.get());
+  size_t leased = 0;
+  for (int size : {16, 17, 200}) {
+    SCOPED_TRACE(size);
+    v1::EnqueueBatchRequest batch;
+    for (int i = 0; i < size; ++i) {
+      *batch.add_jobs() = Spec("big", "b" + std::to_string(size) + "-" + std::to_string(i));
+    }
+    v1::EnqueueBatchResponse br;
+    auto ctx = Authed(kAdmin);
+    ASSERT_TRUE(stub_->EnqueueBatch(ctx.get(), batch, &br).ok());
+    ASSERT_EQ(br.results_size(), size);
+    for (int i = 0; i < size; ++i) {
+      EXPECT_EQ(br.results(i).id(), batch.jobs(i).id());
+      EXPECT_TRUE(br.results(i).created()) << i;
+    }
+    // The same batch again: every id exists, nothing new (idempotent enqueue).
+    v1::EnqueueBatchResponse again;
+    auto ctx2 = Authed(kAdmin);
+    ASSERT_TRUE(stub_->EnqueueBatch(ctx2.get(), batch, &again).ok());
+    ASSERT_EQ(again.results_size(), size);
+    for (int i = 0; i < size; ++i) EXPECT_FALSE(again.results(i).created()) << i;
+    // A bad job at the end refuses the batch: none of its jobs is stored.
+    v1::EnqueueBatchRequest bad;
+    for (int i = 0; i < size; ++i) {
+      *bad.add_jobs() = Spec("big", "bad" + std::to_string(size) + "-" + std::to_string(i));
+    }
+    bad.mutable_jobs(size - 1)->set_queue("");
+    v1::EnqueueBatchResponse none;
+    auto ctx3 = Authed(kAdmin);
+    EXPECT_EQ(stub_->EnqueueBatch(ctx3.get(), bad, &none).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+    v1::GetJobRequest g;
+    g.set_id(bad.jobs(0).id());
+    v1::GetJobResponse gr;
+    auto ctx4 = Authed(kAdmin);
+    EXPECT_EQ(stub_->GetJob(ctx4.get(), g, &gr).error_code(), grpc::StatusCode::NOT_FOUND);
+    // The stream leases what the batch stored.
+    v1::LeaseTasksRequest req = LeaseReq("big", 1000);
+    ASSERT_TRUE(stream->Write(req));
+    v1::LeaseTasksResponse resp;
+    ASSERT_TRUE(stream->Read(&resp));
+    EXPECT_EQ(resp.tasks_size(), size);
+    leased += static_cast<size_t>(resp.tasks_size());
+  }
+  EXPECT_EQ(leased, 16u + 17u + 200u);
+  ASSERT_TRUE(stream->WritesDone());
+  EXPECT_TRUE(stream->Finish().ok());
+}
+
 TEST_F(ServerTest, ListJobsPageSizesAreCapped) {
   // FULL pages also fit max_message_bytes / max_payload_bytes = 4 maximal payloads.
   Start({"--durability", "async", "--max-list-page", "7", "--max-message-bytes", "65536",
