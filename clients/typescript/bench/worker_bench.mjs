@@ -4,6 +4,7 @@
 //
 //   node bench/worker_bench.mjs [--jobs=20000] [--runs=3] [--concurrency=16] [--batch=100]
 //        [--payload=64] [--systems=bullmq,sluice-sync,sluice-async] [--drain=1]
+//        (systems also: sluice-sync-loop, sluice-async-loop)
 //
 // --drain=1 measures the Workers alone: every job is enqueued first, then the Worker starts
 // (Sluice: autostart off, start(); BullMQ: autorun off, run()), and the figure is jobs / (Worker
@@ -20,6 +21,11 @@
 // sync (fsync before every acknowledgement) and async (no fsync), each over a fresh store.
 // Both sides stamp process.hrtime into the payload at enqueue and report enqueue -> start
 // latency percentiles.
+//
+// sluice-async-loop / sluice-sync-loop: the same producer, but instead of a Worker one thread
+// runs the bare protocol: one LeaseStream, one request in flight asking for --concurrency tasks
+// and carrying the previous answer's outcomes, no handler. It is the ceiling of 16 tasks in
+// flight over this protocol on this machine; the Worker's figure is measured against it.
 import { Worker as Thread, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -115,6 +121,48 @@ async function sluiceWorker({ address, queue, jobs, concurrency, drain }) {
   });
 }
 
+// The bare lease loop (sluice-*-loop): what the Worker's figure is measured against.
+async function sluiceLoop({ address, queue, jobs, concurrency, drain }) {
+  const { SluiceClient } = await import(path.join(PKG, 'dist', 'index.js'));
+  const client = new SluiceClient({ address, token: TOKEN });
+  await client.getNodeInfo();
+  const lat = new Float64Array(jobs);
+  parentPort.postMessage({ ready: true });
+  const run = async () => {
+    const stream = client.leaseStream();
+    let done = 0;
+    let started = 0;
+    let reports = [];
+    while (done < jobs) {
+      // Once every job is leased, the last request only reports: it must not wait for more.
+      const res = await stream.lease({ queue, maxTasks: concurrency, waitMs: started < jobs ? 1000 : 0,
+        reports });
+      done += reports.length;
+      reports = new Array(res.tasks.length);
+      for (let i = 0; i < res.tasks.length; ++i) {
+        const task = res.tasks[i];
+        if (started < jobs) lat[started++] = (nowNs() - JSON.parse(task.payload.toString()).t) / 1e6;
+        reports[i] = { task };
+      }
+    }
+    const lastNs = nowNs();
+    stream.close();
+    client.close();
+    parentPort.postMessage({ lastNs });
+    return started;
+  };
+  parentPort.on('message', async (m) => {
+    if (m === 'go') {
+      const startNs = nowNs();
+      parentPort.postMessage({ startNs });
+      await run();
+    } else if (m === 'stop') {
+      parentPort.postMessage({ lat: lat.subarray(0, jobs), metrics: {} });
+    }
+  });
+  if (!drain) await run();
+}
+
 function spawnThread(data) {
   const t = new Thread(fileURLToPath(import.meta.url), { workerData: data });
   const messages = [];
@@ -131,8 +179,8 @@ function spawnThread(data) {
 async function runSluice(f, address, label, round) {
   const queue = `wb-${label}-${round}-${process.pid}`;
   const go = new SharedArrayBuffer(4);
-  const worker = spawnThread({ role: 'worker', address, queue, jobs: f.jobs, concurrency: f.concurrency,
-    drain: f.drain });
+  const worker = spawnThread({ role: label.endsWith('-loop') ? 'loop' : 'worker', address, queue,
+    jobs: f.jobs, concurrency: f.concurrency, drain: f.drain });
   await worker.next();
   const producer = spawnThread({ role: 'producer', address, queue, jobs: f.jobs, batch: f.batch, payload: f.payload, go });
   await producer.next();
@@ -157,7 +205,7 @@ async function runSluice(f, address, label, round) {
     e2e: f.jobs / ((lastNs - startNs) / 1e9),
     p50: percentile(sorted, 50),
     p99: percentile(sorted, 99),
-    extra: `leaseCalls=${metrics.leaseCalls} reportCalls=${metrics.reportCalls}` +
+    extra: label.endsWith('-loop') ? '' : `leaseCalls=${metrics.leaseCalls} reportCalls=${metrics.reportCalls}` +
       ` leaseReportCalls=${metrics.leaseReportCalls ?? 0} reportsWithLease=${metrics.reportsWithLease ?? 0}`,
   };
 }
@@ -253,11 +301,11 @@ async function main() {
       pids.bullmq = r.proc.pid;
     }
     for (const d of ['sync', 'async']) {
-      if (!f.systems.includes(`sluice-${d}`)) continue;
+      if (!f.systems.some((s) => s.startsWith(`sluice-${d}`))) continue;
       const s = await startSluiced(path.join(tmp, `sluice-${d}`), d);
       procs.push(s.proc);
-      servers[`sluice-${d}`] = s.address;
-      pids[`sluice-${d}`] = s.proc.pid;
+      servers[`sluice-${d}`] = servers[`sluice-${d}-loop`] = s.address;
+      pids[`sluice-${d}`] = pids[`sluice-${d}-loop`] = s.proc.pid;
     }
     const results = Object.fromEntries(f.systems.map((s) => [s, []]));
     for (let round = 1; round <= f.runs; ++round) {
@@ -304,6 +352,8 @@ if (isMainThread) {
   await main();
 } else if (workerData.role === 'producer') {
   await sluiceProducer(workerData);
+} else if (workerData.role === 'loop') {
+  await sluiceLoop(workerData);
 } else {
   await sluiceWorker(workerData);
 }
