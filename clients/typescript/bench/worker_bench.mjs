@@ -3,9 +3,10 @@
 // systems alternating within each round.
 //
 //   node bench/worker_bench.mjs [--jobs=20000] [--runs=3] [--concurrency=16] [--batch=100]
-//        [--payload=64] [--systems=bullmq,sluice-sync,sluice-async] [--drain=1]
+//        [--payload=64] [--systems=bullmq,sluice-sync,sluice-async] [--drain=1] [--pipeline=N]
 //        (systems also: sluice-sync-loop, sluice-async-loop)
 //
+// --pipeline=N sets the Sluice Worker's leasePipeline (default: the Worker's own default).
 // --drain=1 measures the Workers alone: every job is enqueued first, then the Worker starts
 // (Sluice: autostart off, start(); BullMQ: autorun off, run()), and the figure is jobs / (Worker
 // started -> last acknowledged outcome), with no producer competing for the CPU.
@@ -46,7 +47,7 @@ const TOKEN = 'bench-token';
 const nowNs = () => Number(process.hrtime.bigint());
 
 function flags(argv) {
-  const f = { jobs: 20000, runs: 3, concurrency: 16, batch: 100, payload: 64, drain: 0,
+  const f = { jobs: 20000, runs: 3, concurrency: 16, batch: 100, payload: 64, drain: 0, pipeline: 0,
     systems: ['bullmq', 'sluice-sync', 'sluice-async'] };
   for (const a of argv) {
     const m = /^--([a-z]+)=(.*)$/.exec(a);
@@ -85,7 +86,7 @@ async function sluiceProducer({ address, queue, jobs, batch, payload, go }) {
   parentPort.postMessage({ start, end });
 }
 
-async function sluiceWorker({ address, queue, jobs, concurrency, drain }) {
+async function sluiceWorker({ address, queue, jobs, concurrency, drain, pipeline }) {
   const { SluiceClient, Worker } = await import(path.join(PKG, 'dist', 'index.js'));
   const client = new SluiceClient({ address, token: TOKEN });
   await client.getNodeInfo();
@@ -94,7 +95,7 @@ async function sluiceWorker({ address, queue, jobs, concurrency, drain }) {
   let done = 0;
   let lastNs = 0;
   const w = new Worker(client, {
-    queues: queue, concurrency, autostart: !drain,
+    queues: queue, concurrency, autostart: !drain, ...(pipeline > 0 ? { leasePipeline: pipeline } : {}),
     handler: (job) => {
       if (started < jobs) lat[started++] = (nowNs() - job.json().t) / 1e6;
     },
@@ -180,7 +181,7 @@ async function runSluice(f, address, label, round) {
   const queue = `wb-${label}-${round}-${process.pid}`;
   const go = new SharedArrayBuffer(4);
   const worker = spawnThread({ role: label.endsWith('-loop') ? 'loop' : 'worker', address, queue,
-    jobs: f.jobs, concurrency: f.concurrency, drain: f.drain });
+    jobs: f.jobs, concurrency: f.concurrency, drain: f.drain, pipeline: f.pipeline });
   await worker.next();
   const producer = spawnThread({ role: 'producer', address, queue, jobs: f.jobs, batch: f.batch, payload: f.payload, go });
   await producer.next();
