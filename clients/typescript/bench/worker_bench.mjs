@@ -4,9 +4,12 @@
 //
 //   node bench/worker_bench.mjs [--jobs=20000] [--runs=3] [--concurrency=16] [--batch=100]
 //        [--payload=64] [--systems=bullmq,sluice-sync,sluice-async] [--drain=1] [--pipeline=N]
+//        [--work=MS]
 //        (systems also: sluice-sync-loop, sluice-async-loop)
 //
 // --pipeline=N sets the Sluice Worker's leasePipeline (default: the Worker's own default).
+// --work=MS gives the Sluice Worker's handler a timer of 0..2*MS ms (uniform; Node rounds
+// timers under 1 ms up to 1 ms), to compare lease settings with handlers that take time.
 // --drain=1 measures the Workers alone: every job is enqueued first, then the Worker starts
 // (Sluice: autostart off, start(); BullMQ: autorun off, run()), and the figure is jobs / (Worker
 // started -> last acknowledged outcome), with no producer competing for the CPU.
@@ -47,7 +50,7 @@ const TOKEN = 'bench-token';
 const nowNs = () => Number(process.hrtime.bigint());
 
 function flags(argv) {
-  const f = { jobs: 20000, runs: 3, concurrency: 16, batch: 100, payload: 64, drain: 0, pipeline: 0,
+  const f = { jobs: 20000, runs: 3, concurrency: 16, batch: 100, payload: 64, drain: 0, pipeline: 0, work: 0,
     systems: ['bullmq', 'sluice-sync', 'sluice-async'] };
   for (const a of argv) {
     const m = /^--([a-z]+)=(.*)$/.exec(a);
@@ -86,7 +89,7 @@ async function sluiceProducer({ address, queue, jobs, batch, payload, go }) {
   parentPort.postMessage({ start, end });
 }
 
-async function sluiceWorker({ address, queue, jobs, concurrency, drain, pipeline }) {
+async function sluiceWorker({ address, queue, jobs, concurrency, drain, pipeline, work }) {
   const { SluiceClient, Worker } = await import(path.join(PKG, 'dist', 'index.js'));
   const client = new SluiceClient({ address, token: TOKEN });
   await client.getNodeInfo();
@@ -96,9 +99,14 @@ async function sluiceWorker({ address, queue, jobs, concurrency, drain, pipeline
   let lastNs = 0;
   const w = new Worker(client, {
     queues: queue, concurrency, autostart: !drain, ...(pipeline > 0 ? { leasePipeline: pipeline } : {}),
-    handler: (job) => {
-      if (started < jobs) lat[started++] = (nowNs() - job.json().t) / 1e6;
-    },
+    handler: work > 0
+      ? async (job) => {
+        if (started < jobs) lat[started++] = (nowNs() - job.json().t) / 1e6;
+        await delay(Math.random() * 2 * work);
+      }
+      : (job) => {
+        if (started < jobs) lat[started++] = (nowNs() - job.json().t) / 1e6;
+      },
   });
   w.on('error', (e, ctx) => console.error(`worker_bench: worker ${ctx.op}: ${e.message}`));
   w.on('completed', () => {
@@ -181,7 +189,7 @@ async function runSluice(f, address, label, round) {
   const queue = `wb-${label}-${round}-${process.pid}`;
   const go = new SharedArrayBuffer(4);
   const worker = spawnThread({ role: label.endsWith('-loop') ? 'loop' : 'worker', address, queue,
-    jobs: f.jobs, concurrency: f.concurrency, drain: f.drain, pipeline: f.pipeline });
+    jobs: f.jobs, concurrency: f.concurrency, drain: f.drain, pipeline: f.pipeline, work: f.work });
   await worker.next();
   const producer = spawnThread({ role: 'producer', address, queue, jobs: f.jobs, batch: f.batch, payload: f.payload, go });
   await producer.next();
