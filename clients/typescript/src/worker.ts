@@ -79,7 +79,9 @@ export interface WorkerOptions {
   /**
    * Lease requests in flight per queue while its work flows (default 2 over a stream, else 1).
    * The free slots are split between them, so the server applies the reports of one batch and
-   * leases the next while this process runs the last. Only one of them ever long-polls.
+   * leases the next while this process runs the last. Only one of them ever long-polls. While a
+   * queue's handlers finish at once (before its next request could go), one request carries
+   * every free slot instead; the others resume as soon as an answer's handlers take time.
    */
   leasePipeline?: number;
   /** Start leasing in the constructor (default true); else call start(). */
@@ -233,6 +235,13 @@ export class Worker extends EventEmitter<WorkerEvents> {
   /** Queues whose last lease answer (of any lane) had tasks. */
   private readonly hotQueues = new Set<string>();
   private readonly hotWaiters = new Map<string, (() => void)[]>();
+  /**
+   * Hot queues whose last answer's handlers had all finished by the time its lane went on
+   * (synchronous or at-once handlers): one request in flight carrying every free slot serves
+   * them better than several sharing the slots (the server's cost is per request), so the
+   * other lanes rest until an answer's handlers take time again.
+   */
+  private readonly quickQueues = new Set<string>();
   private readonly refresher: RefreshRunner;
   private readonly loopState = new Map<string, LoopState>();
   /** Queues whose second lane has a LeaseTasks call in flight. */
@@ -374,15 +383,15 @@ export class Worker extends EventEmitter<WorkerEvents> {
     let hot = this.queues.length === 1;  // the last lease returned work
     const share = Math.ceil(this.concurrency / this.pipeline);
     while (!this.stopping) {
-      if (lane > 0 && !this.hotQueues.has(queue)) {
+      if (lane > 0 && !this.laneWanted(queue)) {
         await new Promise<void>((r) => this.hotWaiters.get(queue)!.push(r));
         continue;
       }
       if (lane === 0) this.setLoopState(queue, 'reserving');
-      const flowing = this.pipeline > 1 && this.hotQueues.has(queue);
+      const flowing = this.pipeline > 1 && this.hotQueues.has(queue) && !this.quickQueues.has(queue);
       const n = await this.reserve(hot, flowing ? share : MAX_LEASE_BATCH);
       if (n === 0) break;
-      if (lane > 0 && !this.hotQueues.has(queue)) {
+      if (lane > 0 && !this.laneWanted(queue)) {
         this.reserved -= n;
         this.notifySlots();
         continue;
@@ -446,8 +455,26 @@ export class Worker extends EventEmitter<WorkerEvents> {
       // Let handlers that finished at once (their settlement is a microtask away) free their
       // slots and queue their outcomes first, so the next lease asks for all of them and
       // reports them in one call.
-      if (res.tasks.length > 0) await null;
+      if (res.tasks.length > 0) {
+        await null;
+        if (this.pipeline > 1) this.noteQuick(queue, res.tasks);
+      }
       this.notifySlots();
+    }
+  }
+
+  /** Whether a lane other than 0 should lease now: the queue's work flows and takes time. */
+  private laneWanted(queue: string): boolean {
+    return this.hotQueues.has(queue) && !this.quickQueues.has(queue);
+  }
+
+  /** Marks the queue quick when every task of an answer has finished already (see quickQueues). */
+  private noteQuick(queue: string, tasks: Task[]): void {
+    const quick = tasks.every((t) => this.tasks.get(t.taskId)?.phase !== 'running');
+    if (quick) {
+      this.quickQueues.add(queue);
+    } else if (this.quickQueues.delete(queue)) {
+      this.wakeHot(queue);  // the resting lanes lease again
     }
   }
 

@@ -648,6 +648,37 @@ describe('lease stream', () => {
     assert.equal(w.metrics().failed, 0);
   });
 
+  test('handlers that finish at once get one request carrying every free slot; the second lane returns when they take time', async () => {
+    const queue = q('quick');
+    const seen = watching();
+    let calls = 0;
+    let deepestQuick = -1;
+    let running = 0;
+    let peak = 0;
+    const w = worker({
+      queues: queue, concurrency: 8, client: seen.client,
+      handler: async () => {
+        // The first 400 finish at once; from then on (the queue still full) each takes 1-3 ms.
+        if (++calls <= 400) return;
+        if (deepestQuick < 0) {
+          deepestQuick = seen.deepest;
+          seen.deepest = 0;
+        }
+        peak = Math.max(peak, ++running);
+        await delay(1 + Math.random() * 2);
+        --running;
+      },
+    });
+    await client.enqueueBatch(Array.from({ length: 800 }, () => ({ queue })));
+    await until(() => w.metrics().succeeded === 800, { timeoutMs: 20_000, what: '800 jobs' });
+    await w.stop();
+    assert.equal(deepestQuick, 1, 'one request in flight while handlers finish at once');
+    assert.equal(seen.deepest, 2, 'the second lane leases again once handlers take time');
+    assert.ok(peak <= 8, `peak ${peak}`);
+    assert.equal(seen.opened, 1);
+    assert.equal(w.metrics().failed, 0);
+  });
+
   test('the job context destructures: json, text and signal', async () => {
     const queue = q('ctx');
     const seen = [];
