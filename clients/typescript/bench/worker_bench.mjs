@@ -22,7 +22,8 @@
 // --producers=1 --workers=1 --concurrency=16 --enqueue-batch=--batch: Queue.addBulk and one
 // BullMQ Worker; e2e = jobs / (first add -> last `completed` event). Redis runs from Debian's
 // redis-server with --appendonly yes --appendfsync everysec; sluiced runs with --durability
-// sync (fsync before every acknowledgement) and async (no fsync), each over a fresh store.
+// sync (fsync before every acknowledgement) and async (no fsync); each Sluice system has its own
+// sluiced over a fresh store.
 // Both sides stamp process.hrtime into the payload at enqueue and report enqueue -> start
 // latency percentiles.
 //
@@ -309,12 +310,13 @@ async function main() {
       servers.bullmq = r.port;
       pids.bullmq = r.proc.pid;
     }
-    for (const d of ['sync', 'async']) {
-      if (!f.systems.some((s) => s.startsWith(`sluice-${d}`))) continue;
-      const s = await startSluiced(path.join(tmp, `sluice-${d}`), d);
+    // Each Sluice system gets its own sluiced: one's writes (and the compactions they cause)
+    // do not land on another's runs.
+    for (const sys of f.systems.filter((x) => x.startsWith('sluice-'))) {
+      const s = await startSluiced(path.join(tmp, sys), sys.startsWith('sluice-sync') ? 'sync' : 'async');
       procs.push(s.proc);
-      servers[`sluice-${d}`] = servers[`sluice-${d}-loop`] = s.address;
-      pids[`sluice-${d}`] = pids[`sluice-${d}-loop`] = s.proc.pid;
+      servers[sys] = s.address;
+      pids[sys] = s.proc.pid;
     }
     const results = Object.fromEntries(f.systems.map((s) => [s, []]));
     for (let round = 1; round <= f.runs; ++round) {
