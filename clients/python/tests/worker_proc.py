@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import pathlib
 import sys
+import threading
 import time
 from typing import Any, Mapping
 
@@ -23,8 +24,16 @@ from recorder import AsyncRecorder  # noqa: E402
 from sluice_client import JobContext, Worker  # noqa: E402
 
 
+_out = threading.Lock()
+
+
 def emit(kind: str, **fields: Any) -> None:
-    print(json.dumps({"kind": kind, **fields}, default=str), flush=True)
+    # One write per line, under a lock: handlers run on several threads, and print() writes the
+    # text and its newline separately (two lines could merge into one unparsable line).
+    line = json.dumps({"kind": kind, **fields}, default=str) + "\n"
+    with _out:
+        sys.stdout.write(line)
+        sys.stdout.flush()
 
 
 class PrintingRecorder(AsyncRecorder):
