@@ -468,10 +468,25 @@ export class Worker extends EventEmitter<WorkerEvents> {
     return this.hotQueues.has(queue) && !this.quickQueues.has(queue);
   }
 
-  /** Marks the queue quick when every task of an answer has finished already (see quickQueues). */
+  /**
+   * Marks the queue quick when every task an answer started here has finished already (see
+   * quickQueues). Tasks it did not start (duplicates of running ones, leases already lost) do
+   * not count; an answer that started none leaves the mark as it was.
+   */
   private noteQuick(queue: string, tasks: Task[]): void {
-    const quick = tasks.every((t) => this.tasks.get(t.taskId)?.phase !== 'running');
-    if (quick) {
+    let judged = 0;
+    let running = false;
+    for (const t of tasks) {
+      const r = this.tasks.get(t.taskId);
+      if (r === undefined || r.task !== t) continue;
+      ++judged;
+      if (r.phase === 'running') {
+        running = true;
+        break;
+      }
+    }
+    if (judged === 0) return;
+    if (!running) {
       this.quickQueues.add(queue);
     } else if (this.quickQueues.delete(queue)) {
       this.wakeHot(queue);  // the resting lanes lease again
@@ -520,8 +535,10 @@ export class Worker extends EventEmitter<WorkerEvents> {
     if (!this.reportWithLease || !this.leaseTakesReports || this.stopping ||
         this.secondFast.has(queue)) return 0;
     const state = this.loopState.get(queue);
-    // With a pipeline, the other lease lanes take outcomes while work flows.
-    if (state !== 'polling' && (state !== 'fast' || this.pipeline > 1)) return 0;
+    // With a pipeline, the other lease lanes take outcomes while work flows (unless they rest
+    // because the queue is quick: then, as with one lane, this lane sends them).
+    if (state !== 'polling' &&
+        (state !== 'fast' || (this.pipeline > 1 && !this.quickQueues.has(queue)))) return 0;
     let n = 0;
     for (const r of this.reportQueue) if (!r.direct && r.task.queue === queue) ++n;
     return n;
