@@ -19,6 +19,9 @@ constexpr uint32_t kWaitSliceMs = 100;
 // An EnqueueBatch of more jobs than this runs on the write pool, not on a callback thread
 // (about 5 µs of engine work per job: a batch of 100 would hold the thread for 0.5 ms).
 constexpr int kInlineBatchJobs = 16;
+// How early a caller's deadline may cancel a call before the server's copy of that deadline
+// (the one-way delay of the request, longer on a loaded machine).
+constexpr auto kDeadlineSkew = std::chrono::milliseconds(250);
 // Default and most entries of a list call.
 constexpr uint32_t kDefaultListLimit = 100;
 constexpr uint32_t kMaxListLimit = 1000;
@@ -891,7 +894,11 @@ grpc::Status SluiceService::Query(grpc::ServerContext* ctx, const v1::QueryReque
       s = r.status();
     }
     // A passed deadline cancels the call too: that is a timeout, not a caller that went away.
-    if (s.code() == StatusCode::kCancelled && std::chrono::system_clock::now() >= ctx->deadline()) {
+    // The caller's own deadline fires first (ours runs from the request's arrival), and its
+    // cancellation can reach us a moment before our deadline: within kDeadlineSkew of it, a
+    // cancellation is the deadline's.
+    if (s.code() == StatusCode::kCancelled &&
+        std::chrono::system_clock::now() + kDeadlineSkew >= ctx->deadline()) {
       s = Status::Timeout("query: the call's deadline passed while the query ran");
     }
     outcome = OutcomeOf(s);
