@@ -101,6 +101,14 @@ class ServerTest : public ::testing::Test {
     return j;
   }
 
+  // One GetJob call as `token`; the job lands in *out.
+  grpc::Status GetJob(const std::string& token, const std::string& id, v1::GetJobResponse* out) {
+    v1::GetJobRequest g;
+    g.set_id(id);
+    auto ctx = Authed(token);
+    return stub_->GetJob(ctx.get(), g, out);
+  }
+
   // One ListJobs call (the request's tenant stays as given).
   grpc::Status List(const std::string& token, const v1::ListJobsRequest& req,
                     v1::ListJobsResponse* resp) {
@@ -264,11 +272,8 @@ TEST_F(ServerTest, LeaseTasksAppliesPiggybackedReportsFirst) {
     auto ctx = Authed(kAdmin);
     EXPECT_EQ(stub_->LeaseTasks(ctx.get(), bad, &resp).error_code(),
               grpc::StatusCode::INVALID_ARGUMENT);
-    v1::GetJobRequest g;
-    g.set_id(first.tasks(0).job_id());
     v1::GetJobResponse gr;
-    auto c2 = Authed(kAdmin);
-    ASSERT_TRUE(stub_->GetJob(c2.get(), g, &gr).ok());
+    ASSERT_TRUE(GetJob(kAdmin, first.tasks(0).job_id(), &gr).ok());
     EXPECT_EQ(gr.job().status(), v1::RUNNING);
   }
   v1::LeaseTasksRequest req = LeaseReq("pb", 2);
@@ -563,11 +568,9 @@ TEST_F(ServerTest, PayloadCapAtLimitMinusOneLimitAndPlusOne) {
     }
   }
   // Nothing of the rejected call was written.
-  v1::GetJobRequest g;
-  g.set_id("p" + std::to_string(kCap + 1));
   v1::GetJobResponse gr;
-  auto ctx = Authed(kAdmin);
-  EXPECT_EQ(stub_->GetJob(ctx.get(), g, &gr).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(GetJob(kAdmin, "p" + std::to_string(kCap + 1), &gr).error_code(),
+            grpc::StatusCode::NOT_FOUND);
   EXPECT_EQ(Lease(kAdmin, "caps").tasks_size(), 2);
   EXPECT_EQ(Metric("sluice_jobs_enqueued_total"), 2);
 }
@@ -701,11 +704,8 @@ TEST_F(ServerTest, LeaseStreamAnswersPipelinedRequestsInOrder) {
     for (const v1::Task& t : tasks) ids.insert(t.job_id());
     EXPECT_EQ(ids.size(), 9u);
     for (const std::string& id : ids) {
-      v1::GetJobRequest g;
-      g.set_id(id);
       v1::GetJobResponse gr;
-      auto c = Authed(kAdmin);
-      ASSERT_TRUE(stub_->GetJob(c.get(), g, &gr).ok());
+      ASSERT_TRUE(GetJob(kAdmin, id, &gr).ok());
       EXPECT_EQ(gr.job().status(), v1::SUCCEEDED) << id;
     }
   }
@@ -732,11 +732,8 @@ TEST_F(ServerTest, LeaseStreamEndsWithTheStatusOfAFailedRequest) {
   const grpc::Status st = stream->Finish();
   EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << st.error_message();
   EXPECT_EQ(SluiceCode(*ctx), "invalid_argument");
-  v1::GetJobRequest g;
-  g.set_id("lf-2");
   v1::GetJobResponse gr;
-  auto c = Authed(kAdmin);
-  ASSERT_TRUE(stub_->GetJob(c.get(), g, &gr).ok());
+  ASSERT_TRUE(GetJob(kAdmin, "lf-2", &gr).ok());
   EXPECT_EQ(gr.job().status(), v1::WAITING);
   // A stream without a valid token is refused.
   auto anon = std::make_unique<grpc::ClientContext>();
@@ -829,11 +826,8 @@ TEST_F(ServerTest, SigtermEndsLongPollsAndDrainsCleanly) {
   EXPECT_TRUE(code == grpc::StatusCode::OK || code == grpc::StatusCode::UNAVAILABLE) << code;
   // The data survives the restart.
   Start();
-  v1::GetJobRequest g;
-  g.set_id("kept-job");
   v1::GetJobResponse gr;
-  auto ctx = Authed(kAdmin);
-  ASSERT_TRUE(stub_->GetJob(ctx.get(), g, &gr).ok());
+  ASSERT_TRUE(GetJob(kAdmin, "kept-job", &gr).ok());
   EXPECT_EQ(gr.job().status(), v1::WAITING);
 }
 
@@ -1137,11 +1131,8 @@ TEST_F(ServerTest, BigEnqueueBatchesRunOffTheCallbackThreads) {
     auto ctx3 = Authed(kAdmin);
     EXPECT_EQ(stub_->EnqueueBatch(ctx3.get(), bad, &none).error_code(),
               grpc::StatusCode::INVALID_ARGUMENT);
-    v1::GetJobRequest g;
-    g.set_id(bad.jobs(0).id());
     v1::GetJobResponse gr;
-    auto ctx4 = Authed(kAdmin);
-    EXPECT_EQ(stub_->GetJob(ctx4.get(), g, &gr).error_code(), grpc::StatusCode::NOT_FOUND);
+    EXPECT_EQ(GetJob(kAdmin, bad.jobs(0).id(), &gr).error_code(), grpc::StatusCode::NOT_FOUND);
     // The stream leases what the batch stored.
     v1::LeaseTasksRequest req = LeaseReq("big", 1000);
     ASSERT_TRUE(stream->Write(req));
@@ -1516,11 +1507,8 @@ TEST_F(ServerTest, StorageErrorStopsTheNodeAndARestartRecovers) {
   server_->Forget();
   std::filesystem::remove(trigger);
   Start();
-  v1::GetJobRequest g;
-  g.set_id("before");
   v1::GetJobResponse gr;
-  auto c2 = Authed(kAdmin);
-  EXPECT_TRUE(stub_->GetJob(c2.get(), g, &gr).ok()) << "an acknowledged job was lost";
+  EXPECT_TRUE(GetJob(kAdmin, "before", &gr).ok()) << "an acknowledged job was lost";
   MustEnqueue(kAdmin, Spec("q", "after"));
 }
 #endif
