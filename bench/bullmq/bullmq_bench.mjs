@@ -31,6 +31,10 @@
 // off, run() on the signal); the line then also has drain_jobs_per_s = jobs / (Workers
 // started -> last `completed` event): the Workers' own throughput, without producers competing
 // for the CPU.
+//
+// --warmup=N: before the measurement, the same threads run N jobs on a queue of their own
+// (the producers add them while the Workers run them), so that the measured run finds the JIT
+// warm and the connections open, as in a long-running service. Off (0) by default.
 import { Worker as Thread, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { Queue, Worker } from 'bullmq';
@@ -42,7 +46,7 @@ function parseFlags(argv) {
   const f = {
     redis: '127.0.0.1:6379', jobs: 10000, producers: 1, workers: 1, concurrency: 16,
     enqueueBatch: 1, payload: 64, rate: 0, queue: `bench-${process.pid}-${Date.now()}`,
-    drain: false,
+    drain: false, warmup: 0,
   };
   const num = (k, v) => {
     if (!/^\d+(\.\d+)?$/.test(v)) die(`bad number for --${k}: ${v}`);
@@ -68,6 +72,7 @@ function parseFlags(argv) {
       case 'rate': f.rate = num(k, v); break;
       case 'queue': f.queue = v; break;
       case 'drain': f.drain = true; break;
+      case 'warmup': f.warmup = num(k, v); break;
       case 'token': case 'report-batch': break;
       default: die(`unknown flag --${k}`);
     }
@@ -92,10 +97,20 @@ function connection(redis) {
 
 // A producer: adds `count` jobs, `batch` per call, paced to `rate` jobs/s when rate > 0.
 // Reports the time of its first call and of its last acknowledgement.
-async function producer({ f, count, rate, go }) {
+async function producer({ f, count, warm, rate, go }) {
   const queue = new Queue(f.queue, { connection: connection(f.redis) });
   await queue.waitUntilReady();
   const pad = 'x'.repeat(Math.max(0, f.payload - 16));
+  if (warm > 0) {
+    const wq = new Queue(`${f.queue}-warm`, { connection: connection(f.redis) });
+    for (let sent = 0; sent < warm; sent += f.enqueueBatch) {
+      const n = Math.min(f.enqueueBatch, warm - sent);
+      const jobs = [];
+      for (let i = 0; i < n; ++i) jobs.push({ name: 'j', data: { t: nowNs(), p: pad } });
+      await (n === 1 ? wq.add('j', jobs[0].data) : wq.addBulk(jobs));
+    }
+    await wq.close();
+  }
   parentPort.postMessage({ ready: true });
   Atomics.wait(new Int32Array(go), 0, 0);  // the main thread releases every producer at once
   const start = nowNs();
@@ -128,16 +143,26 @@ async function producer({ f, count, rate, go }) {
 async function worker({ f, shared }) {
   const counters = new Int32Array(shared, 0, 2);  // [completed jobs, all done flag]
   const lastNs = new Float64Array(shared, 8, 1);
+  const warmDone = new Int32Array(shared, 16, 1);
   const lat = [];
-  const w = new Worker(f.queue, async (job) => {
-    lat.push((nowNs() - job.data.t) / 1e6);
-  }, {
+  const options = (autorun) => ({
     connection: connection(f.redis),
     concurrency: f.concurrency,
     removeOnComplete: { count: 1000 },
     removeOnFail: { count: 5000 },
-    autorun: !f.drain,
+    autorun,
   });
+  // The warm-up Worker runs the same processor (its latencies are not recorded).
+  let warm = null;
+  if (f.warmup > 0) {
+    warm = new Worker(`${f.queue}-warm`, async (job) => { void ((nowNs() - job.data.t) / 1e6); },
+      options(true));
+    warm.on('completed', () => { Atomics.add(warmDone, 0, 1); });
+    await warm.waitUntilReady();
+  }
+  const w = new Worker(f.queue, async (job) => {
+    lat.push((nowNs() - job.data.t) / 1e6);
+  }, options(!f.drain));
   w.on('completed', () => {
     if (Atomics.add(counters, 0, 1) + 1 === f.jobs) {
       lastNs[0] = nowNs();
@@ -151,6 +176,11 @@ async function worker({ f, shared }) {
   parentPort.on('message', async (msg) => {
     if (msg === 'run') {
       w.run().catch((e) => die(`worker: ${e}`));
+      return;
+    }
+    if (msg === 'warm-done') {
+      await warm.close();
+      parentPort.postMessage({ warmClosed: true });
       return;
     }
     if (msg !== 'stop') return;
@@ -181,7 +211,7 @@ function percentile(sorted, p) {
 
 async function main() {
   const f = parseFlags(process.argv.slice(2));
-  const shared = new SharedArrayBuffer(16);
+  const shared = new SharedArrayBuffer(24);
   const go = new SharedArrayBuffer(4);
 
   const workers = [];
@@ -191,9 +221,21 @@ async function main() {
   const producers = [];
   for (let i = 0; i < f.producers; ++i) {
     const count = Math.floor(f.jobs / f.producers) + (i < f.jobs % f.producers ? 1 : 0);
-    producers.push(spawn({ role: 'producer', f, count, rate: f.rate / f.producers, go }));
+    const warm = Math.floor(f.warmup / f.producers) + (i < f.warmup % f.producers ? 1 : 0);
+    producers.push(spawn({ role: 'producer', f, count, warm, rate: f.rate / f.producers, go }));
   }
   for (const p of producers) await p.next();
+  if (f.warmup > 0) {
+    // Every warm-up job is added (the producers said ready): wait until the Workers ran them all.
+    const warmDone = new Int32Array(shared, 16, 1);
+    const until = Date.now() + 600_000;
+    while (Atomics.load(warmDone, 0) < f.warmup) {
+      if (Date.now() > until) die(`warm-up timed out at ${Atomics.load(warmDone, 0)} of ${f.warmup}`);
+      await sleep(5);
+    }
+    for (const w of workers) w.postMessage('warm-done');
+    for (const w of workers) await w.next();
+  }
   Atomics.store(new Int32Array(go), 0, 1);
   Atomics.notify(new Int32Array(go), 0);
 
@@ -226,9 +268,11 @@ async function main() {
   for (const a of lats) { all.set(a, o); o += a.length; }
   all.sort();
 
-  const q = new Queue(f.queue, { connection: connection(f.redis) });
-  await q.obliterate({ force: true });
-  await q.close();
+  for (const name of f.warmup > 0 ? [f.queue, `${f.queue}-warm`] : [f.queue]) {
+    const q = new Queue(name, { connection: connection(f.redis) });
+    await q.obliterate({ force: true });
+    await q.close();
+  }
 
   console.error(`bullmq_bench: start p90 ${percentile(all, 90).toFixed(3)} ms, ` +
                 `p99.9 ${percentile(all, 99.9).toFixed(3)} ms, max ${percentile(all, 100).toFixed(3)} ms`);

@@ -4,12 +4,16 @@
 //
 //   node bench/worker_bench.mjs [--jobs=20000] [--runs=3] [--concurrency=16] [--batch=100]
 //        [--payload=64] [--systems=bullmq,sluice-sync,sluice-async] [--drain=1] [--pipeline=N]
-//        [--work=MS]
+//        [--work=MS] [--warmup=N]
 //        (systems also: sluice-sync-loop, sluice-async-loop)
 //
 // --pipeline=N sets the Sluice Worker's leasePipeline (default: the Worker's own default).
 // --work=MS gives the Sluice Worker's handler a timer of 0..2*MS ms (uniform; Node rounds
 // timers under 1 ms up to 1 ms), to compare lease settings with handlers that take time.
+// --warmup=N: before each measured run, its threads run N jobs on a queue of their own (the
+// producer enqueues them while the Worker runs them; BullMQ: bullmq_bench.mjs --warmup=N, the
+// same), so the run finds the JIT warm, as in a long-running service. Default 0: each run is a
+// cold start of fresh threads, which at 20,000 jobs (about a second) weighs on the figure.
 // --drain=1 measures the Workers alone: every job is enqueued first, then the Worker starts
 // (Sluice: autostart off, start(); BullMQ: autorun off, run()), and the figure is jobs / (Worker
 // started -> last acknowledged outcome), with no producer competing for the CPU.
@@ -52,6 +56,7 @@ const nowNs = () => Number(process.hrtime.bigint());
 
 function flags(argv) {
   const f = { jobs: 20000, runs: 3, concurrency: 16, batch: 100, payload: 64, drain: 0, pipeline: 0, work: 0,
+    warmup: 0,
     systems: ['bullmq', 'sluice-sync', 'sluice-async'] };
   for (const a of argv) {
     const m = /^--([a-z]+)=(.*)$/.exec(a);
@@ -70,27 +75,31 @@ function percentile(sorted, p) {
 
 // ---- Sluice threads -----------------------------------------------------------------------
 
-async function sluiceProducer({ address, queue, jobs, batch, payload, go }) {
+async function sluiceProducer({ address, queue, jobs, batch, payload, warmup, go }) {
   const { SluiceClient } = await import(path.join(PKG, 'dist', 'index.js'));
   const client = new SluiceClient({ address, token: TOKEN });
   await client.getNodeInfo();  // connected before the clock starts
   const pad = 'x'.repeat(Math.max(0, payload - 24));
+  const produce = async (q, count) => {
+    for (let sent = 0; sent < count; sent += batch) {
+      const n = Math.min(batch, count - sent);
+      const t = nowNs();
+      const specs = new Array(n);
+      for (let i = 0; i < n; ++i) specs[i] = { queue: q, json: { t, p: pad } };
+      await client.enqueueBatch(specs);
+    }
+  };
+  if (warmup > 0) await produce(`${queue}-warm`, warmup);
   parentPort.postMessage({ ready: true });
   Atomics.wait(new Int32Array(go), 0, 0);
   const start = nowNs();
-  for (let sent = 0; sent < jobs; sent += batch) {
-    const n = Math.min(batch, jobs - sent);
-    const t = nowNs();
-    const specs = new Array(n);
-    for (let i = 0; i < n; ++i) specs[i] = { queue, json: { t, p: pad } };
-    await client.enqueueBatch(specs);
-  }
+  await produce(queue, jobs);
   const end = nowNs();
   client.close();
   parentPort.postMessage({ start, end });
 }
 
-async function sluiceWorker({ address, queue, jobs, concurrency, drain, pipeline, work }) {
+async function sluiceWorker({ address, queue, jobs, concurrency, drain, pipeline, work, warmup }) {
   const { SluiceClient, Worker } = await import(path.join(PKG, 'dist', 'index.js'));
   const client = new SluiceClient({ address, token: TOKEN });
   await client.getNodeInfo();
@@ -98,25 +107,39 @@ async function sluiceWorker({ address, queue, jobs, concurrency, drain, pipeline
   let started = 0;
   let done = 0;
   let lastNs = 0;
-  const w = new Worker(client, {
-    queues: queue, concurrency, autostart: !drain, ...(pipeline > 0 ? { leasePipeline: pipeline } : {}),
+  const options = (q, autostart, record) => ({
+    queues: q, concurrency, autostart, ...(pipeline > 0 ? { leasePipeline: pipeline } : {}),
     handler: work > 0
       ? async (job) => {
-        if (started < jobs) lat[started++] = (nowNs() - job.json().t) / 1e6;
+        const ms = (nowNs() - job.json().t) / 1e6;
+        if (record && started < jobs) lat[started++] = ms;
         await delay(Math.random() * 2 * work);
       }
       : (job) => {
-        if (started < jobs) lat[started++] = (nowNs() - job.json().t) / 1e6;
+        const ms = (nowNs() - job.json().t) / 1e6;
+        if (record && started < jobs) lat[started++] = ms;
       },
   });
+  // The warm-up Worker: the same handler on its own queue, run while the producer warms up.
+  let warmed = Promise.resolve();
+  if (warmup > 0) {
+    const warm = new Worker(client, options(`${queue}-warm`, true, false));
+    let n = 0;
+    warmed = new Promise((resolve) => warm.on('completed', () => { if (++n === warmup) resolve(); }))
+      .then(() => warm.stop());
+  }
+  const w = new Worker(client, options(queue, !drain, true));
   w.on('error', (e, ctx) => console.error(`worker_bench: worker ${ctx.op}: ${e.message}`));
+  const doneAt = new Float64Array(jobs);
   w.on('completed', () => {
+    if (done < jobs) doneAt[done] = nowNs();
     if (++done === jobs) {
       lastNs = nowNs();
       parentPort.postMessage({ lastNs });
     }
   });
   parentPort.postMessage({ ready: true });
+  if (warmup > 0) warmed.then(() => parentPort.postMessage({ warmed: true }));
   parentPort.on('message', async (m) => {
     if (m === 'go') {
       const startNs = nowNs();
@@ -127,39 +150,52 @@ async function sluiceWorker({ address, queue, jobs, concurrency, drain, pipeline
     if (m !== 'stop') return;
     await w.stop();
     client.close();
-    parentPort.postMessage({ lat: lat.subarray(0, started), metrics: w.metrics() });
+    parentPort.postMessage({ lat: lat.subarray(0, started), doneAt, metrics: w.metrics() });
   });
 }
 
 // The bare lease loop (sluice-*-loop): what the Worker's figure is measured against.
-async function sluiceLoop({ address, queue, jobs, concurrency, drain }) {
+async function sluiceLoop({ address, queue, jobs, concurrency, drain, warmup }) {
   const { SluiceClient } = await import(path.join(PKG, 'dist', 'index.js'));
   const client = new SluiceClient({ address, token: TOKEN });
   await client.getNodeInfo();
   const lat = new Float64Array(jobs);
+  const doneAt = new Float64Array(jobs);
   parentPort.postMessage({ ready: true });
-  const run = async () => {
+  // Runs `count` jobs of queue `q`; records latencies and completion times when `record`.
+  const lease = async (q, count, record) => {
     const stream = client.leaseStream();
     let done = 0;
     let started = 0;
     let reports = [];
-    while (done < jobs) {
+    while (done < count) {
       // Once every job is leased, the last request only reports: it must not wait for more.
-      const res = await stream.lease({ queue, maxTasks: concurrency, waitMs: started < jobs ? 1000 : 0,
+      const res = await stream.lease({ queue: q, maxTasks: concurrency, waitMs: started < count ? 1000 : 0,
         reports });
-      done += reports.length;
+      const acked = nowNs();
+      for (let i = 0; i < reports.length && done < count; ++i, ++done) if (record) doneAt[done] = acked;
       reports = new Array(res.tasks.length);
       for (let i = 0; i < res.tasks.length; ++i) {
         const task = res.tasks[i];
-        if (started < jobs) lat[started++] = (nowNs() - JSON.parse(task.payload.toString()).t) / 1e6;
+        const ms = (nowNs() - JSON.parse(task.payload.toString()).t) / 1e6;
+        if (started < count) {
+          if (record) lat[started] = ms;
+          ++started;
+        }
         reports[i] = { task };
       }
     }
-    const lastNs = nowNs();
     stream.close();
+  };
+  if (warmup > 0) {
+    await lease(`${queue}-warm`, warmup, false);
+    parentPort.postMessage({ warmed: true });
+  }
+  const run = async () => {
+    await lease(queue, jobs, true);
+    const lastNs = nowNs();
     client.close();
     parentPort.postMessage({ lastNs });
-    return started;
   };
   parentPort.on('message', async (m) => {
     if (m === 'go') {
@@ -167,10 +203,20 @@ async function sluiceLoop({ address, queue, jobs, concurrency, drain }) {
       parentPort.postMessage({ startNs });
       await run();
     } else if (m === 'stop') {
-      parentPort.postMessage({ lat: lat.subarray(0, jobs), metrics: {} });
+      parentPort.postMessage({ lat: lat.subarray(0, jobs), doneAt, metrics: {} });
     }
   });
   if (!drain) await run();
+}
+
+// With the producer running: jobs/s finished while it was still enqueueing, and after it ended
+// (the Worker then has both cores' worth of the machine to itself, less the server's flushes).
+function phases(doneAt, startNs, producerEndNs, lastNs) {
+  let during = 0;
+  while (during < doneAt.length && doneAt[during] <= producerEndNs) ++during;
+  const rate = (n, ns) => (ns > 0 ? (n / (ns / 1e9)).toFixed(0) : '-');
+  return `while producing ${rate(during, producerEndNs - startNs)} jobs/s (${during} jobs), ` +
+    `after ${rate(doneAt.length - during, lastNs - producerEndNs)} jobs/s`;
 }
 
 function spawnThread(data) {
@@ -190,10 +236,13 @@ async function runSluice(f, address, label, round) {
   const queue = `wb-${label}-${round}-${process.pid}`;
   const go = new SharedArrayBuffer(4);
   const worker = spawnThread({ role: label.endsWith('-loop') ? 'loop' : 'worker', address, queue,
-    jobs: f.jobs, concurrency: f.concurrency, drain: f.drain, pipeline: f.pipeline, work: f.work });
+    jobs: f.jobs, concurrency: f.concurrency, drain: f.drain, pipeline: f.pipeline, work: f.work,
+    warmup: f.warmup });
   await worker.next();
-  const producer = spawnThread({ role: 'producer', address, queue, jobs: f.jobs, batch: f.batch, payload: f.payload, go });
+  const producer = spawnThread({ role: 'producer', address, queue, jobs: f.jobs, batch: f.batch,
+    payload: f.payload, warmup: f.warmup, go });
   await producer.next();
+  if (f.warmup > 0) await worker.next();  // { warmed }: every warm-up job ran
   Atomics.store(new Int32Array(go), 0, 1);
   Atomics.notify(new Int32Array(go), 0);
   const span = await producer.next();
@@ -207,7 +256,7 @@ async function runSluice(f, address, label, round) {
     delay(600_000, null, { signal: guard.signal }).then(() => { throw new Error('timeout'); })]);
   guard.abort();
   worker.postMessage('stop');
-  const { lat, metrics } = await worker.next();
+  const { lat, doneAt, metrics } = await worker.next();
   await Promise.all([worker.terminate(), producer.terminate()]);
   const sorted = Float64Array.from(lat).sort();
   return {
@@ -215,6 +264,7 @@ async function runSluice(f, address, label, round) {
     e2e: f.jobs / ((lastNs - startNs) / 1e9),
     p50: percentile(sorted, 50),
     p99: percentile(sorted, 99),
+    phases: f.drain ? '' : phases(doneAt, startNs, span.end, lastNs),
     extra: label.endsWith('-loop') ? '' : `leaseCalls=${metrics.leaseCalls} reportCalls=${metrics.reportCalls}` +
       ` leaseReportCalls=${metrics.leaseReportCalls ?? 0} reportsWithLease=${metrics.reportsWithLease ?? 0}`,
   };
@@ -226,7 +276,8 @@ async function runBullmq(f, redisPort, round) {
   const { stdout } = await promisify(execFile)(process.execPath, [BULLMQ_BENCH,
     `--redis=127.0.0.1:${redisPort}`, `--jobs=${f.jobs}`, '--producers=1', '--workers=1',
     `--concurrency=${f.concurrency}`, `--enqueue-batch=${f.batch}`, `--payload=${f.payload}`,
-    `--queue=wb-bullmq-${round}-${process.pid}`, ...(f.drain ? ['--drain'] : [])],
+    `--queue=wb-bullmq-${round}-${process.pid}`, ...(f.drain ? ['--drain'] : []),
+    ...(f.warmup > 0 ? [`--warmup=${f.warmup}`] : [])],
   { maxBuffer: 16 << 20, timeout: 600_000 });
   const line = stdout.split('\n').find((l) => l.startsWith('enqueue_jobs_per_s='));
   if (!line) throw new Error(`bullmq_bench printed no result: ${stdout}`);
@@ -331,12 +382,13 @@ async function main() {
         results[sys].push(r);
         console.error(`round ${round} ${sys}: e2e ${r.e2e.toFixed(0)} jobs/s, enqueue ${r.enqueue.toFixed(0)} jobs/s, ` +
           `start p50 ${r.p50.toFixed(2)} ms p99 ${r.p99.toFixed(2)} ms, server cpu ${r.serverCpu.toFixed(2)} s, ` +
-          `machine ${(100 * r.machineBusy).toFixed(0)}% busy ${r.extra}`);
+          `machine ${(100 * r.machineBusy).toFixed(0)}% busy ${r.extra}${r.phases ? `; ${r.phases}` : ''}`);
       }
     }
     const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
     console.log(`jobs=${f.jobs} concurrency=${f.concurrency} batch=${f.batch} payload=${f.payload} runs=${f.runs} ` +
-      `${f.drain ? 'drain (Workers alone)' : 'producer and Worker together'} (median)`);
+      `${f.drain ? 'drain (Workers alone)' : 'producer and Worker together'}` +
+      `${f.warmup > 0 ? `, after a warm-up of ${f.warmup} jobs` : ''} (median)`);
     console.log(`| system | ${f.drain ? 'drain' : 'e2e'} jobs/s | runs | enqueue jobs/s | start p50 ms | start p99 ms | server CPU s | machine busy |`);
     console.log('| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |');
     for (const sys of f.systems) {
