@@ -110,9 +110,20 @@ export function successOutcome(value: unknown): Outcome {
 export function thrownOutcome(e: unknown, cancelRequested: boolean): Outcome {
   if (e instanceof JobCancelled || cancelRequested) return { kind: 'cancelled' };
   if (e instanceof JobFailure) {
+    const code = clip(e.code || 'handler_error', MAX_CODE_BYTES);
+    if (e.data !== undefined && typeof e.data !== 'string' && !(e.data instanceof Uint8Array)) {
+      // Not encodable: the attempt fails all the same, saying why, rather than its outcome
+      // breaking the report that carries it and the others with it.
+      const got = e.data === null ? 'null' : typeof e.data;
+      return {
+        kind: 'failure', code: 'handler_error', noRetry: e.noRetry,
+        message: clip(`JobFailure data must be a Uint8Array or a string (got ${got}); the ` +
+          `failure was ${code}: ${e.message}`, MAX_MESSAGE_BYTES),
+      };
+    }
     return {
-      kind: 'failure', code: clip(e.code || 'handler_error', MAX_CODE_BYTES),
-      message: clip(e.message, MAX_MESSAGE_BYTES), data: e.data, noRetry: e.noRetry,
+      kind: 'failure', code, message: clip(e.message, MAX_MESSAGE_BYTES), data: e.data,
+      noRetry: e.noRetry,
     };
   }
   const noRetry = (e as { noRetry?: unknown } | null)?.noRetry === true;

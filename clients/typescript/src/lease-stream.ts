@@ -80,7 +80,8 @@ export class LeaseStream {
    * with its answer. `signal` aborting rejects it at once (CancelledError) and cancels the
    * stream when nothing else is in flight on it; otherwise the stream goes on and the answer,
    * when it comes, is dropped (tasks it leased wait for their leases to expire, as with a
-   * cancelled LeaseTasks call; a request sent behind a waiting one ends its wait early).
+   * cancelled LeaseTasks call; a request sent behind a waiting one ends its wait early), and
+   * once only such requests are left in flight the stream is cancelled.
    */
   lease(req: LeaseRequest, opts: { signal?: AbortSignal } = {}): Promise<LeaseResponse> {
     if (this.end) return Promise.reject(this.end);
@@ -149,7 +150,13 @@ export class LeaseStream {
       }
       p.resolve(out);
     } finally {
-      if (this.end && this.pending.length === 0) this.finish();
+      if (this.end && this.pending.length === 0) {
+        this.finish();
+      } else if (this.pending.length > 0 && this.pending.every((x) => x.abandoned)) {
+        // Only requests nobody waits for are left (a long-poll whose signal aborted while this
+        // one was in flight): cancel, or the server would lease into answers that are dropped.
+        this.cancel();
+      }
     }
   }
 

@@ -199,9 +199,21 @@ interface Running {
 
 const MIN_HEARTBEAT_MS = 50;
 const MAX_LEASE_BATCH = 1000;
+/**
+ * Most outcome bytes (results, error data and messages) one request carries: well under the
+ * server's request cap (32 MiB by default), so a burst of large results goes in several calls.
+ */
+const MAX_REPORT_BYTES = 4 << 20;
 const now = (): number => performance.now();
 // A function, not an inline test, so that TypeScript does not narrow `phase` across awaits.
 const gone = (r: { lost: boolean; phase: string }): boolean => r.lost || r.phase === 'done';
+
+/** The bytes an outcome adds to a request, roughly (its variable-size fields). */
+function outcomeBytes(o: Outcome): number {
+  if (o.kind === 'success') return 16 + (o.result?.length ?? 0);
+  if (o.kind === 'cancelled') return 16;
+  return 16 + o.code.length + (o.message?.length ?? 0) + (o.data?.length ?? 0);
+}
 
 function defaultWorkerId(): string {
   return `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`.slice(0, 128);
@@ -254,6 +266,13 @@ export class Worker extends EventEmitter<WorkerEvents> {
   private reserved = 0;   // slots promised to lease calls in flight
   private reporting = 0;  // outcomes not yet acknowledged
   private slotWaiters: (() => void)[] = [];
+  /** Slot waiters woken by notifySlots that have not yet looked at the free slots. */
+  private wokenWaiters = 0;
+  /**
+   * Most reports per call: maxReportBatch, halved each time the server refuses a batch as a
+   * whole (too large for its request cap, or more reports than its max_lease_batch).
+   */
+  private reportCap: number;
   private idleWaiters: (() => void)[] = [];
   private readonly reportQueue: Running[] = [];
   private flushing = false;
@@ -295,6 +314,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     this.backoff = resolveRetry(options.errorBackoff,
       { maxAttempts: Infinity, initialBackoffMs: 100, maxBackoffMs: 5_000, multiplier: 2 });
     this.maxReportBatch = options.maxReportBatch ?? 256;
+    this.reportCap = this.maxReportBatch;
     if (!Number.isInteger(this.maxReportBatch) || this.maxReportBatch < 1) {
       throw new RangeError('Worker: maxReportBatch must be an integer >= 1');
     }
@@ -620,12 +640,21 @@ export class Worker extends EventEmitter<WorkerEvents> {
    * Returns 0 when stopping.
    */
   private async reserve(hot: boolean, most = MAX_LEASE_BATCH): Promise<number> {
+    let woken = false;
     for (;;) {
       if (this.stopping) return 0;
       // Handlers are capped at `concurrency`; leases held (running + awaiting acknowledgement)
       // at 4x that, so a slow server stops the leasing instead of piling up outcomes.
       const free = Math.min(this.concurrency - this.busy - this.reserved,
         4 * this.concurrency - this.busy - this.reserved - this.reporting);
+      if (free > 0 && !woken && this.wokenWaiters > 0 && this.queues.length > 1) {
+        // Slots go round: a loop that gave its slots back and asks again at once (after an
+        // empty long-poll, or handlers that finished at once) lets the loops its release woke
+        // take them first (they resume before the next macrotask), or one queue would keep
+        // every slot from the others.
+        await new Promise<void>((r) => setImmediate(r));
+        continue;
+      }
       if (free > 0) {
         const share = this.queues.length === 1 || hot
           ? free : Math.max(1, Math.floor(free / this.queues.length));
@@ -636,6 +665,8 @@ export class Worker extends EventEmitter<WorkerEvents> {
       // No lease soon: outcomes that waited long enough for one go alone.
       this.flushReports();
       await new Promise<void>((r) => this.slotWaiters.push(r));
+      --this.wokenWaiters;
+      woken = true;
     }
   }
 
@@ -643,6 +674,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     if (this.slotWaiters.length > 0) {
       const w = this.slotWaiters;
       this.slotWaiters = [];
+      this.wokenWaiters += w.length;
       for (const f of w) f();
     }
     if (this.tasks.size === 0 && this.busy === 0 && this.idleWaiters.length > 0) {
@@ -660,9 +692,11 @@ export class Worker extends EventEmitter<WorkerEvents> {
       this.safeEmit('duplicate', task);
       return;
     }
-    // A newer attempt of a job still running here proves the older lease is gone.
+    // A newer attempt of a job still running here proves the older lease is gone. One whose
+    // outcome is being reported is left to its report's answer: the newer attempt may be the
+    // retry that very report asked for.
     const older = this.byJob.get(task.jobId);
-    if (older) this.loseLease(older, 'superseded');
+    if (older && older.phase === 'running') this.loseLease(older, 'superseded');
     const r: Running = {
       task, ctl: new LazyAbort(), phase: 'running', lost: false, cancelRequested: false,
       stopAborted: false, startedAt: now(), expiresAt: leasedAt + task.leaseMs,
@@ -827,9 +861,12 @@ export class Worker extends EventEmitter<WorkerEvents> {
     if (!this.reportWithLease || !this.leaseTakesReports || this.reportQueue.length === 0) return [];
     const out: Running[] = [];
     let keep = 0;
+    let bytes = 0;
     for (const r of this.reportQueue) {
-      if (out.length < this.maxReportBatch && !r.direct && r.task.queue === queue) {
+      if (out.length < this.reportCap && !r.direct && r.task.queue === queue &&
+          (out.length === 0 || bytes + outcomeBytes(r.outcome!) <= MAX_REPORT_BYTES)) {
         r.inFlight = true;
+        bytes += outcomeBytes(r.outcome!);
         out.push(r);
       } else {
         this.reportQueue[keep++] = r;
@@ -896,9 +933,12 @@ export class Worker extends EventEmitter<WorkerEvents> {
     const batch: Running[] = [];
     let keep = 0;
     let due = Infinity;
+    let bytes = 0;
     for (const r of this.reportQueue) {
       const at = this.aloneAt(r);
-      if (batch.length < this.maxReportBatch && at <= t) {
+      if (batch.length < this.reportCap && at <= t &&
+          (batch.length === 0 || bytes + outcomeBytes(r.outcome!) <= MAX_REPORT_BYTES)) {
+        bytes += outcomeBytes(r.outcome!);
         batch.push(r);
         continue;
       }
@@ -921,6 +961,11 @@ export class Worker extends EventEmitter<WorkerEvents> {
         ++this.counters.reportErrors;
         this.emitError(e, { op: 'report' });
         const retry = isTransient(e);
+        // Refused as a whole (over the server's request cap, or more reports than its
+        // max_lease_batch): nothing was applied; smaller batches from now on. A lone report
+        // refused so is that report's own answer.
+        const refused = e instanceof TooLargeError || e instanceof InvalidArgumentError;
+        if (refused && batch.length > 1) this.reportCap = Math.max(1, Math.floor(batch.length / 2));
         for (const r of batch) {
           r.inFlight = false;
           if (r.phase !== 'reporting') continue;
@@ -928,7 +973,9 @@ export class Worker extends EventEmitter<WorkerEvents> {
           else if (retry) {
             r.maybeApplied = true;  // the answer may be what was lost
             this.queueReport(r);
-          } else this.finish(r);  // not retryable: the lease will expire and the job retry
+          } else if (refused && batch.length > 1) this.queueReport(r);
+          else if (refused) this.reported(r, e as SluiceError);
+          else this.finish(r);  // not retryable: the lease will expire and the job retry
         }
         if (retry) {
           this.flushTimer = setTimeout(() => {
@@ -953,6 +1000,12 @@ export class Worker extends EventEmitter<WorkerEvents> {
       return;
     }
     const o = r.outcome!;
+    if (r.lost && !(err instanceof LeaseLostError)) {
+      // Lost here while the report was in flight: it is not sent again.
+      this.emitError(err, { op: 'report', taskId: r.task.taskId, jobId: r.task.jobId });
+      this.finish(r);
+      return;
+    }
     if (err instanceof LeaseLostError) {
       if ((err.attempts > 1 || r.maybeApplied) && !r.lost) {
         // An earlier try of this call (or a LeaseTasks call that carried it) may have landed
@@ -1080,7 +1133,13 @@ export class Worker extends EventEmitter<WorkerEvents> {
     }
     this.flushReports();  // nothing waits for a lease any more
     await Promise.all(this.loops);
-    for (const stream of this.streams.values()) stream.close();
+    // The loops are done: a request still on a stream is a long-poll nobody waits for (its
+    // signal aborted while another request was in flight). Cancel it, so the server stops
+    // leasing into an answer that would be dropped.
+    for (const stream of this.streams.values()) {
+      if (stream.inFlight > 0) stream.cancel();
+      else stream.close();
+    }
     this.streams.clear();
     const within = (ms: number, p: Promise<unknown>): Promise<boolean> => {
       let t: NodeJS.Timeout | undefined;

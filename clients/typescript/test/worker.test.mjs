@@ -233,6 +233,29 @@ describe('running jobs', () => {
   });
 });
 
+describe('several queues share the slots', () => {
+  test('an idle queue does not keep the only slot from a queue with work', async () => {
+    const [idle, busy] = [q('idle'), q('busy')];
+    await client.enqueueBatch(Array.from({ length: 3 }, () => ({ queue: busy })));
+    // The idle queue's loop starts first and takes the slot for its long-poll; each empty
+    // answer must let the other queue have a turn.
+    const w = worker({ queues: [idle, busy], concurrency: 1, leaseWaitMs: 200, handler: () => {} });
+    await until(() => w.metrics().succeeded === 3, { timeoutMs: 5_000, what: 'the busy queue\'s jobs' });
+    await w.stop();
+  });
+
+  test('two queues with work take turns with one slot', async () => {
+    const [a, b] = [q('turna'), q('turnb')];
+    await client.enqueueBatch(Array.from({ length: 40 }, () => ({ queue: a })));
+    await client.enqueueBatch(Array.from({ length: 40 }, () => ({ queue: b })));
+    const ran = { [a]: 0, [b]: 0 };
+    const w = worker({ queues: [a, b], concurrency: 1, leaseWaitMs: 200, handler: (job) => { ++ran[job.queue]; } });
+    await until(() => ran[a] + ran[b] >= 40, { timeoutMs: 10_000, what: '40 jobs' });
+    await w.stop();
+    assert.ok(ran[a] >= 10 && ran[b] >= 10, `turns: ${ran[a]} of ${a}, ${ran[b]} of ${b}`);
+  });
+});
+
 describe('leases', () => {
   test('a duplicate delivery of a running task is ignored', async () => {
     const queue = q('dup');
@@ -573,6 +596,78 @@ describe('reports ride on LeaseTasks', () => {
         assert.equal(j.status, 'succeeded');
         assert.equal(j.attempts.filter((a) => a.status === 'succeeded').length, 1);
       }
+    }
+  });
+
+  test('a failure whose data is not bytes fails its own attempt; the outcomes sent with it are acknowledged', async () => {
+    const queue = q('baddata');
+    const N = 8;
+    const hs = await client.enqueueBatch(Array.from({ length: N }, (_, i) => ({ queue, json: { i }, leaseMs: 60_000 })));
+    let started = 0;
+    let go;
+    const all = new Promise((r) => { go = r; });
+    const failed = [];
+    const w = worker({
+      queues: queue, concurrency: N,
+      handler: async (job) => {
+        if (++started === N) go();
+        await all;  // every outcome is ready at once: they travel in one request
+        if (job.json().i === 3) throw new JobFailure('bad_data', 'with data that is no bytes', { data: { not: 'bytes' } });
+        return 'ok';
+      },
+    });
+    w.on('failed', (t, e) => failed.push(e));
+    await until(() => w.metrics().succeeded === N - 1 && w.metrics().failed === 1,
+      { timeoutMs: 5_000, what: `${N - 1} successes and 1 failure` });
+    await w.stop();
+    const bad = await client.getJob(hs[3].id, { includeAttempts: true });
+    assert.equal(bad.attempts.length, 1);
+    assert.equal(bad.attempts[0].status, 'failed');
+    assert.equal(bad.attempts[0].errorCode, 'handler_error');
+    assert.match(bad.attempts[0].errorMessage, /data.*Uint8Array or a string.*bad_data/);
+    assert.equal(failed.length, 1);
+    assert.equal(failed[0].code, 'bad_data', 'the failed event carries what the handler threw');
+    for (const [i, h] of hs.entries()) {
+      if (i === 3) continue;
+      const j = await client.getJob(h.id, { includeAttempts: true });
+      assert.equal(j.status, 'succeeded');
+      assert.equal(j.attempts.length, 1);
+    }
+  });
+
+  test('outcomes too big for one request are sent in smaller ones, none dropped', async (t) => {
+    // A server that accepts requests of at most 256 KiB; 32 results of 20 KB finish at once.
+    const small = await new Sluiced({ args: ['--max-message-bytes', '262144'] }).start();
+    const c = new SluiceClient({ address: small.grpc, token: TOKEN });
+    try {
+      const queue = q('bigout');
+      const N = 32;
+      const hs = await c.enqueueBatch(Array.from({ length: N }, () => ({ queue, leaseMs: 60_000 })));
+      let started = 0;
+      let go;
+      const all = new Promise((r) => { go = r; });
+      const w = worker({
+        client: c, queues: queue, concurrency: N,
+        errorBackoff: { initialBackoffMs: 1, maxBackoffMs: 5 },
+        handler: async () => {
+          if (++started === N) go();
+          await all;
+          return 'r'.repeat(20_000);
+        },
+      });
+      await until(() => w.metrics().succeeded === N, { timeoutMs: 10_000, what: `${N} acknowledged outcomes` });
+      const m = w.metrics();
+      await w.stop();
+      t.diagnostic(`${m.reportCalls} ReportOutcomes calls, ${m.reportErrors} refused; ${w.errors.length} errors`);
+      for (const h of hs) {
+        const j = await c.getJob(h.id, { includeAttempts: true });
+        assert.equal(j.status, 'succeeded');
+        assert.equal(j.attempts.length, 1);
+        assert.equal(j.attempts[0].result.length, 20_000);
+      }
+    } finally {
+      c.close();
+      await small.destroy();
     }
   });
 
