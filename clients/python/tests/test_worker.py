@@ -252,6 +252,34 @@ def test_several_queues_one_worker(client: Client, make_worker: Any) -> None:
             assert client.job(i).await_result(timeout=10).result == want
 
 
+def test_an_idle_queue_does_not_keep_the_only_slot(client: Client, make_worker: Any) -> None:
+    """With one slot and two queues, the idle queue's loop takes the slot for its long-poll
+    first; each empty answer must let the other queue have a turn."""
+    idle, busy = uid("idle-"), uid("busy-")
+    ids = [h.id for h in client.enqueue_batch([JobSpec(busy) for _ in range(3)])]
+    w = make_worker(concurrency=1, poll_wait_ms=200,
+                    handlers={idle: lambda j: b"", busy: lambda j: b"ok"})
+    with w.running():
+        wait_for(lambda: w.stats.succeeded == 3, timeout=5, what="the busy queue's jobs")
+    assert [client.get_job(i).status for i in ids] == [JobStatus.SUCCEEDED] * 3
+
+
+def test_two_busy_queues_take_turns_with_one_slot(client: Client, make_worker: Any) -> None:
+    qa, qb = uid("turna-"), uid("turnb-")
+    client.enqueue_batch([JobSpec(qa) for _ in range(30)])
+    client.enqueue_batch([JobSpec(qb) for _ in range(30)])
+    ran = {qa: 0, qb: 0}
+    lock = threading.Lock()
+
+    def handle(job: JobContext) -> None:
+        with lock:
+            ran[job.queue] += 1
+    w = make_worker(concurrency=1, poll_wait_ms=200, handlers={qa: handle, qb: handle})
+    with w.running():
+        wait_for(lambda: ran[qa] + ran[qb] >= 30, timeout=10, what="30 jobs")
+    assert ran[qa] >= 5 and ran[qb] >= 5, ran
+
+
 def test_stop_finishes_in_flight_work_and_leases_no_more(client: Client,
                                                          make_worker: Any) -> None:
     q = uid("q-")
@@ -478,6 +506,109 @@ def test_a_failed_lease_call_sends_its_reports_again_alone(client: Client,
     assert (s.succeeded, s.failed, s.lease_lost) == (n, 0, 0)
     assert "report_rejected" not in events
     _each_succeeded_once(client, ids)
+
+
+class RefuseBigReports(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """Refuses ReportOutcomes calls of more than ``most`` reports as a whole, as a server does
+    when a request is over its message cap (RESOURCE_EXHAUSTED; nothing applied)."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self.refused = 0
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        method = details.method.decode() if isinstance(details.method, bytes) else details.method
+        if method.endswith("/ReportOutcomes") and len(request.reports) > self.most:
+            self.refused += 1
+            raise grpc.aio.AioRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.aio.Metadata(),
+                                       grpc.aio.Metadata(), "injected: request too large")
+        return await continuation(details, request)
+
+
+def _barrier_handler(n: int, result: bytes) -> Any:
+    """A handler whose first ``n`` calls all return at once (their outcomes queue together)."""
+    barrier = threading.Barrier(n)
+
+    def handle(job: JobContext) -> bytes:
+        barrier.wait(timeout=10)
+        return result
+    return handle
+
+
+def test_a_report_batch_refused_as_a_whole_is_split(client: Client, make_worker: Any) -> None:
+    """A batch the server refuses as a whole applied nothing: the worker sends it again in
+    smaller batches instead of dropping the outcomes (they would wait for lease expiry)."""
+    q, n, refuse = uid("q-"), 16, RefuseBigReports(4)
+    ids = [h.id for h in client.enqueue_batch([JobSpec(q, lease_ms=60_000) for _ in range(n)])]
+    w = make_worker(concurrency=n, report_with_lease=False, interceptors=[refuse],
+                    handlers={q: _barrier_handler(n, b"done")})
+    with w.running():
+        wait_for(lambda: w.stats.succeeded == n, timeout=10, what=f"{n} acknowledged outcomes")
+    assert refuse.refused > 0
+    for i in ids:
+        job = client.get_job(i, include_attempts=True)
+        assert job.status == JobStatus.SUCCEEDED and len(job.attempts) == 1, job.attempts
+
+
+def test_outcomes_too_big_for_one_request_go_in_several(tmp_path: Any,
+                                                        servers: list[Sluiced]) -> None:
+    """A server that takes requests of at most 256 KiB; 32 results of 20 KB finish at once."""
+    s = Sluiced(tmp_path / "small", extra_args=["--max-message-bytes", "262144"]).start()
+    servers.append(s)
+    q, n = uid("q-"), 32
+    w = Worker(s.address, token=OP_TOKEN, concurrency=n, poll_wait_ms=300,
+               handlers={q: _barrier_handler(n, b"r" * 20_000)})
+    with Client(s.address, token=OP_TOKEN) as c, w.running(stop_timeout=5):
+        ids = [h.id for h in c.enqueue_batch([JobSpec(q, lease_ms=60_000) for _ in range(n)])]
+        wait_for(lambda: w.stats.succeeded == n, timeout=10, what=f"{n} acknowledged outcomes")
+        for i in ids:
+            job = c.get_job(i, include_attempts=True)
+            assert job.status == JobStatus.SUCCEEDED and len(job.attempts) == 1, job.attempts
+            assert len(job.attempts[0].result) == 20_000
+
+
+def test_a_failure_with_an_exception_as_message_is_reported(client: Client,
+                                                            make_worker: Any) -> None:
+    """JobFailed(e) with an exception (not a string) as its message, and a non-string code:
+    the attempt fails with their str(), at once (it used to go unreported until its lease
+    expired)."""
+    q = uid("q-")
+
+    class Odd(JobFailed):
+        code = 42  # type: ignore[assignment]
+
+    def handle(job: JobContext) -> None:
+        if job.json()["kind"] == "exc":
+            raise JobFailed(ValueError("boom"), code="bad")  # type: ignore[arg-type]
+        raise Odd("odd")
+    w = make_worker(concurrency=2, handlers={q: handle})
+    once = RetryPolicy(max_retries=0)
+    h1 = client.enqueue(q, json={"kind": "exc"}, lease_ms=60_000, retry=once)
+    h2 = client.enqueue(q, json={"kind": "odd"}, lease_ms=60_000, retry=once)
+    with w.running():
+        wait_for(lambda: w.stats.failed == 2, timeout=5, what="2 reported failures")
+    a1 = client.get_job(h1.id, include_attempts=True).attempts
+    a2 = client.get_job(h2.id, include_attempts=True).attempts
+    assert [(a.status, a.error_code, a.error_message) for a in a1] == [
+        (AttemptStatus.FAILED, "bad", "boom")]
+    assert [(a.status, a.error_code, a.error_message) for a in a2] == [
+        (AttemptStatus.FAILED, "42", "odd")]
+
+
+async def test_a_cancelled_run_async_returns_without_waiting_for_its_long_poll(
+        server: Sluiced) -> None:
+    """Cancelling run_async (or it failing) closes without a drain: a 30 s long-poll and a
+    loop waiting for a slot are cancelled rather than waited for."""
+    q1, q2 = uid("q-"), uid("q-")
+    w = Worker(server.address, token=OP_TOKEN, poll_wait_ms=30_000, concurrency=1,
+               handlers={q1: lambda j: None, q2: lambda j: None})
+    runner = asyncio.create_task(w.run_async())
+    await asyncio.sleep(1.0)  # one queue long-polls, the other waits for the only slot
+    runner.cancel()
+    t0 = time.monotonic()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(runner, 10)
+    assert time.monotonic() - t0 < 3
 
 
 def test_a_server_ignoring_lease_reports_gets_them_alone(client: Client,

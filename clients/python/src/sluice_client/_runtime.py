@@ -36,8 +36,10 @@ from .aio import AsyncClient
 from .cancellation import LEASE_LOST, SHUTDOWN, CancellationToken, JobCancelled, JobFailed
 from .errors import (
     DeadlineExceededError,
+    InvalidArgumentError,
     LeaseLostError,
     SluiceError,
+    TooLargeError,
     UnavailableError,
 )
 from .types import (
@@ -59,6 +61,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("sluice_client.worker")
 
 MAX_REPORT_BATCH = 500
+# Most outcome bytes (results, error data and messages) one request carries: well under the
+# server's request cap (32 MiB by default), so a burst of large results goes in several calls.
+MAX_REPORT_BYTES = 4 << 20
 REFRESH_THREADS = 2
 _SECOND = "\x00second"  # lease_loops / polling key suffix of a queue's second lane
 DEFAULT_REFRESH_LEASE_S = 30.0
@@ -84,6 +89,11 @@ def _truncate(text: str, max_bytes: int) -> str:
     return text if len(raw) <= max_bytes else raw[:max_bytes].decode(errors="ignore")
 
 
+def _outcome_bytes(o: Outcome) -> int:
+    """The bytes an outcome adds to a request, roughly (its variable-size fields)."""
+    return 16 + len(o.result) + len(o.error_code) + len(o.error_message) + len(o.error_data)
+
+
 def _backoff(failures: int, cap: float = 5.0) -> float:
     return random.uniform(0.0, min(cap, 0.05 * 2 ** min(failures, 10)))
 
@@ -96,18 +106,30 @@ class Slots:
     from the worker's loop only (no locks).
     """
 
-    def __init__(self, capacity: int, held_cap: int) -> None:
+    def __init__(self, capacity: int, held_cap: int, fair: bool = False) -> None:
         self.capacity = capacity
         self.held_cap = held_cap
+        self.fair = fair
         self.running = 0
         self.held = 0
         self._waiters: list[asyncio.Future[None]] = []
+        self._woken = 0  # waiters woken by _wake that have not yet looked at the room
 
     def _room(self) -> int:
         return min(self.capacity - self.running, self.held_cap - self.held)
 
     async def take(self, most: int) -> int:
-        while self._room() <= 0:
+        woken = False
+        while True:
+            room = self._room()
+            if room > 0 and self.fair and not woken and self._woken > 0:
+                # Slots go round (several queues): a loop that gave its slots back and asks
+                # again at once (after an empty long-poll) lets the loops its release woke take
+                # them first, or one queue would keep every slot from the others.
+                await asyncio.sleep(0)
+                continue
+            if room > 0:
+                break
             fut = asyncio.get_running_loop().create_future()
             self._waiters.append(fut)
             try:
@@ -115,6 +137,9 @@ class Slots:
             finally:
                 if fut in self._waiters:
                     self._waiters.remove(fut)
+                elif fut.done() and not fut.cancelled():
+                    self._woken -= 1
+                    woken = True
         n = min(self._room(), most)
         self.running += n
         self.held += n
@@ -140,6 +165,7 @@ class Slots:
         for fut in waiters:
             if not fut.done():
                 fut.set_result(None)
+                self._woken += 1
 
 
 @dataclass(eq=False)
@@ -151,6 +177,7 @@ class Running:
     expires: float                   # monotonic time the lease ends, as far as we know
     lost: bool = False
     reporting: bool = False          # handed to a report call: a lease_lost after it is ours
+    handled: bool = False            # the handler returned: its outcome decides, not a newer lease
     done: bool = False               # reported, dropped or abandoned: no more heartbeats
     handler_task: Optional[asyncio.Task[None]] = None
     hb_timer: Optional[asyncio.TimerHandle] = None
@@ -202,7 +229,10 @@ class Runtime:
         self.w = worker
         self.client = client
         self.limits = DEFAULT_LIMITS
-        self.slots = Slots(worker.concurrency, 2 * worker.concurrency)
+        self.slots = Slots(worker.concurrency, 2 * worker.concurrency,
+                           fair=len(worker.queues) > 1)
+        # Most reports per call; halved each time the server refuses a batch as a whole.
+        self.report_cap = MAX_REPORT_BATCH
         self._async_handlers = {q: is_async_callable(h) for q, h in worker.handlers.items()}
         self.running: dict[str, Running] = {}
         self.by_job: dict[str, Running] = {}
@@ -396,7 +426,10 @@ class Runtime:
                 self.event("over_delivery", task_id=t.task_id, job_id=t.job_id)
                 continue
             old = self.by_job.get(t.job_id)
-            if old is not None:  # a newer attempt of a job we still run: our lease is dead
+            if old is not None and not old.handled:
+                # A newer attempt of a job whose handler still runs here: our lease is dead.
+                # (One whose outcome is being reported is left to its report's answer: the
+                # newer attempt may be the retry that very report asked for.)
                 self._lose(old, "superseded")
             used += 1
             self._start_task(t, received)
@@ -427,6 +460,7 @@ class Runtime:
             try:
                 outcome = await self._invoke(st)
             finally:
+                st.handled = True
                 self.slots.handler_done()
             if outcome is not None and not self._lease_gone(st):
                 await self._report(st, outcome)
@@ -468,11 +502,25 @@ class Runtime:
                                        "finished")
             return Outcome.cancelled()
         except JobFailed as e:
-            return self._failure(e.code, e.message, e.data, e.no_retry)
+            return self._safe_failure(lambda: self._failure(e.code, e.message, e.data,
+                                                            e.no_retry))
         except Exception as e:  # noqa: BLE001 (every handler error becomes a failure)
-            tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
             self.event("handler_error", job_id=st.task.job_id, error=repr(e))
-            return self._failure(type(e).__name__, str(e), tb.encode(), False)
+
+            def build() -> Outcome:
+                tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+                return self._failure(type(e).__name__, str(e), tb.encode(), False)
+            return self._safe_failure(build)
+
+    def _safe_failure(self, build: Callable[[], Outcome]) -> Outcome:
+        """The failure ``build`` makes, or, when its fields cannot be encoded (a code or
+        message that is no string, data that is no bytes), a ``handler_error`` failure saying
+        so: an outcome must never break its report."""
+        try:
+            return build()
+        except Exception as e:  # noqa: BLE001
+            return self._failure("handler_error", f"the failure could not be encoded: {e!r}",
+                                 b"", False)
 
     def _success(self, value: Any) -> Outcome:
         if value is None:
@@ -488,9 +536,12 @@ class Runtime:
 
     def _failure(self, code: str, message: str, data: bytes, no_retry: bool) -> Outcome:
         lim = self.limits
-        return Outcome.failure(_truncate(code or "error", lim.max_error_code_bytes),
-                               _truncate(message, lim.max_error_message_bytes),
-                               data=data[:lim.max_error_data_bytes], no_retry=no_retry)
+        # JobFailed(e) with an exception as its message is common; a subclass may set a
+        # non-string code: both are taken as their str().
+        return Outcome.failure(_truncate(str(code) or "error", lim.max_error_code_bytes),
+                               _truncate(str(message), lim.max_error_message_bytes),
+                               data=bytes(data)[:lim.max_error_data_bytes],
+                               no_retry=bool(no_retry))
 
     def _lose(self, st: Running, why: str) -> None:
         if st.lost:
@@ -607,8 +658,11 @@ class Runtime:
             return []
         batch: list[Pending] = []
         keep: list[Pending] = []
+        cap, budget = self._report_cap(), self._report_budget()
+        size = 0
         for p in self._reports:
-            if len(batch) >= MAX_REPORT_BATCH or p.alone or p.st.task.queue != queue:
+            if (len(batch) >= cap or p.alone or p.st.task.queue != queue
+                    or (batch and size + _outcome_bytes(p.outcome) > budget)):
                 keep.append(p)
             elif self._lease_gone(p.st):
                 self.event("lease_lost_no_report", task_id=p.st.task.task_id,
@@ -617,9 +671,18 @@ class Runtime:
                     p.fut.set_result(None)
             else:
                 p.st.reporting = True
+                size += _outcome_bytes(p.outcome)
                 batch.append(p)
         self._reports[:] = keep
         return batch
+
+    def _report_cap(self) -> int:
+        """Most reports per call: the server's max_lease_batch, lowered by refusals."""
+        return max(1, min(self.report_cap, self.limits.max_lease_batch))
+
+    def _report_budget(self) -> int:
+        """Most outcome bytes per call: half the server's request cap, at most 4 MiB."""
+        return max(1024, min(MAX_REPORT_BYTES, self.limits.max_message_bytes // 2))
 
     def _lease_reported(self, queue: str, batch: list[Pending], resp: LeaseResponse) -> None:
         """The answers to the reports a LeaseTasks call carried."""
@@ -659,9 +722,13 @@ class Runtime:
                 batch: list[Pending] = []
                 keep: list[Pending] = []
                 due = float("inf")
+                cap, budget = self._report_cap(), self._report_budget()
+                size = 0
                 for p in self._reports:
                     at = self._alone_at(p)
-                    if len(batch) < MAX_REPORT_BATCH and at <= now:
+                    if (len(batch) < cap and at <= now and
+                            (not batch or size + _outcome_bytes(p.outcome) <= budget)):
+                        size += _outcome_bytes(p.outcome)
                         batch.append(p)
                         continue
                     keep.append(p)
@@ -703,6 +770,20 @@ class Runtime:
                     p.maybe_applied = True  # the answer may be what was lost
                 self.event("report_error", error=repr(e), reports=len(batch))
                 await asyncio.sleep(_backoff(failures))
+            except (TooLargeError, InvalidArgumentError) as e:
+                # Refused as a whole (over the server's request cap, or more reports than its
+                # max_lease_batch): nothing was applied. Smaller batches from now on; a lone
+                # report refused so is that report's own answer.
+                self.event("report_error", error=repr(e), reports=len(batch))
+                if len(batch) > 1:
+                    half = len(batch) // 2
+                    self.report_cap = max(1, min(self.report_cap, half))
+                    await self._send_reports(batch[:half])
+                    await self._send_reports(batch[half:])
+                    return
+                self._count(batch[0].st, batch[0].outcome, False, e.sluice_code or "too_large",
+                            str(e))
+                return
             except SluiceError as e:
                 self.event("report_error", error=repr(e), reports=len(batch))
                 return
@@ -891,9 +972,12 @@ class Runtime:
     async def close(self) -> None:
         if self._linger_timer is not None:
             self._linger_timer.cancel()
-        for key, lane in self.lease_loops.items():
-            if key.endswith(_SECOND) and not self.polling.get(key):
-                lane.cancel()  # waiting for outcomes that will not come
+        for lane in self.lease_loops.values():
+            # After a drain every loop has ended. Closed without one (the run was cancelled or
+            # failed), a long-poll would lease into nothing and a loop waiting for a slot, or
+            # a second lane waiting for outcomes, would wait forever.
+            if not lane.done():
+                lane.cancel()
         if self._reporter is not None:
             self._reporter.cancel()
         await asyncio.gather(*self.lease_loops.values(), return_exceptions=True)

@@ -141,7 +141,12 @@ class LeaseStream(_Base):
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        # Requests still unanswered (the block left early): cancel, so the server does not
+        # go on leasing into answers nobody reads.
+        if self._asked:
+            self.cancel()
+        else:
+            self.close()
 
 
 class _Timer:

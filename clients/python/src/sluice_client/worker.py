@@ -18,8 +18,9 @@ lease-loss safety, graceful stop and floating-limit refresh handlers.
 
     worker.run_until_signal()                   # SIGTERM/SIGINT drain, then return
 
-Guarantees: at most ``concurrency`` tasks are held at once (leased and not yet reported); each is
-heartbeated at a third of its lease from the worker's event loop, independent of the handler;
+Guarantees: at most ``concurrency`` handlers run at once (and twice that many tasks are held:
+leased and not yet acknowledged); each is heartbeated at a third of its lease from the
+worker's event loop, independent of the handler;
 after a lease is lost (heartbeat refused, or its expiry passed without a successful heartbeat)
 the task's token is set and its outcome is never reported; a task id delivered twice is run once.
 
