@@ -273,6 +273,10 @@ export class Worker extends EventEmitter<WorkerEvents> {
    * whole (too large for its request cap, or more reports than its max_lease_batch).
    */
   private reportCap: number;
+  /** The server's max_lease_batch (GetNodeInfo at start; until it answers, the default). */
+  private leaseCap = MAX_LEASE_BATCH;
+  /** Most outcome bytes per request: half the server's request cap, at most 4 MiB. */
+  private reportBudget = MAX_REPORT_BYTES;
   private idleWaiters: (() => void)[] = [];
   private readonly reportQueue: Running[] = [];
   private flushing = false;
@@ -338,6 +342,14 @@ export class Worker extends EventEmitter<WorkerEvents> {
     if (this.stopping) throw new Error('Worker: start() after stop()');
     if (this.started) return this;
     this.started = true;
+    // The server's limits size the requests (the loops start at once with the defaults; a
+    // lease refused meanwhile is retried after a backoff, and a refused report batch is split).
+    this.client.getNodeInfo({ tenant: this.tenant }).then((info) => {
+      if (info.limits.maxLeaseBatch > 0) this.leaseCap = info.limits.maxLeaseBatch;
+      if (info.limits.maxMessageBytes > 0) {
+        this.reportBudget = Math.max(1024, Math.min(MAX_REPORT_BYTES, info.limits.maxMessageBytes / 2));
+      }
+    }, () => { /* unreachable server: the lease loops say so, and the defaults stay */ });
     this.loops = this.queues.map((q) => this.leaseLoop(q).catch((e: unknown) => {
       this.emitError(e, { op: 'lease', queue: q });  // a bug: the loop ended
     }));
@@ -658,7 +670,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       if (free > 0) {
         const share = this.queues.length === 1 || hot
           ? free : Math.max(1, Math.floor(free / this.queues.length));
-        const n = Math.min(share, most, MAX_LEASE_BATCH);
+        const n = Math.min(share, most, this.leaseCap);
         this.reserved += n;
         return n;
       }
@@ -863,8 +875,9 @@ export class Worker extends EventEmitter<WorkerEvents> {
     let keep = 0;
     let bytes = 0;
     for (const r of this.reportQueue) {
-      if (out.length < this.reportCap && !r.direct && r.task.queue === queue &&
-          (out.length === 0 || bytes + outcomeBytes(r.outcome!) <= MAX_REPORT_BYTES)) {
+      if (out.length < Math.min(this.reportCap, this.leaseCap) && !r.direct &&
+          r.task.queue === queue &&
+          (out.length === 0 || bytes + outcomeBytes(r.outcome!) <= this.reportBudget)) {
         r.inFlight = true;
         bytes += outcomeBytes(r.outcome!);
         out.push(r);
@@ -936,8 +949,8 @@ export class Worker extends EventEmitter<WorkerEvents> {
     let bytes = 0;
     for (const r of this.reportQueue) {
       const at = this.aloneAt(r);
-      if (batch.length < this.reportCap && at <= t &&
-          (batch.length === 0 || bytes + outcomeBytes(r.outcome!) <= MAX_REPORT_BYTES)) {
+      if (batch.length < Math.min(this.reportCap, this.leaseCap) && at <= t &&
+          (batch.length === 0 || bytes + outcomeBytes(r.outcome!) <= this.reportBudget)) {
         bytes += outcomeBytes(r.outcome!);
         batch.push(r);
         continue;

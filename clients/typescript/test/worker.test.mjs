@@ -671,6 +671,26 @@ describe('reports ride on LeaseTasks', () => {
     }
   });
 
+  test('a server with a smaller max_lease_batch than the concurrency: leases ask for at most that many', async () => {
+    const small = await new Sluiced({ args: ['--max-lease-batch', '8'] }).start();
+    const c = new SluiceClient({ address: small.grpc, token: TOKEN });
+    try {
+      const queue = q('smallbatch');
+      const N = 100;
+      await c.enqueueBatch(Array.from({ length: N }, () => ({ queue })));
+      const w = worker({
+        client: c, queues: queue, concurrency: 32,
+        errorBackoff: { initialBackoffMs: 1, maxBackoffMs: 5 },
+        handler: async () => { await delay(5); },
+      });
+      await until(() => w.metrics().succeeded === N, { timeoutMs: 10_000, what: `${N} jobs` });
+      await w.stop();
+    } finally {
+      c.close();
+      await small.destroy();
+    }
+  });
+
   test('a server that ignores LeaseTasks reports: the worker notices and reports alone', async () => {
     const queue = q('oldsrv');
     const N = 60;
