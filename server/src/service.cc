@@ -183,9 +183,10 @@ void SluiceService::Offload(BlockingPool* pool, grpc::ServerUnaryReactor* reacto
       }
     });
   } catch (const std::system_error& e) {
-    // No thread could be started: like the synchronous server past --max-threads.
+    // No thread could be started. UNAVAILABLE, which clients retry with backoff: not
+    // RESOURCE_EXHAUSTED, which says the request itself is too large (docs/errors.md).
     Log(LogLevel::kWarn, "no thread for a blocking call", {{"error", e.what()}});
-    reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
                                  "the server has no thread free for this call; retry"));
   }
 }
@@ -488,7 +489,7 @@ class LeaseStreamReactor final
       });
     } catch (const std::system_error& e) {
       Log(LogLevel::kWarn, "no thread for a blocking call", {{"error", e.what()}});
-      Fail(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+      Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE,  // retried with backoff (see above)
                         "the server has no thread free for this call; retry"));
     }
   }

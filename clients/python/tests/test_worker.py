@@ -603,7 +603,13 @@ async def test_a_cancelled_run_async_returns_without_waiting_for_its_long_poll(
     w = Worker(server.address, token=OP_TOKEN, poll_wait_ms=30_000, concurrency=1,
                handlers={q1: lambda j: None, q2: lambda j: None})
     runner = asyncio.create_task(w.run_async())
-    await asyncio.sleep(1.0)  # one queue long-polls, the other waits for the only slot
+    # Started (its loops exist), then a moment: one queue long-polls, the other waits for the
+    # only slot.
+    end = time.monotonic() + 10
+    while not w._started.is_set() and time.monotonic() < end:
+        await asyncio.sleep(0.02)
+    assert w._started.is_set()
+    await asyncio.sleep(0.5)
     runner.cancel()
     t0 = time.monotonic()
     with pytest.raises(asyncio.CancelledError):

@@ -195,6 +195,8 @@ interface Running {
   direct: boolean;
   /** A call carrying the report failed as a whole: it may have been applied all the same. */
   maybeApplied: boolean;
+  /** Most reports of a call carrying it: half the batch the server refused as a whole. */
+  splitCap: number;
 }
 
 const MIN_HEARTBEAT_MS = 50;
@@ -207,6 +209,13 @@ const MAX_REPORT_BYTES = 4 << 20;
 const now = (): number => performance.now();
 // A function, not an inline test, so that TypeScript does not narrow `phase` across awaits.
 const gone = (r: { lost: boolean; phase: string }): boolean => r.lost || r.phase === 'done';
+
+/** The outcome bytes of a batch of reports (outcomeBytes summed). */
+function batchBytes(batch: { outcome?: Outcome }[]): number {
+  let n = 0;
+  for (const r of batch) n += outcomeBytes(r.outcome!);
+  return n;
+}
 
 /** The bytes an outcome adds to a request, roughly (its variable-size fields). */
 function outcomeBytes(o: Outcome): number {
@@ -270,12 +279,15 @@ export class Worker extends EventEmitter<WorkerEvents> {
   private wokenWaiters = 0;
   /**
    * Most reports per call: maxReportBatch, halved each time the server refuses a batch as a
-   * whole (too large for its request cap, or more reports than its max_lease_batch).
+   * whole for having more reports than its max_lease_batch.
    */
   private reportCap: number;
   /** The server's max_lease_batch (GetNodeInfo at start; until it answers, the default). */
   private leaseCap = MAX_LEASE_BATCH;
-  /** Most outcome bytes per request: half the server's request cap, at most 4 MiB. */
+  /**
+   * Most outcome bytes per request: half the server's request cap, at most 4 MiB; halved
+   * each time the server refuses a batch as a whole for being over its request cap.
+   */
   private reportBudget = MAX_REPORT_BYTES;
   private idleWaiters: (() => void)[] = [];
   private readonly reportQueue: Running[] = [];
@@ -713,7 +725,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       task, ctl: new LazyAbort(), phase: 'running', lost: false, cancelRequested: false,
       stopAborted: false, startedAt: now(), expiresAt: leasedAt + task.leaseMs,
       timer: undefined, timerDue: 0, hbFailures: 0, inFlight: false, queuedAt: 0, direct: false,
-      maybeApplied: false,
+      maybeApplied: false, splitCap: Infinity,
     };
     this.tasks.set(task.taskId, r);
     this.byJob.set(task.jobId, r);
@@ -874,10 +886,11 @@ export class Worker extends EventEmitter<WorkerEvents> {
     const out: Running[] = [];
     let keep = 0;
     let bytes = 0;
+    let limit = Math.min(this.reportCap, this.leaseCap);
     for (const r of this.reportQueue) {
-      if (out.length < Math.min(this.reportCap, this.leaseCap) && !r.direct &&
-          r.task.queue === queue &&
+      if (out.length < Math.min(limit, r.splitCap) && !r.direct && r.task.queue === queue &&
           (out.length === 0 || bytes + outcomeBytes(r.outcome!) <= this.reportBudget)) {
+        limit = Math.min(limit, r.splitCap);
         r.inFlight = true;
         bytes += outcomeBytes(r.outcome!);
         out.push(r);
@@ -947,10 +960,12 @@ export class Worker extends EventEmitter<WorkerEvents> {
     let keep = 0;
     let due = Infinity;
     let bytes = 0;
+    let limit = Math.min(this.reportCap, this.leaseCap);
     for (const r of this.reportQueue) {
       const at = this.aloneAt(r);
-      if (batch.length < Math.min(this.reportCap, this.leaseCap) && at <= t &&
+      if (batch.length < Math.min(limit, r.splitCap) && at <= t &&
           (batch.length === 0 || bytes + outcomeBytes(r.outcome!) <= this.reportBudget)) {
+        limit = Math.min(limit, r.splitCap);
         bytes += outcomeBytes(r.outcome!);
         batch.push(r);
         continue;
@@ -974,11 +989,22 @@ export class Worker extends EventEmitter<WorkerEvents> {
         ++this.counters.reportErrors;
         this.emitError(e, { op: 'report' });
         const retry = isTransient(e);
-        // Refused as a whole (over the server's request cap, or more reports than its
-        // max_lease_batch): nothing was applied; smaller batches from now on. A lone report
-        // refused so is that report's own answer.
-        const refused = e instanceof TooLargeError || e instanceof InvalidArgumentError;
-        if (refused && batch.length > 1) this.reportCap = Math.max(1, Math.floor(batch.length / 2));
+        // Refused as a whole, nothing applied: RESOURCE_EXHAUSTED `too_large` says the batch
+        // has more reports than the server's max_lease_batch, without a code that the request
+        // is over its --max-message-bytes. The outcomes go again in halves (splitCap), which
+        // always gets through, and the limit the refusal names is kept for later requests. A
+        // lone report refused so is that report's own answer, unless an earlier try of the
+        // call (the client retries transient failures) may have landed.
+        const refused = e instanceof TooLargeError;
+        const earlierTry = e instanceof SluiceError && e.attempts > 1;
+        if (refused && batch.length > 1) {
+          const half = Math.floor(batch.length / 2);
+          if (e.serverCode && e.code === 'too_large') {
+            this.reportCap = Math.max(1, Math.min(this.reportCap, half));
+          } else if (batchBytes(batch) / 2 >= 1024) {
+            this.reportBudget = Math.min(this.reportBudget, Math.floor(batchBytes(batch) / 2));
+          }
+        }
         for (const r of batch) {
           r.inFlight = false;
           if (r.phase !== 'reporting') continue;
@@ -986,8 +1012,11 @@ export class Worker extends EventEmitter<WorkerEvents> {
           else if (retry) {
             r.maybeApplied = true;  // the answer may be what was lost
             this.queueReport(r);
-          } else if (refused && batch.length > 1) this.queueReport(r);
-          else if (refused) this.reported(r, e as SluiceError);
+          } else if (refused && (batch.length > 1 || earlierTry)) {
+            if (earlierTry) r.maybeApplied = true;
+            r.splitCap = Math.max(1, Math.floor(batch.length / 2));
+            this.queueReport(r);
+          } else if (refused) this.reported(r, e);
           else this.finish(r);  // not retryable: the lease will expire and the job retry
         }
         if (retry) {

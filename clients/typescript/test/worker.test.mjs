@@ -7,7 +7,7 @@ import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import {
   CancelRequestedError, GrpcCode, JobCancelled, JobFailure, LeaseLostError, SluiceClient,
-  UnavailableError, UnimplementedError, Worker, WorkerStoppedError,
+  TooLargeError, UnavailableError, UnimplementedError, Worker, WorkerStoppedError,
 } from '../dist/index.js';
 import { PKG, Sluiced, TOKEN, freePort, until } from './harness.mjs';
 
@@ -668,6 +668,45 @@ describe('reports ride on LeaseTasks', () => {
     } finally {
       c.close();
       await small.destroy();
+    }
+  });
+
+  test('a report batch refused as a whole is sent again in halves until it gets through', async () => {
+    const queue = q('refused');
+    const N = 16;
+    let refusedCalls = 0;
+    const sizes = [];
+    // Refuses ReportOutcomes of more than 4 reports as a whole, as a server does for a request
+    // over its message cap (RESOURCE_EXHAUSTED without a code; nothing applied).
+    const c = wrap(client, {
+      async reportOutcomes(reports, o) {
+        sizes.push(reports.length);
+        if (reports.length > 4) {
+          ++refusedCalls;
+          throw new TooLargeError('injected: request too large', { grpcCode: GrpcCode.RESOURCE_EXHAUSTED });
+        }
+        return client.reportOutcomes(reports, o);
+      },
+    });
+    const hs = await client.enqueueBatch(Array.from({ length: N }, () => ({ queue, leaseMs: 60_000 })));
+    let started = 0;
+    let go;
+    const all = new Promise((r) => { go = r; });
+    const w = worker({
+      client: c, queues: queue, concurrency: N, reportWithLease: false,
+      handler: async () => {
+        if (++started === N) go();
+        await all;
+        return 'done';
+      },
+    });
+    await until(() => w.metrics().succeeded === N, { timeoutMs: 10_000, what: `${N} acknowledged outcomes` });
+    await w.stop();
+    assert.ok(refusedCalls > 0, `sizes sent: ${sizes.join(' ')}`);
+    for (const h of hs) {
+      const j = await client.getJob(h.id, { includeAttempts: true });
+      assert.equal(j.status, 'succeeded');
+      assert.equal(j.attempts.length, 1);
     }
   });
 

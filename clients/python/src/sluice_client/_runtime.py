@@ -36,7 +36,6 @@ from .aio import AsyncClient
 from .cancellation import LEASE_LOST, SHUTDOWN, CancellationToken, JobCancelled, JobFailed
 from .errors import (
     DeadlineExceededError,
-    InvalidArgumentError,
     LeaseLostError,
     SluiceError,
     TooLargeError,
@@ -231,8 +230,11 @@ class Runtime:
         self.limits = DEFAULT_LIMITS
         self.slots = Slots(worker.concurrency, 2 * worker.concurrency,
                            fair=len(worker.queues) > 1)
-        # Most reports per call; halved each time the server refuses a batch as a whole.
+        # Most reports and outcome bytes per call; lowered when the server refuses a batch as
+        # a whole for having more reports than its max_lease_batch, or for being over its
+        # message cap (the limits from GetNodeInfo keep that from happening, when known).
         self.report_cap = MAX_REPORT_BATCH
+        self.report_bytes = MAX_REPORT_BYTES
         self._async_handlers = {q: is_async_callable(h) for q, h in worker.handlers.items()}
         self.running: dict[str, Running] = {}
         self.by_job: dict[str, Running] = {}
@@ -503,24 +505,24 @@ class Runtime:
             return Outcome.cancelled()
         except JobFailed as e:
             return self._safe_failure(lambda: self._failure(e.code, e.message, e.data,
-                                                            e.no_retry))
+                                                            e.no_retry), e.no_retry)
         except Exception as e:  # noqa: BLE001 (every handler error becomes a failure)
             self.event("handler_error", job_id=st.task.job_id, error=repr(e))
 
             def build() -> Outcome:
                 tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
                 return self._failure(type(e).__name__, str(e), tb.encode(), False)
-            return self._safe_failure(build)
+            return self._safe_failure(build, False)
 
-    def _safe_failure(self, build: Callable[[], Outcome]) -> Outcome:
-        """The failure ``build`` makes, or, when its fields cannot be encoded (a code or
-        message that is no string, data that is no bytes), a ``handler_error`` failure saying
-        so: an outcome must never break its report."""
+    def _safe_failure(self, build: Callable[[], Outcome], no_retry: Any) -> Outcome:
+        """The failure ``build`` makes, or, when its fields cannot be encoded (a ``__str__``
+        that raises), a ``handler_error`` failure saying so: an outcome must never break its
+        report."""
         try:
             return build()
         except Exception as e:  # noqa: BLE001
             return self._failure("handler_error", f"the failure could not be encoded: {e!r}",
-                                 b"", False)
+                                 b"", no_retry is True)
 
     def _success(self, value: Any) -> Outcome:
         if value is None:
@@ -682,7 +684,7 @@ class Runtime:
 
     def _report_budget(self) -> int:
         """Most outcome bytes per call: half the server's request cap, at most 4 MiB."""
-        return max(1024, min(MAX_REPORT_BYTES, self.limits.max_message_bytes // 2))
+        return max(1024, min(self.report_bytes, self.limits.max_message_bytes // 2))
 
     def _lease_reported(self, queue: str, batch: list[Pending], resp: LeaseResponse) -> None:
         """The answers to the reports a LeaseTasks call carried."""
@@ -770,17 +772,31 @@ class Runtime:
                     p.maybe_applied = True  # the answer may be what was lost
                 self.event("report_error", error=repr(e), reports=len(batch))
                 await asyncio.sleep(_backoff(failures))
-            except (TooLargeError, InvalidArgumentError) as e:
-                # Refused as a whole (over the server's request cap, or more reports than its
-                # max_lease_batch): nothing was applied. Smaller batches from now on; a lone
-                # report refused so is that report's own answer.
+            except TooLargeError as e:
+                # Refused as a whole, nothing applied: `too_large` says the batch has more
+                # reports than the server's max_lease_batch, no code that the request is over
+                # its message cap. The halves go again (which always gets through), and the
+                # limit the refusal names is kept for later batches. A lone report refused so
+                # is that report's own answer, unless an earlier try of the call (the client
+                # retries transient failures) may have landed.
                 self.event("report_error", error=repr(e), reports=len(batch))
+                if e.attempts > 1:
+                    for p in batch:
+                        p.maybe_applied = True
                 if len(batch) > 1:
                     half = len(batch) // 2
-                    self.report_cap = max(1, min(self.report_cap, half))
+                    size = sum(_outcome_bytes(p.outcome) for p in batch)
+                    if e.sluice_code == "too_large":
+                        self.report_cap = max(1, min(self.report_cap, half))
+                    elif size // 2 >= 1024:
+                        self.report_bytes = min(self.report_bytes, size // 2)
                     await self._send_reports(batch[:half])
                     await self._send_reports(batch[half:])
                     return
+                if e.attempts > 1:
+                    failures += 1
+                    await asyncio.sleep(_backoff(failures))
+                    continue
                 self._count(batch[0].st, batch[0].outcome, False, e.sluice_code or "too_large",
                             str(e))
                 return
@@ -972,11 +988,24 @@ class Runtime:
     async def close(self) -> None:
         if self._linger_timer is not None:
             self._linger_timer.cancel()
-        for lane in self.lease_loops.values():
-            # After a drain every loop has ended. Closed without one (the run was cancelled or
-            # failed), a long-poll would lease into nothing and a loop waiting for a slot, or
-            # a second lane waiting for outcomes, would wait forever.
-            if not lane.done():
+        # After a drain every loop has ended. Closed without one (the run was cancelled or
+        # failed), a long-poll would lease into nothing, and a loop waiting for a slot, or a
+        # second lane waiting for outcomes, would wait forever: cancel them. A call carrying
+        # reports is answered soon (it does not long-poll) and its answer says whether they
+        # were applied: wait for it a little first.
+        carrying = []
+        for key, lane in self.lease_loops.items():
+            if lane.done():
+                continue
+            queue = key[:-len(_SECOND)] if key.endswith(_SECOND) else key
+            if (self._second_fast.get(queue) if key.endswith(_SECOND)
+                    else self.polling.get(key) and self.loop_state.get(key) == "fast"):
+                carrying.append(lane)
+            else:
+                lane.cancel()
+        if carrying:
+            _, late = await asyncio.wait(carrying, timeout=5.0)
+            for lane in late:
                 lane.cancel()
         if self._reporter is not None:
             self._reporter.cancel()

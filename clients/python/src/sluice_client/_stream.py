@@ -140,10 +140,10 @@ class LeaseStream(_Base):
     def __enter__(self) -> "LeaseStream":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        # Requests still unanswered (the block left early): cancel, so the server does not
-        # go on leasing into answers nobody reads.
-        if self._asked:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        # Left by an exception with requests unanswered: cancel, so the server does not go on
+        # leasing into answers nobody reads. Otherwise half-close (they are still answered).
+        if exc_type is not None and self._asked:
             self.cancel()
         else:
             self.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 __all__ = ["CancellationToken", "JobCancelled", "JobFailed", "CANCEL_REQUESTED", "LEASE_LOST",
            "SHUTDOWN"]
@@ -111,14 +111,19 @@ class JobFailed(Exception):
     no_retry: bool = False
 
     def __init__(self, message: str = "", *, code: Optional[str] = None,
-                 no_retry: Optional[bool] = None, data: bytes = b"") -> None:
+                 no_retry: Optional[bool] = None, data: Union[bytes, str] = b"") -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
         if no_retry is not None:
             self.no_retry = no_retry
-        self.data = bytes(data)
+        if isinstance(data, str):
+            self.data = data.encode()
+        elif isinstance(data, (bytes, bytearray, memoryview)):
+            self.data = bytes(data)
+        else:  # bytes(an int) would allocate that many zero bytes
+            raise TypeError(f"JobFailed data must be bytes or str, not {type(data).__name__}")
 
 
 class JobCancelled(Exception):
