@@ -476,7 +476,7 @@ class LeaseStreamReactor final
     Apply(a);
   }
 
-  // Runs fn on pool; when no thread can be started the stream ends RESOURCE_EXHAUSTED.
+  // Runs fn on pool; when no thread can be started the stream ends UNAVAILABLE.
   void Hand(BlockingPool* pool, std::function<void()> fn) {
     try {
       pool->Submit([this, fn = std::move(fn)] {

@@ -142,8 +142,8 @@ class SluiceService final : public ServiceBase {
                                v1::ReportOutcomeResponse* resp);
   grpc::Status DoReportOutcomes(grpc::ServerContextBase* ctx, const v1::ReportOutcomesRequest* req,
                                 v1::ReportOutcomesResponse* resp);
-  // Runs run() (which finishes the call) on pool; finishes the call RESOURCE_EXHAUSTED when the
-  // pool cannot start a thread, INTERNAL when run() throws.
+  // Runs run() (which finishes the call) on pool; finishes the call UNAVAILABLE when the pool
+  // cannot start a thread (clients retry it), INTERNAL when run() throws.
   void Offload(BlockingPool* pool, grpc::ServerUnaryReactor* reactor, std::function<void()> run);
   // Runs body() -> grpc::Status and finishes the call: inline, or on the write pool when
   // writes wait for the disk or the call is too much work for a callback thread (long).

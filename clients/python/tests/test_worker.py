@@ -540,14 +540,43 @@ def test_a_report_batch_refused_as_a_whole_is_split(client: Client, make_worker:
     smaller batches instead of dropping the outcomes (they would wait for lease expiry)."""
     q, n, refuse = uid("q-"), 16, RefuseBigReports(4)
     ids = [h.id for h in client.enqueue_batch([JobSpec(q, lease_ms=60_000) for _ in range(n)])]
+    # Results of 100 bytes: a batch of 16 is 1.6 KB, a size refusal (not an overload).
     w = make_worker(concurrency=n, report_with_lease=False, interceptors=[refuse],
-                    handlers={q: _barrier_handler(n, b"done")})
+                    handlers={q: _barrier_handler(n, b"d" * 100)})
     with w.running():
         wait_for(lambda: w.stats.succeeded == n, timeout=10, what=f"{n} acknowledged outcomes")
     assert refuse.refused > 0
     for i in ids:
         job = client.get_job(i, include_attempts=True)
         assert job.status == JobStatus.SUCCEEDED and len(job.attempts) == 1, job.attempts
+
+
+class RefuseFirst(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """Refuses the first ``n`` ReportOutcomes calls RESOURCE_EXHAUSTED without a code, as an
+    older sluiced did when it had no thread free."""
+
+    def __init__(self, n: int) -> None:
+        self.left = n
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        method = details.method.decode() if isinstance(details.method, bytes) else details.method
+        if method.endswith("/ReportOutcomes") and self.left > 0:
+            self.left -= 1
+            raise grpc.aio.AioRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.aio.Metadata(),
+                                       grpc.aio.Metadata(), "no thread free for this call")
+        return await continuation(details, request)
+
+
+def test_a_small_report_refused_without_a_code_is_retried(client: Client,
+                                                         make_worker: Any) -> None:
+    q, refuse = uid("q-"), RefuseFirst(2)
+    h = client.enqueue(q, lease_ms=60_000)
+    w = make_worker(report_with_lease=False, interceptors=[refuse], handlers={q: lambda j: b"ok"})
+    with w.running():
+        wait_for(lambda: w.stats.succeeded == 1, timeout=5, what="the success acknowledged")
+    assert refuse.left == 0
+    job = client.get_job(h.id, include_attempts=True)
+    assert job.status == JobStatus.SUCCEEDED and len(job.attempts) == 1, job.attempts
 
 
 def test_outcomes_too_big_for_one_request_go_in_several(tmp_path: Any,

@@ -358,8 +358,9 @@ export class Worker extends EventEmitter<WorkerEvents> {
     // lease refused meanwhile is retried after a backoff, and a refused report batch is split).
     this.client.getNodeInfo({ tenant: this.tenant }).then((info) => {
       if (info.limits.maxLeaseBatch > 0) this.leaseCap = info.limits.maxLeaseBatch;
-      if (info.limits.maxMessageBytes > 0) {
-        this.reportBudget = Math.max(1024, Math.min(MAX_REPORT_BYTES, info.limits.maxMessageBytes / 2));
+      if (info.limits.maxMessageBytes > 0) {  // never above what a refusal taught meanwhile
+        this.reportBudget = Math.min(this.reportBudget,
+          Math.max(1024, Math.floor(info.limits.maxMessageBytes / 2)));
       }
     }, () => { /* unreachable server: the lease loops say so, and the defaults stay */ });
     this.loops = this.queues.map((q) => this.leaseLoop(q).catch((e: unknown) => {
@@ -988,14 +989,17 @@ export class Worker extends EventEmitter<WorkerEvents> {
       }, (e: unknown) => {
         ++this.counters.reportErrors;
         this.emitError(e, { op: 'report' });
-        const retry = isTransient(e);
         // Refused as a whole, nothing applied: RESOURCE_EXHAUSTED `too_large` says the batch
         // has more reports than the server's max_lease_batch, without a code that the request
         // is over its --max-message-bytes. The outcomes go again in halves (splitCap), which
         // always gets through, and the limit the refusal names is kept for later requests. A
         // lone report refused so is that report's own answer, unless an earlier try of the
-        // call (the client retries transient failures) may have landed.
-        const refused = e instanceof TooLargeError;
+        // call (the client retries transient failures) may have landed. A request far below
+        // any message cap (at least 1 KiB) refused without a code is an older sluiced's
+        // overload answer: retried like a transient failure.
+        const overload = e instanceof TooLargeError && !e.serverCode && batchBytes(batch) < 512;
+        const retry = isTransient(e) || overload;
+        const refused = e instanceof TooLargeError && !overload;
         const earlierTry = e instanceof SluiceError && e.attempts > 1;
         if (refused && batch.length > 1) {
           const half = Math.floor(batch.length / 2);

@@ -697,7 +697,7 @@ describe('reports ride on LeaseTasks', () => {
       handler: async () => {
         if (++started === N) go();
         await all;
-        return 'done';
+        return 'd'.repeat(100);  // a batch of 16 is 1.6 KB: a size refusal, not an overload
       },
     });
     await until(() => w.metrics().succeeded === N, { timeoutMs: 10_000, what: `${N} acknowledged outcomes` });
@@ -708,6 +708,32 @@ describe('reports ride on LeaseTasks', () => {
       assert.equal(j.status, 'succeeded');
       assert.equal(j.attempts.length, 1);
     }
+  });
+
+  test('a small report refused without a code (an older sluiced\'s overload answer) is retried, not rejected', async () => {
+    const queue = q('overload');
+    let refusals = 0;
+    const c = wrap(client, {
+      async reportOutcomes(reports, o) {
+        if (refusals < 2) {
+          ++refusals;
+          throw new TooLargeError('the server has no thread free for this call; retry',
+            { grpcCode: GrpcCode.RESOURCE_EXHAUSTED });
+        }
+        return client.reportOutcomes(reports, o);
+      },
+    });
+    const [h] = await client.enqueueBatch([{ queue, leaseMs: 60_000 }]);
+    const w = worker({
+      client: c, queues: queue, reportWithLease: false,
+      errorBackoff: { initialBackoffMs: 1, maxBackoffMs: 5 }, handler: () => 'ok',
+    });
+    await until(() => w.metrics().succeeded === 1, { timeoutMs: 5_000, what: 'the success acknowledged' });
+    await w.stop();
+    assert.equal(refusals, 2);
+    const j = await client.getJob(h.id, { includeAttempts: true });
+    assert.equal(j.status, 'succeeded');
+    assert.equal(j.attempts.length, 1);
   });
 
   test('a server with a smaller max_lease_batch than the concurrency: leases ask for at most that many', async () => {

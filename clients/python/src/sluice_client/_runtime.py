@@ -243,6 +243,7 @@ class Runtime:
         self.lease_loops: dict[str, asyncio.Task[None]] = {}
         self.loop_state: dict[str, str] = {}  # queue -> take | fast | poll | backoff | done
         self.stopping = False
+        self.closing = False  # close() without a drain: leased tasks are no longer started
         self.hurry = False   # stop at once (a second signal): skip the drain and the grace
         self.report_with_lease = worker.report_with_lease
         self.linger = worker.report_linger_ms / 1000.0
@@ -427,6 +428,12 @@ class Runtime:
             if used == n:  # never more than asked for (the server does not do this)
                 self.event("over_delivery", task_id=t.task_id, job_id=t.job_id)
                 continue
+            if self.closing:
+                # Closing without a drain: nothing would report it. Its lease expires and the
+                # job runs again elsewhere, without running here first.
+                self.stats.abandoned += 1
+                self.event("abandoned", task_id=t.task_id, job_id=t.job_id)
+                continue
             old = self.by_job.get(t.job_id)
             if old is not None and not old.handled:
                 # A newer attempt of a job whose handler still runs here: our lease is dead.
@@ -521,8 +528,12 @@ class Runtime:
         try:
             return build()
         except Exception as e:  # noqa: BLE001
+            try:
+                nr = bool(no_retry)
+            except Exception:  # noqa: BLE001
+                nr = False
             return self._failure("handler_error", f"the failure could not be encoded: {e!r}",
-                                 b"", no_retry is True)
+                                 b"", nr)
 
     def _success(self, value: Any) -> Outcome:
         if value is None:
@@ -540,6 +551,8 @@ class Runtime:
         lim = self.limits
         # JobFailed(e) with an exception as its message is common; a subclass may set a
         # non-string code: both are taken as their str().
+        if isinstance(data, (int, str)) or data is None:  # bytes(n) would allocate n bytes
+            raise TypeError(f"failure data must be bytes, not {type(data).__name__}")
         return Outcome.failure(_truncate(str(code) or "error", lim.max_error_code_bytes),
                                _truncate(str(message), lim.max_error_message_bytes),
                                data=bytes(data)[:lim.max_error_data_bytes],
@@ -773,6 +786,13 @@ class Runtime:
                 self.event("report_error", error=repr(e), reports=len(batch))
                 await asyncio.sleep(_backoff(failures))
             except TooLargeError as e:
+                if e.sluice_code is None and sum(_outcome_bytes(p.outcome) for p in batch) < 512:
+                    # Far below any message cap (at least 1 KiB): an older sluiced's overload
+                    # answer, retried like a transient failure.
+                    failures += 1
+                    self.event("report_error", error=repr(e), reports=len(batch))
+                    await asyncio.sleep(_backoff(failures))
+                    continue
                 # Refused as a whole, nothing applied: `too_large` says the batch has more
                 # reports than the server's max_lease_batch, no code that the request is over
                 # its message cap. The halves go again (which always gets through), and the
@@ -993,6 +1013,7 @@ class Runtime:
         # second lane waiting for outcomes, would wait forever: cancel them. A call carrying
         # reports is answered soon (it does not long-poll) and its answer says whether they
         # were applied: wait for it a little first.
+        self.closing = True
         carrying = []
         for key, lane in self.lease_loops.items():
             if lane.done():
@@ -1004,7 +1025,12 @@ class Runtime:
             else:
                 lane.cancel()
         if carrying:
-            _, late = await asyncio.wait(carrying, timeout=5.0)
+            try:
+                # Shielded: a second cancellation of the run must not skip the rest of its
+                # cleanup (closing the client, marking the worker finished).
+                _, late = await asyncio.shield(asyncio.wait(carrying, timeout=5.0))
+            except asyncio.CancelledError:
+                late = set(carrying)
             for lane in late:
                 lane.cancel()
         if self._reporter is not None:

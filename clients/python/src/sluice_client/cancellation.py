@@ -120,10 +120,10 @@ class JobFailed(Exception):
             self.no_retry = no_retry
         if isinstance(data, str):
             self.data = data.encode()
-        elif isinstance(data, (bytes, bytearray, memoryview)):
-            self.data = bytes(data)
-        else:  # bytes(an int) would allocate that many zero bytes
+        elif isinstance(data, int):  # bytes(n) would allocate n zero bytes
             raise TypeError(f"JobFailed data must be bytes or str, not {type(data).__name__}")
+        else:
+            self.data = bytes(data)  # bytes-like, or an iterable of ints; else TypeError
 
 
 class JobCancelled(Exception):
