@@ -381,7 +381,12 @@ class LeaseStreamReactor final
       writing_ = true;
       a.write = out_.front().get();
     }
-    if (!end_ && !reading_ && !reads_done_ && pending_.size() < kMaxPending) {
+    // Everything in flight counts: requests read and not yet taken, the one being worked on,
+    // and answers not yet written. A client that stops reading its answers thus stops being
+    // read (HTTP/2 flow control pushes back on it) instead of having the server lease for it
+    // and buffer the answers without bound.
+    if (!end_ && !reading_ && !reads_done_ &&
+        pending_.size() + out_.size() + (busy_ ? 1 : 0) < kMaxPending) {
       reading_ = true;
       a.read = true;
     }
@@ -451,12 +456,23 @@ class LeaseStreamReactor final
     }
     std::shared_ptr<v1::LeaseTasksRequest> held(std::move(req));
     std::shared_ptr<v1::LeaseTasksResponse> out(std::move(resp));
-    Hand(&svc_->waits_, [this, held, out, deadline] {
-      grpc::Status s = svc_->LeaseTasksSlices(ctx_, held.get(), out.get(), deadline,
-                                              SluiceService::LeasePhase::kRest, nullptr, &newer_);
-      Answer(std::make_unique<v1::LeaseTasksResponse>(std::move(*out)), s);
-      Pump();
-    });
+    const bool handed = Hand(
+        &svc_->waits_,
+        [this, held, out, deadline] {
+          grpc::Status s =
+              svc_->LeaseTasksSlices(ctx_, held.get(), out.get(), deadline,
+                                     SluiceService::LeasePhase::kRest, nullptr, &newer_);
+          Answer(std::make_unique<v1::LeaseTasksResponse>(std::move(*out)), s);
+          Pump();
+        },
+        /*end_on_failure=*/false);
+    if (!handed) {
+      // No thread to wait on: answer what there is (its reports' statuses, no task), as a
+      // wait that found nothing would. Ending the stream would lose that answer and the ones
+      // queued before it.
+      Answer(std::make_unique<v1::LeaseTasksResponse>(std::move(*out)), grpc::Status::OK);
+      return true;
+    }
     return false;
   }
 
@@ -476,8 +492,9 @@ class LeaseStreamReactor final
     Apply(a);
   }
 
-  // Runs fn on pool; when no thread can be started the stream ends UNAVAILABLE.
-  void Hand(BlockingPool* pool, std::function<void()> fn) {
+  // Runs fn on pool and returns true. When no thread can be started: false, after ending the
+  // stream UNAVAILABLE when end_on_failure (else the caller answers as it can).
+  bool Hand(BlockingPool* pool, std::function<void()> fn, bool end_on_failure = true) {
     try {
       pool->Submit([this, fn = std::move(fn)] {
         try {
@@ -489,9 +506,13 @@ class LeaseStreamReactor final
       });
     } catch (const std::system_error& e) {
       Log(LogLevel::kWarn, "no thread for a blocking call", {{"error", e.what()}});
-      Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE,  // retried with backoff (see above)
-                        "the server has no thread free for this call; retry"));
+      if (end_on_failure) {
+        Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE,  // retried with backoff (see above)
+                          "the server has no thread free for this call; retry"));
+      }
+      return false;
     }
+    return true;
   }
 
   void Fail(const grpc::Status& st) {
@@ -571,6 +592,10 @@ grpc::Status SluiceService::LeaseTasksSlices(grpc::ServerContextBase* ctx,
     bool first = phase != LeasePhase::kRest;
     if (first) BuildCompletions(req->reports(), tenant, &batch, &index, &statuses);
     while (true) {
+      // A wait taken up late (the wait pool was full) ends at once if its reason is gone.
+      if (phase == LeasePhase::kRest && (StopWaiting(ctx) || (cut != nullptr && cut->load()))) {
+        return Status::Ok();
+      }
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
                             deadline - std::chrono::steady_clock::now())
                             .count();

@@ -775,6 +775,43 @@ TEST_F(ServerTest, LeaseStreamWaitsWakeOnEnqueueAndEndForANewerRequest) {
   EXPECT_TRUE(stream->Finish().ok());
 }
 
+// A client that sends requests but does not read its answers stops being read once a few are
+// in flight: the server does not lease for it, nor buffer the answers, without bound.
+TEST_F(ServerTest, LeaseStreamStopsReadingAClientThatReadsNoAnswers) {
+  Start({"--durability", "async"});
+  // 256 KiB per task: the client's receive window (a few MiB) holds a dozen or so answers.
+  const std::string big(256 << 10, 'p');
+  constexpr int kJobs = 100;
+  for (int i = 0; i < kJobs; i += 25) {
+    v1::EnqueueBatchRequest req;
+    for (int k = 0; k < 25; ++k) {
+      v1::JobSpec* j = req.add_jobs();
+      *j = Spec("lr", "lr-" + std::to_string(i + k));
+      j->set_payload(big);
+    }
+    v1::EnqueueBatchResponse resp;
+    auto ctx = Authed(kAdmin);
+    ASSERT_TRUE(stub_->EnqueueBatch(ctx.get(), req, &resp).ok());
+  }
+  auto ctx = Authed(kAdmin, 60'000);
+  auto stream = stub_->LeaseStream(ctx.get());
+  for (int i = 0; i < kJobs; ++i) ASSERT_TRUE(stream->Write(LeaseReq("lr", 1)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  const double leased = Metric("sluice_running_tasks");
+  EXPECT_GT(leased, 0);
+  EXPECT_LE(leased, kJobs / 2) << "leased for requests whose answers nobody reads";
+  // Reading resumes the stream: every request is answered, in order.
+  int answered = 0;
+  v1::LeaseTasksResponse resp;
+  while (answered < kJobs && stream->Read(&resp)) {
+    EXPECT_EQ(resp.tasks_size(), 1);
+    ++answered;
+  }
+  EXPECT_EQ(answered, kJobs);
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
+}
+
 // Draining ends an idle lease stream at once (OK: it answered every request it took) instead of
 // holding the drain.
 TEST_F(ServerTest, SigtermEndsIdleLeaseStreams) {
