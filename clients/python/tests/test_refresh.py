@@ -150,6 +150,35 @@ def test_a_key_without_a_handler_is_reported_failed_at_once(server: Sluiced, cli
     assert "refresh_failed" in events
 
 
+def test_a_handler_raising_an_odd_message_is_reported_failed(server: Sluiced, client: Client,
+                                                              workers: list[Worker]) -> None:
+    """A message with a lone surrogate (as os.fsdecode makes of undecodable bytes) and one
+    over the server's cap: each refresh is reported failed at once, not left to its lease."""
+    q, k1, k2 = uid("q-"), uid("fk-"), uid("fk-")
+    events: list[str] = []
+    w = Worker(server.address, token=OP_TOKEN, poll_wait_ms=200,
+               on_event=lambda name, f: events.append(name))
+    workers.append(w)
+    w.handler(q)(lambda job: None)
+
+    @w.refresh_handler()
+    def refresh(r: RefreshRequest) -> int:
+        if r.key == k1:
+            raise RuntimeError("file " + b"\xff.txt".decode("utf-8", "surrogateescape"))
+        raise RuntimeError("\u754c" * 7000)  # 21,000 bytes of UTF-8
+    with w.running():
+        t0 = time.monotonic()
+        for key in (k1, k2):
+            client.enqueue(q, b"", limits=[Limit.floating(key, 2, 60_000)])
+        for key in (k1, k2):
+            wait_for(lambda: client.floating_limit(key).consecutive_failures >= 1,
+                     timeout=5, what=f"the refresh failure of {key}")
+        took = time.monotonic() - t0
+    assert took < 5.0  # not held until its 30 s lease expires
+    assert events.count("refresh_failed") == 2
+    assert "refresh_report_error" not in events
+
+
 def test_a_slow_refresh_heartbeats_its_lease(tmp_path: pathlib.Path, servers: list[Sluiced],
                                             workers: list[Worker]) -> None:
     # Refresh leases of 0.45 s (RefreshTask.lease_ms): heartbeats every 0.15 s.

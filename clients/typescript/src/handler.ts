@@ -76,10 +76,10 @@ export class WorkerStoppedError extends Error {
 
 // Caps from the server's defaults (docs/operations.md): a report over them would be refused and
 // the job would hang until its lease expired.
-const MAX_CODE_BYTES = 128;
-const MAX_MESSAGE_BYTES = 8 * 1024;
+export const MAX_CODE_BYTES = 128;
+export const MAX_MESSAGE_BYTES = 8 * 1024;
 
-function clip(s: string, maxBytes: number): string {
+export function clip(s: string, maxBytes: number): string {
   if (Buffer.byteLength(s) <= maxBytes) return s;
   let out = Buffer.from(s).subarray(0, maxBytes).toString('utf8');
   while (Buffer.byteLength(out) > maxBytes) out = out.slice(0, -1);  // a split character

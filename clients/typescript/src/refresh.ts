@@ -2,7 +2,10 @@
 // refresh lease alive with its own HeartbeatRefresh timer, and reports the new max or a failure.
 import type { SluiceClient } from './client.js';
 import { LeaseLostError } from './errors.js';
-import { type RefreshContext, type RefreshHandler, WorkerStoppedError, failureCode } from './handler.js';
+import {
+  MAX_CODE_BYTES, MAX_MESSAGE_BYTES, type RefreshContext, type RefreshHandler, WorkerStoppedError,
+  clip, failureCode,
+} from './handler.js';
 import type { RefreshOutcome, RefreshTask } from './types.js';
 
 /** Refresh handlers by key, or one handler for every key. */
@@ -23,6 +26,8 @@ interface Running {
   ctl: AbortController;
   timer: NodeJS.Timeout | undefined;
   lost: boolean;
+  /** The outcome is being reported: heartbeats stop, and the report's answer decides. */
+  reporting: boolean;
   interval: number;
 }
 
@@ -69,7 +74,7 @@ export class RefreshRunner {
     // (which trusts the two clocks to agree).
     const leaseLen = rt.leaseMs > 0 ? rt.leaseMs : Math.max(0, rt.leaseExpiresMs - Date.now());
     const r: Running = {
-      rt, ctl: new AbortController(), timer: undefined, lost: false,
+      rt, ctl: new AbortController(), timer: undefined, lost: false, reporting: false,
       interval: Math.min(MAX_HEARTBEAT_MS, Math.max(MIN_HEARTBEAT_MS, leaseLen / 3)),
     };
     this.running.set(id, r);
@@ -91,33 +96,46 @@ export class RefreshRunner {
         if (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffffffff) {
           return this.report(r, { newMax: v }, v);
         }
-        const e = new TypeError(`refresh handler for "${rt.key}" returned ${String(v)}, not an integer >= 0`);
+        const e = new TypeError(`refresh handler for "${rt.key}" returned ${shown(v)}, not an ` +
+          'integer >= 0');
         return this.report(r, { errorCode: 'bad_refresh_value', errorMessage: e.message }, e);
       },
-      (e: unknown) => this.report(r, {
-        errorCode: failureCode(e) === 'handler_error' ? 'refresh_error' : failureCode(e),
-        errorMessage: e instanceof Error ? e.message.slice(0, 4096) : String(e).slice(0, 4096),
-      }, e),
-    ).catch((e: unknown) => this.hooks.onError(e, rt.key));
+      (e: unknown) => this.report(r, thrownRefreshOutcome(e), e),
+    ).catch((e: unknown) => {
+      // A bug here must not leave the refresh heartbeating forever: report a failure.
+      this.hooks.onError(e, rt.key);
+      if (!r.lost && !r.reporting) {
+        void this.report(r, { errorCode: 'refresh_error', errorMessage: 'the refresh failed' }, e);
+      }
+    });
   }
 
-  private schedule(id: string, r: Running): void {
-    r.timer = setTimeout(() => void this.heartbeat(id, r), r.interval);
+  private schedule(id: string, r: Running, delay = r.interval): void {
+    r.timer = setTimeout(() => void this.heartbeat(id, r), Math.max(0, delay));
   }
 
+  /**
+   * One heartbeat. The next is due an interval (a third of the lease) after this one was sent,
+   * however long it took, and each gives up after three quarters of an interval: one stalled
+   * call leaves two more tries before the lease runs out.
+   */
   private async heartbeat(id: string, r: Running): Promise<void> {
-    if (r.lost || !this.running.has(id)) return;
+    if (r.lost || r.reporting || !this.running.has(id)) return;
+    const sentAt = performance.now();
     try {
-      await this.client.heartbeatRefresh(r.rt, { timeoutMs: r.interval * 2 });
+      await this.client.heartbeatRefresh(r.rt,
+        { timeoutMs: Math.max(MIN_HEARTBEAT_MS, r.interval * 0.75) });
     } catch (e) {
-      if (r.lost || !this.running.has(id)) return;
+      if (r.lost || r.reporting || !this.running.has(id)) return;
       if (e instanceof LeaseLostError) {
         this.lose(r, e);
         return;
       }
       this.hooks.onError(e, r.rt.key);
     }
-    if (!r.lost && this.running.has(id)) this.schedule(id, r);
+    if (!r.lost && !r.reporting && this.running.has(id)) {
+      this.schedule(id, r, sentAt + r.interval - performance.now());
+    }
   }
 
   private lose(r: Running, reason: unknown): void {
@@ -129,7 +147,10 @@ export class RefreshRunner {
   }
 
   private async report(r: Running, outcome: RefreshOutcome, detail: unknown): Promise<void> {
-    if (r.lost) return;  // lease lost: never report
+    if (r.lost || r.reporting) return;  // lease lost: never report; reported once
+    r.reporting = true;
+    if (r.timer) clearTimeout(r.timer);
+    r.timer = undefined;
     try {
       await this.client.reportRefreshOutcome(r.rt, outcome);
       if (r.lost) return;
@@ -153,4 +174,30 @@ export class RefreshRunner {
       for (const f of w) f();
     }
   }
+}
+
+/** A value as text for a message, never throwing, at most 200 characters. */
+function shown(v: unknown): string {
+  let s: string;
+  try {
+    s = typeof v === 'string' ? JSON.stringify(v) : String(v);
+  } catch {
+    s = Object.prototype.toString.call(v);
+  }
+  return s.length > 200 ? `${s.slice(0, 200)}...` : s;
+}
+
+/**
+ * The failure a refresh handler's throw is reported as: its string `code` (else
+ * refresh_error) and its message, both cut to the server's caps in bytes. Never throws.
+ */
+function thrownRefreshOutcome(e: unknown): RefreshOutcome {
+  let code = 'refresh_error';
+  let message = 'the refresh handler threw';
+  try {
+    const c = failureCode(e);
+    if (c !== 'handler_error') code = c;
+    message = e instanceof Error ? e.message : String(e);
+  } catch { /* a thrown value that cannot be shown */ }
+  return { errorCode: clip(code, MAX_CODE_BYTES), errorMessage: clip(message, MAX_MESSAGE_BYTES) };
 }

@@ -131,6 +131,36 @@ test('a worker without a handler for the key reports a failure at once', async (
   await w.stop();
 });
 
+test('a refresh handler that throws a long message, or a value that cannot be shown: the failure is reported, cut to the caps', async () => {
+  const queue = q('longmsg');
+  const [k1, k2] = [q('long'), q('odd')];
+  const failed = [];
+  const errors = [];
+  const w = new Worker(client, {
+    queues: queue, handler: () => 'ok',
+    refresh: {
+      // 21,000 bytes of UTF-8 in 7,000 characters: over the 8 KiB cap in bytes, not in characters.
+      [k1]: () => { throw new Error('界'.repeat(7000)); },
+      [k2]: () => { throw Object.create(null); },  // String() of it throws
+    },
+  });
+  w.on('refreshFailed', (k, e) => failed.push(k));
+  w.on('error', (e) => errors.push(e));
+  const hs = await Promise.all([k1, k2].map((key) => client.enqueue({
+    queue, limits: [{ kind: 'floating', key, max: 2, refreshIntervalMs: 60_000 }],
+  })));
+  await Promise.all(hs.map((h) => h.awaitResult({ timeoutMs: 10_000 })));
+  await until(() => failed.length === 2, { timeoutMs: 5_000, what: 'both failures reported' });
+  assert.deepEqual([...failed].sort(), [k1, k2].sort());
+  assert.deepEqual(errors, [], 'no report was refused');
+  for (const key of [k1, k2]) {
+    const f = await client.getFloatingLimit(key);
+    assert.equal(f.consecutiveFailures, 1, key);
+    assert.equal(f.refreshInFlight, false, `${key}: not left to the 30 s refresh lease`);
+  }
+  await w.stop();
+});
+
 test('a slow refresh heartbeats every third of RefreshTask.leaseMs, whatever the clocks say', async () => {
   // Refresh leases of 450 ms: heartbeats every 150 ms. The expiry is shifted a minute ahead,
   // as if the server's clock were: the period must come from leaseMs, not from the expiry.

@@ -84,8 +84,10 @@ def is_async_callable(fn: Any) -> bool:
 
 
 def _truncate(text: str, max_bytes: int) -> str:
-    raw = text.encode()
-    return text if len(raw) <= max_bytes else raw[:max_bytes].decode(errors="ignore")
+    # "replace": a lone surrogate (os.fsdecode of undecodable bytes) becomes "?" instead of
+    # failing the encoding, and with it the report that carries the text.
+    raw = text.encode("utf-8", "replace")
+    return raw[:max_bytes].decode(errors="ignore")
 
 
 def _outcome_bytes(o: Outcome) -> int:
@@ -238,7 +240,10 @@ class Runtime:
         self._async_handlers = {q: is_async_callable(h) for q, h in worker.handlers.items()}
         self.running: dict[str, Running] = {}
         self.by_job: dict[str, Running] = {}
-        self.refreshing: dict[str, asyncio.Task[None]] = {}
+        self.refreshing: dict[str, asyncio.Task[None]] = {}  # by key + lease token
+        # key -> (lease token, state) of the refresh of that key running here: a new lease of
+        # the key means the server let this one go (it expired), so it is no longer reported.
+        self._refresh_runs: dict[str, tuple[int, dict[str, Union[float, bool]]]] = {}
         self.polling: dict[str, bool] = {}
         self.lease_loops: dict[str, asyncio.Task[None]] = {}
         self.loop_state: dict[str, str] = {}  # queue -> take | fast | poll | backoff | done
@@ -869,13 +874,22 @@ class Runtime:
     # ---- floating-limit refreshes -----------------------------------------------------------
 
     def _start_refresh(self, r: RefreshTask) -> None:
-        if r.key in self.refreshing:
-            self.event("duplicate_refresh", key=r.key)
-            return
-        self.refreshing[r.key] = asyncio.create_task(self._run_refresh(r),
-                                                     name=f"sluice-refresh-{r.key}")
+        cur = self._refresh_runs.get(r.key)
+        if cur is not None:
+            if cur[0] == r.lease_token:
+                self.event("duplicate_refresh", key=r.key)
+                return
+            # A newer refresh lease of a key still refreshing here: the older one is gone on
+            # the server. Its run is never reported; this one runs on its own.
+            cur[1]["lost"] = True
+            self.event("refresh_lease_lost", key=r.key, why="superseded")
+        state: dict[str, Union[float, bool]] = {
+            "expires": time.monotonic() + self._refresh_lease_s(r), "lost": False}
+        self._refresh_runs[r.key] = (r.lease_token, state)
+        self.refreshing[f"{r.key}\0{r.lease_token}"] = asyncio.create_task(
+            self._run_refresh(r, state), name=f"sluice-refresh-{r.key}")
 
-    async def _run_refresh(self, r: RefreshTask) -> None:
+    async def _run_refresh(self, r: RefreshTask, state: dict[str, Union[float, bool]]) -> None:
         try:
             self.stats.refreshes += 1
             handler = self.w._refresh_handler_for(r.key)
@@ -884,15 +898,17 @@ class Runtime:
                                             f"worker {self.w.worker_id} has no refresh handler "
                                             f"for key {r.key!r}")
                 return
-            await self._refresh_with_heartbeat(r, handler)
+            await self._refresh_with_heartbeat(r, handler, state)
         finally:
-            self.refreshing.pop(r.key, None)
+            self.refreshing.pop(f"{r.key}\0{r.lease_token}", None)
+            if self._refresh_runs.get(r.key, (None, None))[0] == r.lease_token:
+                del self._refresh_runs[r.key]
             self._changed.set()
 
     async def _refresh_with_heartbeat(self, r: RefreshTask,
-                                      handler: Callable[[RefreshRequest], Any]) -> None:
+                                      handler: Callable[[RefreshRequest], Any],
+                                      state: dict[str, Union[float, bool]]) -> None:
         lease_s = self._refresh_lease_s(r)
-        state = {"expires": time.monotonic() + lease_s, "lost": False}
         hb = asyncio.create_task(self._refresh_heartbeat(r, state, lease_s))
         try:
             value = await self._call_refresh(handler, self.w._refresh_request(r))
@@ -901,8 +917,13 @@ class Runtime:
             else:
                 new_max, code, msg = value, "", ""
         except Exception as e:  # noqa: BLE001 (reported as a refresh failure)
-            code = e.code if isinstance(e, JobFailed) else type(e).__name__
-            new_max, msg = None, str(e)
+            code = str(e.code) if isinstance(e, JobFailed) else type(e).__name__
+            new_max = None
+            try:
+                msg = str(e)
+            except Exception:  # noqa: BLE001 (a __str__ that raises)
+                msg = f"the refresh handler raised {type(e).__name__}"
+
         finally:
             hb.cancel()
         if state["lost"] or time.monotonic() >= float(state["expires"]):
@@ -929,16 +950,23 @@ class Runtime:
 
     async def _refresh_heartbeat(self, r: RefreshTask, state: dict[str, Union[float, bool]],
                                  lease_s: float) -> None:
-        while True:
-            await asyncio.sleep(lease_s / 3.0)
+        """Heartbeats every third of the lease, counted from each send (however long it took);
+        each gives up after a quarter of the lease, so one stalled call leaves two more tries
+        before the lease runs out."""
+        next_at = time.monotonic() + lease_s / 3.0
+        while not state["lost"]:
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            if state["lost"]:
+                return
             sent = time.monotonic()
+            next_at = sent + lease_s / 3.0
             try:
-                await self.client.heartbeat_refresh(r, timeout=max(0.05, lease_s / 3.0))
+                await self.client.heartbeat_refresh(r, timeout=max(0.05, lease_s / 4.0))
                 state["expires"] = sent + lease_s
             except LeaseLostError:
                 state["lost"] = True
                 return
-            except SluiceError as e:
+            except Exception as e:  # noqa: BLE001 (a failed heartbeat; the next one may pass)
                 self.event("refresh_heartbeat_error", key=r.key, error=repr(e))
 
     async def _refresh_outcome(self, r: RefreshTask, new_max: Optional[int], code: str,
@@ -953,7 +981,7 @@ class Runtime:
                                                             lim.max_error_code_bytes),
                                                _truncate(message, lim.max_error_message_bytes))
                 self.event("refresh_failed", key=r.key, code=code, message=message)
-        except SluiceError as e:
+        except Exception as e:  # noqa: BLE001 (nothing may escape the refresh's task)
             self.event("refresh_report_error", key=r.key, error=repr(e))
 
     # ---- stopping ---------------------------------------------------------------------------
@@ -1035,7 +1063,11 @@ class Runtime:
                 lane.cancel()
         if self._reporter is not None:
             self._reporter.cancel()
-        await asyncio.gather(*self.lease_loops.values(), return_exceptions=True)
+        # After a drain none is left; closed without one, a refresh would outlive the client.
+        for t in list(self.refreshing.values()):
+            t.cancel()
+        await asyncio.gather(*self.lease_loops.values(), *self.refreshing.values(),
+                             return_exceptions=True)
         self.job_pool.shutdown()
         self.refresh_pool.shutdown()
 
