@@ -468,9 +468,12 @@ class LeaseStreamReactor final
         /*end_on_failure=*/false);
     if (!handed) {
       // No thread to wait on: answer what there is (its reports' statuses, no task), as a
-      // wait that found nothing would. Ending the stream would lose that answer and the ones
-      // queued before it.
+      // wait that found nothing would, then end the stream once its answers are written, as
+      // a drain does. Failing it would lose that answer and the ones queued before it; going
+      // on would have idle workers re-poll in a tight loop. The requests not yet taken are
+      // unanswered, which clients treat as UNAVAILABLE: they back off and open a new stream.
       Answer(std::make_unique<v1::LeaseTasksResponse>(std::move(*out)), grpc::Status::OK);
+      Apply(Drain());
       return true;
     }
     return false;

@@ -876,12 +876,12 @@ class Runtime:
     def _start_refresh(self, r: RefreshTask) -> None:
         cur = self._refresh_runs.get(r.key)
         if cur is not None:
-            if cur[0] == r.lease_token:
+            if r.lease_token <= cur[0]:  # the same lease again (tokens only grow)
                 self.event("duplicate_refresh", key=r.key)
                 return
             # A newer refresh lease of a key still refreshing here: the older one is gone on
             # the server. Its run is never reported; this one runs on its own.
-            cur[1]["lost"] = True
+            cur[1]["lost"] = cur[1]["superseded"] = True
             self.event("refresh_lease_lost", key=r.key, why="superseded")
         state: dict[str, Union[float, bool]] = {
             "expires": time.monotonic() + self._refresh_lease_s(r), "lost": False}
@@ -927,7 +927,8 @@ class Runtime:
         finally:
             hb.cancel()
         if state["lost"] or time.monotonic() >= float(state["expires"]):
-            self.event("refresh_lease_lost", key=r.key)
+            if not state.get("superseded"):  # (said when it was)
+                self.event("refresh_lease_lost", key=r.key)
             return
         await self._refresh_outcome(r, new_max, code, msg)
 
