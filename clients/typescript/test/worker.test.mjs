@@ -24,6 +24,20 @@ function worker(opts) {
   return w;
 }
 
+/**
+ * A barrier for handlers: the returned function resolves once it has been called `n` times,
+ * so their outcomes are all ready at once (and travel together).
+ */
+function allStarted(n) {
+  let started = 0;
+  let go;
+  const all = new Promise((r) => { go = r; });
+  return () => {
+    if (++started === n) go();
+    return all;
+  };
+}
+
 /** A client whose methods can be intercepted; everything else is the real client. */
 function wrap(base, overrides) {
   const c = Object.create(base);
@@ -603,15 +617,12 @@ describe('reports ride on LeaseTasks', () => {
     const queue = q('baddata');
     const N = 8;
     const hs = await client.enqueueBatch(Array.from({ length: N }, (_, i) => ({ queue, json: { i }, leaseMs: 60_000 })));
-    let started = 0;
-    let go;
-    const all = new Promise((r) => { go = r; });
+    const ready = allStarted(N);
     const failed = [];
     const w = worker({
       queues: queue, concurrency: N,
       handler: async (job) => {
-        if (++started === N) go();
-        await all;  // every outcome is ready at once: they travel in one request
+        await ready();  // every outcome is ready at once: they travel in one request
         if (job.json().i === 3) throw new JobFailure('bad_data', 'with data that is no bytes', { data: { not: 'bytes' } });
         return 'ok';
       },
@@ -643,15 +654,12 @@ describe('reports ride on LeaseTasks', () => {
       const queue = q('bigout');
       const N = 32;
       const hs = await c.enqueueBatch(Array.from({ length: N }, () => ({ queue, leaseMs: 60_000 })));
-      let started = 0;
-      let go;
-      const all = new Promise((r) => { go = r; });
+      const ready = allStarted(N);
       const w = worker({
         client: c, queues: queue, concurrency: N,
         errorBackoff: { initialBackoffMs: 1, maxBackoffMs: 5 },
         handler: async () => {
-          if (++started === N) go();
-          await all;
+          await ready();
           return 'r'.repeat(20_000);
         },
       });
@@ -689,14 +697,11 @@ describe('reports ride on LeaseTasks', () => {
       },
     });
     const hs = await client.enqueueBatch(Array.from({ length: N }, () => ({ queue, leaseMs: 60_000 })));
-    let started = 0;
-    let go;
-    const all = new Promise((r) => { go = r; });
+    const ready = allStarted(N);
     const w = worker({
       client: c, queues: queue, concurrency: N, reportWithLease: false,
       handler: async () => {
-        if (++started === N) go();
-        await all;
+        await ready();
         return 'd'.repeat(100);  // a batch of 16 is 1.6 KB: a size refusal, not an overload
       },
     });
