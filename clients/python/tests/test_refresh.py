@@ -4,6 +4,7 @@ without a handler is reported failed at once; a slow refresh keeps its own lease
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
 import threading
 import time
@@ -177,6 +178,70 @@ def test_a_handler_raising_an_odd_message_is_reported_failed(server: Sluiced, cl
     assert took < 5.0  # not held until its 30 s lease expires
     assert events.count("refresh_failed") == 2
     assert "refresh_report_error" not in events
+
+
+def test_a_refresh_past_its_timeout_is_reported_failed(server: Sluiced, client: Client,
+                                                        workers: list[Worker]) -> None:
+    """refresh_timeout_ms: a sync handler that hangs, and an async one that never returns,
+    are reported failed with code refresh_timeout (the async one cancelled), and the old max
+    stays; a handler raising TimeoutError itself is its own failure, reported at once."""
+    q, k_sync, k_async, k_own = uid("q-"), uid("fk-"), uid("fk-"), uid("fk-")
+    events: list[tuple[str, dict[str, Any]]] = []
+    release = threading.Event()
+    cancelled = threading.Event()
+    w = Worker(server.address, token=OP_TOKEN, poll_wait_ms=200, refresh_timeout_ms=400,
+               on_event=lambda name, f: events.append((name, f)))
+    workers.append(w)
+    w.handler(q)(lambda job: None)
+
+    @w.refresh_handler(k_sync)
+    def hang(r: RefreshRequest) -> int:
+        release.wait(30)
+        return 9
+
+    @w.refresh_handler(k_async)
+    async def forever(r: RefreshRequest) -> int:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return 9
+
+    @w.refresh_handler(k_own)
+    def own(r: RefreshRequest) -> int:
+        raise TimeoutError("the quota API timed out")
+
+    try:
+        with w.running():
+            t0 = time.monotonic()
+            for key in (k_sync, k_async, k_own):
+                client.enqueue(q, b"", limits=[Limit.floating(key, 2, 60_000)])
+            for key in (k_sync, k_async, k_own):
+                wait_for(lambda: client.floating_limit(key).consecutive_failures >= 1,
+                         timeout=10, what=f"the refresh failure of {key}")
+            took = time.monotonic() - t0
+            release.set()  # the hung sync handler returns 9 now: too late, ignored
+            time.sleep(0.5)
+            states = {key: client.floating_limit(key) for key in (k_sync, k_async, k_own)}
+    finally:
+        release.set()
+    assert took < 8.0  # at the timeout, not at the 30 s refresh lease
+    for key, st in states.items():
+        assert st.current_max == 2 and st.consecutive_failures == 1, key
+        assert not st.refresh_in_flight, key
+    failed = {f["key"]: f["code"] for name, f in events if name == "refresh_failed"}
+    assert failed == {k_sync: "refresh_timeout", k_async: "refresh_timeout",
+                      k_own: "TimeoutError"}
+    assert sorted(f["key"] for name, f in events if name == "refresh_timeout") == sorted(
+        [k_sync, k_async])
+    assert cancelled.is_set()
+    assert not any(name == "refresh_reported" for name, _ in events)
+
+
+def test_refresh_timeout_ms_must_not_be_negative(server: Sluiced) -> None:
+    with pytest.raises(ValueError, match="refresh_timeout_ms"):
+        Worker(server.address, token=OP_TOKEN, refresh_timeout_ms=-1)
 
 
 def test_a_slow_refresh_heartbeats_its_lease(tmp_path: pathlib.Path, servers: list[Sluiced],

@@ -74,6 +74,18 @@ export class WorkerStoppedError extends Error {
   }
 }
 
+/**
+ * The abort reason, and the refreshFailed detail, of a refresh handler that did not return
+ * within the Worker's refreshTimeoutMs; reported as a failure with code "refresh_timeout".
+ */
+export class RefreshTimeoutError extends Error {
+  readonly code = 'refresh_timeout';
+  constructor(readonly key: string, readonly timeoutMs: number) {
+    super(`the refresh handler for "${key}" did not return within ${timeoutMs} ms`);
+    this.name = 'RefreshTimeoutError';
+  }
+}
+
 // Caps from the server's defaults (docs/operations.md): a report over them would be refused and
 // the job would hang until its lease expired.
 export const MAX_CODE_BYTES = 128;
@@ -201,7 +213,10 @@ export interface RefreshContext {
   readonly defaultMax: number;
   /** When the max was last refreshed (epoch ms; 0: never). */
   readonly lastRefreshedMs: number;
-  /** Aborted when the refresh lease is lost or stop() runs out of time. */
+  /**
+   * Aborted when the refresh lease is lost, when the handler runs past the Worker's
+   * refreshTimeoutMs (reason: RefreshTimeoutError), or when stop() runs out of time.
+   */
   readonly signal: AbortSignal;
 }
 

@@ -10,7 +10,7 @@ export type {
   ErrorContext, StopResult, WorkerEvents, WorkerMetrics, WorkerOptions,
 } from './worker.js';
 export {
-  CancelRequestedError, JobCancelled, JobFailure, WorkerStoppedError,
+  CancelRequestedError, JobCancelled, JobFailure, RefreshTimeoutError, WorkerStoppedError,
 } from './handler.js';
 export type { JobContext, JobHandler, RefreshContext, RefreshHandler } from './handler.js';
 export type { RefreshHandlers } from './refresh.js';

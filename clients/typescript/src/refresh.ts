@@ -3,8 +3,8 @@
 import type { SluiceClient } from './client.js';
 import { LeaseLostError } from './errors.js';
 import {
-  MAX_CODE_BYTES, MAX_MESSAGE_BYTES, type RefreshContext, type RefreshHandler, WorkerStoppedError,
-  clip, failureCode,
+  MAX_CODE_BYTES, MAX_MESSAGE_BYTES, type RefreshContext, type RefreshHandler,
+  RefreshTimeoutError, WorkerStoppedError, clip, failureCode,
 } from './handler.js';
 import type { RefreshOutcome, RefreshTask } from './types.js';
 
@@ -25,6 +25,8 @@ interface Running {
   rt: RefreshTask;
   ctl: AbortController;
   timer: NodeJS.Timeout | undefined;
+  /** Fires at the Worker's refreshTimeoutMs: the handler's run is reported failed. */
+  deadline: NodeJS.Timeout | undefined;
   lost: boolean;
   /** The outcome is being reported: heartbeats stop, and the report's answer decides. */
   reporting: boolean;
@@ -39,6 +41,8 @@ export class RefreshRunner {
     private readonly client: SluiceClient,
     private readonly handlers: RefreshHandlers | undefined,
     private readonly workerId: string,
+    /** Longest a handler may run before its refresh is reported failed (0: no limit). */
+    private readonly timeoutMs: number,
     private readonly hooks: RefreshHooks,
   ) {}
 
@@ -74,7 +78,8 @@ export class RefreshRunner {
     // (which trusts the two clocks to agree).
     const leaseLen = rt.leaseMs > 0 ? rt.leaseMs : Math.max(0, rt.leaseExpiresMs - Date.now());
     const r: Running = {
-      rt, ctl: new AbortController(), timer: undefined, lost: false, reporting: false,
+      rt, ctl: new AbortController(), timer: undefined, deadline: undefined, lost: false,
+      reporting: false,
       interval: Math.min(MAX_HEARTBEAT_MS, Math.max(MIN_HEARTBEAT_MS, leaseLen / 3)),
     };
     this.running.set(id, r);
@@ -87,6 +92,15 @@ export class RefreshRunner {
       return;
     }
     this.schedule(id, r);
+    if (this.timeoutMs > 0) {
+      r.deadline = setTimeout(() => {
+        r.deadline = undefined;
+        if (r.lost || r.reporting) return;
+        const e = new RefreshTimeoutError(rt.key, this.timeoutMs);
+        r.ctl.abort(e);
+        void this.report(r, { errorCode: e.code, errorMessage: e.message }, e);
+      }, this.timeoutMs);
+    }
     const ctx: RefreshContext = {
       key: rt.key, tenant: rt.tenant, metadata: rt.metadata, currentMax: rt.currentMax,
       defaultMax: rt.defaultMax, lastRefreshedMs: rt.lastRefreshedMs, signal: r.ctl.signal,
@@ -167,6 +181,8 @@ export class RefreshRunner {
   private finish(r: Running): void {
     if (r.timer) clearTimeout(r.timer);
     r.timer = undefined;
+    if (r.deadline) clearTimeout(r.deadline);
+    r.deadline = undefined;
     this.running.delete(`${r.rt.key}\u0000${r.rt.leaseToken}`);
     if (this.running.size === 0) {
       const w = this.idleWaiters;

@@ -52,6 +52,13 @@ export interface WorkerOptions {
   tenant?: string;
   /** Floating-limit refresh handlers by key, or one for every key. */
   refresh?: RefreshHandlers;
+  /**
+   * Longest a refresh handler may run (default 60,000 ms; 0: no limit). Past it, its signal is
+   * aborted and the refresh is reported failed with code "refresh_timeout": the server keeps
+   * the old max and retries later with backoff, instead of the key waiting on a handler that
+   * never returns. What the handler returns afterwards is ignored.
+   */
+  refreshTimeoutMs?: number;
   /** Long-poll bound of one LeaseTasks (default 30,000 ms; 2,000 with several queues). */
   leaseWaitMs?: number;
   /** Backoff of a lease loop or report flush after a failed call (default 100 ms to 5 s). */
@@ -342,7 +349,11 @@ export class Worker extends EventEmitter<WorkerEvents> {
     }
     this.lingerMs = options.reportLingerMs ?? 10;
     if (!(this.lingerMs >= 0)) throw new RangeError('Worker: reportLingerMs must be >= 0');
-    this.refresher = new RefreshRunner(client, options.refresh, this.workerId, {
+    const refreshTimeoutMs = options.refreshTimeoutMs ?? 60_000;
+    if (!(refreshTimeoutMs >= 0) || !Number.isFinite(refreshTimeoutMs)) {
+      throw new RangeError('Worker: refreshTimeoutMs must be a finite number >= 0');
+    }
+    this.refresher = new RefreshRunner(client, options.refresh, this.workerId, refreshTimeoutMs, {
       onDone: (kind, rt, detail) => this.onRefreshDone(kind, rt, detail),
       onError: (e, key) => this.emitError(e, { op: 'refresh', key }),
     });

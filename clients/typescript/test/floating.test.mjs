@@ -3,7 +3,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as delay } from 'node:timers/promises';
-import { SluiceClient, Worker } from '../dist/index.js';
+import { RefreshTimeoutError, SluiceClient, Worker } from '../dist/index.js';
 import { Sluiced, TOKEN, until } from './harness.mjs';
 
 let srv;
@@ -159,6 +159,62 @@ test('a refresh handler that throws a long message, or a value that cannot be sh
     assert.equal(f.refreshInFlight, false, `${key}: not left to the 30 s refresh lease`);
   }
   await w.stop();
+});
+
+test('a refresh handler running past refreshTimeoutMs: its signal aborts, the failure is reported, its late value is ignored', async () => {
+  const queue = q('hung');
+  const [hung, late] = [q('hung'), q('late')];
+  const failed = [];
+  const aborted = [];
+  const errors = [];
+  const w = new Worker(client, {
+    queues: queue, handler: () => 'ok', refreshTimeoutMs: 300,
+    refresh: {
+      // Never returns; only watches its signal.
+      [hung]: ({ signal }) => new Promise(() => {
+        signal.addEventListener('abort', () => aborted.push(signal.reason));
+      }),
+      // Ignores its signal and returns 7 after the timeout.
+      [late]: () => delay(1200).then(() => 7),
+    },
+  });
+  w.on('refreshFailed', (k, e) => failed.push([k, e]));
+  w.on('error', (e) => errors.push(e));
+  const started = Date.now();
+  const hs = await Promise.all([hung, late].map((key) => client.enqueue({
+    queue, limits: [{ kind: 'floating', key, max: 2, refreshIntervalMs: 60_000 }],
+  })));
+  await Promise.all(hs.map((h) => h.awaitResult({ timeoutMs: 10_000 })));
+  await until(() => failed.length === 2, { timeoutMs: 5_000, what: 'both timeouts reported' });
+  assert.ok(Date.now() - started < 5_000, 'reported at the timeout, not at the 30 s refresh lease');
+  assert.deepEqual(failed.map(([k]) => k).sort(), [hung, late].sort());
+  for (const [, e] of failed) {
+    assert.ok(e instanceof RefreshTimeoutError, String(e));
+    assert.equal(e.code, 'refresh_timeout');
+    assert.equal(e.timeoutMs, 300);
+  }
+  assert.equal(aborted.length, 1);
+  assert.ok(aborted[0] instanceof RefreshTimeoutError);
+  await delay(1500);  // the late handler has returned 7 by now
+  for (const key of [hung, late]) {
+    const f = await client.getFloatingLimit(key);
+    assert.equal(f.currentMax, 2, `${key}: the old max stays`);
+    assert.equal(f.consecutiveFailures, 1, key);
+    assert.equal(f.refreshInFlight, false, key);
+  }
+  assert.equal(w.metrics().refreshesReported, 0, 'the late value was not reported');
+  assert.equal(w.metrics().refreshesFailed, 2);
+  assert.deepEqual(errors, []);
+  const t0 = Date.now();
+  await w.stop({ timeoutMs: 5_000 });
+  assert.ok(Date.now() - t0 < 2_000, 'stop does not wait for the hung handler');
+});
+
+test('refreshTimeoutMs must be a finite number >= 0', () => {
+  for (const bad of [-1, Number.NaN, Infinity]) {
+    assert.throws(() => new Worker(client, { queues: 'x', handler: () => 0, refreshTimeoutMs: bad, autostart: false }),
+      RangeError);
+  }
 });
 
 test('a slow refresh heartbeats every third of RefreshTask.leaseMs, whatever the clocks say', async () => {

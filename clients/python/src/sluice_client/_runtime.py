@@ -910,12 +910,23 @@ class Runtime:
                                       state: dict[str, Union[float, bool]]) -> None:
         lease_s = self._refresh_lease_s(r)
         hb = asyncio.create_task(self._refresh_heartbeat(r, state, lease_s))
+        call = asyncio.ensure_future(self._call_refresh(handler, self.w._refresh_request(r)))
+        limit_ms = self.w.refresh_timeout_ms
         try:
-            value = await self._call_refresh(handler, self.w._refresh_request(r))
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32:
-                new_max, code, msg = None, "invalid_refresh_value", f"handler returned {value!r}"
+            # asyncio.wait, not wait_for: a TimeoutError the handler raises itself is its own
+            # failure, not the worker's timeout.
+            done, _ = await asyncio.wait({call}, timeout=limit_ms / 1000.0 if limit_ms else None)
+            if call not in done:
+                new_max, code = None, "refresh_timeout"
+                msg = f"the refresh handler for {r.key!r} did not return within {limit_ms} ms"
+                self.event("refresh_timeout", key=r.key, timeout_ms=limit_ms)
             else:
-                new_max, code, msg = value, "", ""
+                value = call.result()
+                if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32:
+                    new_max, code = None, "invalid_refresh_value"
+                    msg = f"handler returned {value!r}"
+                else:
+                    new_max, code, msg = value, "", ""
         except Exception as e:  # noqa: BLE001 (reported as a refresh failure)
             code = str(e.code) if isinstance(e, JobFailed) else type(e).__name__
             new_max = None
@@ -926,6 +937,8 @@ class Runtime:
 
         finally:
             hb.cancel()
+            if not call.done():
+                call.cancel()  # timed out, or this run was cancelled (close())
         if state["lost"] or time.monotonic() >= float(state["expires"]):
             if not state.get("superseded"):  # (said when it was)
                 self.event("refresh_lease_lost", key=r.key)

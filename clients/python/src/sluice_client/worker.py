@@ -141,6 +141,10 @@ class Worker:
         report_linger_ms: longest an outcome waits for its queue's next lease call before it
             is sent alone with ReportOutcomes (a call in flight that does not long-poll is
             waited for instead: its successor takes the outcome).
+        refresh_timeout_ms: longest a refresh handler may run (default 60,000; 0: no limit).
+            Past it the refresh is reported failed with code ``refresh_timeout`` (the server
+            keeps the old max and backs off) and an async handler is cancelled; a sync
+            handler's thread cannot be stopped, and what it returns later is ignored.
     """
 
     def __init__(self, target: Optional[str] = None, *, token: Optional[str] = None,
@@ -153,7 +157,7 @@ class Worker:
                  refresh_handler: Optional[RefreshHandler] = None,
                  on_event: Optional[EventHook] = None, shutdown_grace: float = 1.0,
                  interceptors: Sequence[Any] = (), report_with_lease: bool = True,
-                 report_linger_ms: int = 10) -> None:
+                 report_linger_ms: int = 10, refresh_timeout_ms: int = 60_000) -> None:
         if connection is None:
             if target is None:
                 raise TypeError("Worker needs a target (host:port) or a connection")
@@ -166,6 +170,8 @@ class Worker:
             raise ValueError("poll_wait_ms must be >= 0")
         if report_linger_ms < 0:
             raise ValueError("report_linger_ms must be >= 0")
+        if refresh_timeout_ms < 0:
+            raise ValueError("refresh_timeout_ms must be >= 0")
         self.connection = connection
         self.handlers: dict[str, Handler] = dict(handlers or {})
         self.concurrency = concurrency
@@ -178,6 +184,7 @@ class Worker:
         self.interceptors = list(interceptors)
         self.report_with_lease = report_with_lease
         self.report_linger_ms = report_linger_ms
+        self.refresh_timeout_ms = refresh_timeout_ms
         self.stats = Stats()
         self._lock = threading.Lock()
         self._loop: Optional[asyncio.AbstractEventLoop] = None
