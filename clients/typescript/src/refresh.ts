@@ -98,7 +98,7 @@ export class RefreshRunner {
         if (r.lost || r.reporting) return;
         const e = new RefreshTimeoutError(rt.key, this.timeoutMs);
         r.ctl.abort(e);
-        void this.report(r, { errorCode: e.code, errorMessage: e.message }, e);
+        void this.report(r, { errorCode: e.code, errorMessage: clip(e.message, MAX_MESSAGE_BYTES) }, e);
       }, this.timeoutMs);
     }
     const ctx: RefreshContext = {

@@ -39,6 +39,9 @@ import { RefreshRunner, type RefreshHandlers } from './refresh.js';
 import { type ResolvedRetry, type RetryOptions, backoffMs, resolveRetry, sleep } from './retry.js';
 import type { LeaseRequest, LeaseResponse, Outcome, RefreshTask, Task } from './types.js';
 
+/** The longest delay setTimeout keeps (a longer one fires after 1 ms). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export interface WorkerOptions {
   /** The queue or queues to lease from (one long-poll loop each). */
   queues: string | string[];
@@ -56,7 +59,8 @@ export interface WorkerOptions {
    * Longest a refresh handler may run (default 60,000 ms; 0: no limit). Past it, its signal is
    * aborted and the refresh is reported failed with code "refresh_timeout": the server keeps
    * the old max and retries later with backoff, instead of the key waiting on a handler that
-   * never returns. What the handler returns afterwards is ignored.
+   * never returns. What the handler returns afterwards is ignored. At most 2^31-1 (about 24
+   * days), the longest timer Node.js keeps.
    */
   refreshTimeoutMs?: number;
   /** Long-poll bound of one LeaseTasks (default 30,000 ms; 2,000 with several queues). */
@@ -350,8 +354,9 @@ export class Worker extends EventEmitter<WorkerEvents> {
     this.lingerMs = options.reportLingerMs ?? 10;
     if (!(this.lingerMs >= 0)) throw new RangeError('Worker: reportLingerMs must be >= 0');
     const refreshTimeoutMs = options.refreshTimeoutMs ?? 60_000;
-    if (!(refreshTimeoutMs >= 0) || !Number.isFinite(refreshTimeoutMs)) {
-      throw new RangeError('Worker: refreshTimeoutMs must be a finite number >= 0');
+    if (!(refreshTimeoutMs >= 0 && refreshTimeoutMs <= MAX_TIMER_MS)) {
+      // (setTimeout takes a longer delay as 1 ms)
+      throw new RangeError(`Worker: refreshTimeoutMs must be in 0..${MAX_TIMER_MS}`);
     }
     this.refresher = new RefreshRunner(client, options.refresh, this.workerId, refreshTimeoutMs, {
       onDone: (kind, rt, detail) => this.onRefreshDone(kind, rt, detail),

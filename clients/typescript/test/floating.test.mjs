@@ -167,7 +167,13 @@ test('a refresh handler running past refreshTimeoutMs: its signal aborts, the fa
   const failed = [];
   const aborted = [];
   const errors = [];
-  const w = new Worker(client, {
+  const reports = [];  // every refresh outcome the Worker sends
+  const spy = Object.create(client);
+  spy.reportRefreshOutcome = (rt, outcome, o) => {
+    reports.push([rt.key, outcome]);
+    return client.reportRefreshOutcome(rt, outcome, o);
+  };
+  const w = new Worker(spy, {
     queues: queue, handler: () => 'ok', refreshTimeoutMs: 300,
     refresh: {
       // Never returns; only watches its signal.
@@ -203,6 +209,8 @@ test('a refresh handler running past refreshTimeoutMs: its signal aborts, the fa
     assert.equal(f.refreshInFlight, false, key);
   }
   assert.equal(w.metrics().refreshesReported, 0, 'the late value was not reported');
+  assert.deepEqual(reports.map(([k, o]) => [k, o.errorCode]).sort(),
+    [[hung, 'refresh_timeout'], [late, 'refresh_timeout']].sort(), 'one report per refresh: the timeout');
   assert.equal(w.metrics().refreshesFailed, 2);
   assert.deepEqual(errors, []);
   const t0 = Date.now();
@@ -210,10 +218,13 @@ test('a refresh handler running past refreshTimeoutMs: its signal aborts, the fa
   assert.ok(Date.now() - t0 < 2_000, 'stop does not wait for the hung handler');
 });
 
-test('refreshTimeoutMs must be a finite number >= 0', () => {
-  for (const bad of [-1, Number.NaN, Infinity]) {
+test('refreshTimeoutMs must be in 0..2^31-1 (the longest timer)', () => {
+  for (const bad of [-1, Number.NaN, Infinity, 2 ** 31]) {
     assert.throws(() => new Worker(client, { queues: 'x', handler: () => 0, refreshTimeoutMs: bad, autostart: false }),
       RangeError);
+  }
+  for (const ok of [0, 2 ** 31 - 1]) {
+    new Worker(client, { queues: 'x', handler: () => 0, refreshTimeoutMs: ok, autostart: false });
   }
 });
 

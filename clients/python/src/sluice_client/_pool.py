@@ -65,6 +65,8 @@ class DaemonPool:
             if item is None:
                 return
             loop, fut, fn, args = item
+            if fut.cancelled():
+                continue  # the caller gave up before a thread was free (a refresh timed out)
             try:
                 result = fn(*args)
             except BaseException as e:  # noqa: BLE001 (handed to the awaiting coroutine)

@@ -223,6 +223,12 @@ class Stats:
     max_held: int = 0        # leases held at once (never above twice that)
 
 
+def _retrieve(fut: "asyncio.Future[Any]") -> None:
+    """Marks a finished future's exception as retrieved (the caller may have given up)."""
+    if not fut.cancelled():
+        fut.exception()
+
+
 class Runtime:
     """All state of a running Worker; lives and dies with one ``Worker.run_async`` call."""
 
@@ -911,22 +917,26 @@ class Runtime:
         lease_s = self._refresh_lease_s(r)
         hb = asyncio.create_task(self._refresh_heartbeat(r, state, lease_s))
         call = asyncio.ensure_future(self._call_refresh(handler, self.w._refresh_request(r)))
+        call.add_done_callback(_retrieve)  # a throw after we gave up is not "never retrieved"
         limit_ms = self.w.refresh_timeout_ms
+        timed_out = False
         try:
             # asyncio.wait, not wait_for: a TimeoutError the handler raises itself is its own
-            # failure, not the worker's timeout.
-            done, _ = await asyncio.wait({call}, timeout=limit_ms / 1000.0 if limit_ms else None)
-            if call not in done:
-                new_max, code = None, "refresh_timeout"
-                msg = f"the refresh handler for {r.key!r} did not return within {limit_ms} ms"
-                self.event("refresh_timeout", key=r.key, timeout_ms=limit_ms)
-            else:
+            # failure, not the worker's timeout. The heartbeat task ends when the lease is
+            # lost: the handler is then cancelled at once (nothing would report it).
+            await asyncio.wait({call, hb}, timeout=limit_ms / 1000.0 if limit_ms else None,
+                               return_when=asyncio.FIRST_COMPLETED)
+            if call.done():
                 value = call.result()
                 if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32:
                     new_max, code = None, "invalid_refresh_value"
                     msg = f"handler returned {value!r}"
                 else:
                     new_max, code, msg = value, "", ""
+            else:
+                timed_out = not hb.done()
+                new_max, code = None, "refresh_timeout"
+                msg = f"the refresh handler for {r.key!r} did not return within {limit_ms} ms"
         except Exception as e:  # noqa: BLE001 (reported as a refresh failure)
             code = str(e.code) if isinstance(e, JobFailed) else type(e).__name__
             new_max = None
@@ -934,15 +944,19 @@ class Runtime:
                 msg = str(e)
             except Exception:  # noqa: BLE001 (a __str__ that raises)
                 msg = f"the refresh handler raised {type(e).__name__}"
-
         finally:
             hb.cancel()
             if not call.done():
-                call.cancel()  # timed out, or this run was cancelled (close())
+                # Timed out, lease lost, or this run was cancelled (close()): give an async
+                # handler a moment to run its cleanup (a sync one's pool item is dropped).
+                call.cancel()
+                await asyncio.wait({call}, timeout=1.0)
         if state["lost"] or time.monotonic() >= float(state["expires"]):
             if not state.get("superseded"):  # (said when it was)
                 self.event("refresh_lease_lost", key=r.key)
             return
+        if timed_out:
+            self.event("refresh_timeout", key=r.key, timeout_ms=limit_ms)
         await self._refresh_outcome(r, new_max, code, msg)
 
     @staticmethod

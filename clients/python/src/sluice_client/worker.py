@@ -170,8 +170,8 @@ class Worker:
             raise ValueError("poll_wait_ms must be >= 0")
         if report_linger_ms < 0:
             raise ValueError("report_linger_ms must be >= 0")
-        if refresh_timeout_ms < 0:
-            raise ValueError("refresh_timeout_ms must be >= 0")
+        if not refresh_timeout_ms >= 0 or refresh_timeout_ms == float("inf"):
+            raise ValueError("refresh_timeout_ms must be a finite number >= 0")
         self.connection = connection
         self.handlers: dict[str, Handler] = dict(handlers or {})
         self.concurrency = concurrency
