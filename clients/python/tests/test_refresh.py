@@ -246,6 +246,45 @@ def test_a_refresh_past_its_timeout_is_reported_failed(server: Sluiced, client: 
     assert rec.count("ReportRefreshOutcome") == 3  # one per refresh; no late value sent
 
 
+def test_a_lost_refresh_lease_cancels_its_async_handler_at_once(
+        tmp_path: pathlib.Path, servers: list[Sluiced], workers: list[Worker]) -> None:
+    """Heartbeats held until the 0.45 s refresh lease has expired: the next one answers
+    LEASE_LOST, and the handler is cancelled then, not at refresh_timeout_ms (30 s)."""
+    server = Sluiced(tmp_path / "data", extra_args=["--refresh-lease-ms", "450"]).start()
+    servers.append(server)
+    client = Client(server.address, token=OP_TOKEN, timeout=15)
+    q, key, rec = uid("q-"), uid("fk-"), AsyncRecorder()
+    events: list[str] = []
+    started: list[float] = []
+    cancelled: list[float] = []
+    w = Worker(server.address, token=OP_TOKEN, poll_wait_ms=200, interceptors=[rec],
+               refresh_timeout_ms=30_000, on_event=lambda name, f: events.append(name))
+    workers.append(w)
+    w.handler(q)(lambda job: None)
+
+    @w.refresh_handler(key)
+    async def forever(r: RefreshRequest) -> int:
+        started.append(time.monotonic())
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.append(time.monotonic())
+            raise
+        return 1
+    rec.held.add("HeartbeatRefresh")
+    with w.running():
+        client.enqueue(q, b"", limits=[Limit.floating(key, 1, 60_000)])
+        wait_for(lambda: started, what="the refresh handler's start")
+        time.sleep(1.0)  # the refresh lease (0.45 s) expires meanwhile
+        rec.held.discard("HeartbeatRefresh")
+        wait_for(lambda: cancelled, timeout=10, what="the handler's cancellation")
+        took = cancelled[0] - started[0]
+    client.close()
+    assert took < 8.0, f"cancelled after {took:.1f} s: not at the lease loss"
+    assert "refresh_lease_lost" in events
+    assert "refresh_timeout" not in events and "refresh_reported" not in events
+
+
 def test_the_pool_drops_a_call_given_up_before_a_thread_was_free() -> None:
     """A refresh that timed out while queued behind hung sync handlers never runs."""
     from sluice_client._pool import DaemonPool
