@@ -5,6 +5,8 @@
 //   batch    EnqueueBatch() of --batch jobs per call, from one thread
 //   drain    one thread drains a stored backlog of --jobs jobs like a sluiced worker with 16
 //            slots: ReportAndLease(previous round's 16 successes, max_tasks 16) per round
+//   drain_ingest  drain while a second thread enqueues batches of 100 (caller-given ids) into
+//            the same queue; adds the rounds' p50/p90/p99
 //   e2e      enqueue -> lease -> complete: one producer enqueues in batches while N worker
 //            threads Lease(max_tasks 64, wait_ms 10) and Complete(success) every task; timed
 //            from the first enqueue to the last completion
@@ -18,7 +20,7 @@
 // `all` does not include the limit scenarios (run them by name or with --scenario=limits).
 //
 // Flags:
-//   --scenario=all|enqueue|batch|drain|e2e|limits_key4|limits_10k|grant_latency|limits
+//   --scenario=all|enqueue|batch|drain|drain_ingest|e2e|limits_key4|limits_10k|grant_latency|limits
 //                                      (default all)
 //   --jobs=N            jobs per scenario; 0 = a default sized to take a few seconds
 //   --threads=LIST      thread counts for enqueue and e2e, comma-separated (default 1,16)
@@ -28,6 +30,8 @@
 //                       is reopened with the durability under test
 //   --payload=BYTES     payload size (default 64)
 //   --batch=N           EnqueueBatch size (default 1000)
+//   --ingest_rate=N     drain_ingest's enqueue rate in jobs/s (default 50000, about what the
+//                       Node.js producer of the Worker benchmark sends); 0 = as fast as it can
 //   --dir=PATH          where the temporary stores go (default /tmp); each is removed after use
 //
 // Example: engine_bench --scenario=e2e --threads=16 --durability=async --prefill=1000000
@@ -67,6 +71,7 @@ struct Flags {
   size_t payload = 64;
   size_t batch = 1000;
   std::string dir = "/tmp";
+  uint64_t ingest_rate = 50'000;
 };
 
 [[noreturn]] void Die(const std::string& what) {
@@ -92,16 +97,17 @@ Flags ParseFlags(int argc, char** argv) {
     if (arg == "--help" || arg == "-h") {
       std::printf(
           "engine_bench "
-          "--scenario=all|enqueue|batch|drain|e2e|limits_key4|limits_10k|grant_latency|"
+          "--scenario=all|enqueue|batch|drain|drain_ingest|e2e|limits_key4|limits_10k|grant_latency|"
           "limits --jobs=N --threads=1,16 "
-          "--durability=sync|async|both --prefill=N --payload=BYTES --batch=N --dir=PATH\n");
+          "--durability=sync|async|both --prefill=N --payload=BYTES --batch=N --ingest_rate=N "
+          "--dir=PATH\n");
       std::exit(0);
     }
     const size_t eq = arg.find('=');
     if (arg.rfind("--", 0) != 0 || eq == std::string::npos) Die("bad argument: " + arg);
     const std::string key = arg.substr(2, eq - 2), v = arg.substr(eq + 1);
     if (key == "scenario") {
-      if (v != "all" && v != "enqueue" && v != "batch" && v != "drain" && v != "e2e" &&
+      if (v != "all" && v != "enqueue" && v != "batch" && v != "drain" && v != "drain_ingest" && v != "e2e" &&
           v != "limits_key4" && v != "limits_10k" && v != "grant_latency" && v != "limits") {
         Die("bad scenario " + v);
       }
@@ -135,6 +141,8 @@ Flags ParseFlags(int argc, char** argv) {
     } else if (key == "batch") {
       f.batch = static_cast<size_t>(ParseU64(key, v));
       if (f.batch == 0 || f.batch > 10000) Die("--batch must be 1..10000");
+    } else if (key == "ingest_rate") {
+      f.ingest_rate = ParseU64(key, v);
     } else if (key == "dir") {
       f.dir = v;
     } else {
@@ -315,7 +323,12 @@ void RunBatch(const Flags& f, sluice::Durability d) {
 // One worker draining a backlog the way sluiced's workers do: each round reports the previous
 // round's tasks and leases up to 16 new ones in one ReportAndLease (a worker with 16 slots and
 // no-op handlers). The backlog (--jobs, enqueued in --batch batches) is stored first, untimed.
-void RunDrain(const Flags& f, sluice::Durability d) {
+// ingest: a second thread meanwhile enqueues batches of 100 jobs with caller-given ids into the
+// same queue (a producer on the clients' default path) at --ingest_rate until the drain has done
+// --jobs jobs;
+// rounds are timed one by one (p50/p90/p99).
+void RunDrain(const Flags& f, sluice::Durability d, bool ingest = false) {
+  const char* name = ingest ? "drain_ingest" : "drain";
   const uint64_t n = f.jobs ? f.jobs : 100'000;
   Store store(f.dir);
   Prefill(store.path(), f.prefill, std::string(f.payload, 'x'), f.batch);
@@ -329,15 +342,38 @@ void RunDrain(const Flags& f, sluice::Durability d) {
   req.wait_ms = 0;
   std::vector<sluice::Completion> reports;
   std::vector<sluice::Status> statuses;
+  std::vector<double> round_us;
   uint64_t done = 0, rounds = 0;
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> ingested{0};
+  std::thread producer;
+  if (ingest) {
+    producer = std::thread([&] {
+      std::vector<sluice::JobSpec> batch = Specs(100, std::string(f.payload, 'x'));
+      const auto start = Clock::now();
+      for (uint64_t k = 0; !stop.load(std::memory_order_relaxed);) {
+        if (f.ingest_rate > 0) {  // batch k/100 is due at k / rate seconds
+          std::this_thread::sleep_until(
+              start + std::chrono::microseconds(k * 1'000'000 / f.ingest_rate));
+        }
+        for (auto& s : batch) s.id = "ingest-" + std::to_string(k++);
+        auto r = e->EnqueueBatch(batch);
+        if (!r.ok()) Die("EnqueueBatch: " + r.status().ToString());
+        ingested.fetch_add(batch.size(), std::memory_order_relaxed);
+      }
+    });
+  }
   const auto t0 = Clock::now();
   for (;;) {
+    const auto r0 = Clock::now();
     auto r = e->ReportAndLease(reports, req, &statuses);
+    if (ingest) round_us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - r0).count());
     if (!r.ok()) Die("ReportAndLease: " + r.status().ToString());
     for (const sluice::Status& s : statuses) Check(s, "report");
     done += reports.size();
     ++rounds;
     reports.clear();
+    if (done >= n && ingest) break;  // the queue never empties while the producer runs
     for (const sluice::Task& t : r->tasks) {
       sluice::Completion c;
       c.tenant = t.tenant;
@@ -349,9 +385,19 @@ void RunDrain(const Flags& f, sluice::Durability d) {
     if (reports.empty() && done >= n) break;
   }
   const double secs = Seconds(t0);
-  Report("drain", d, 1, f, n, secs);
-  std::printf("# drain: %llu rounds, %.1f us per round of 16\n",
+  stop.store(true);
+  if (producer.joinable()) producer.join();
+  Report(name, d, 1, f, done, secs);
+  std::printf("# %s: %llu rounds, %.1f us per round of 16", name,
               static_cast<unsigned long long>(rounds), secs * 1e6 / static_cast<double>(rounds));
+  if (ingest) {
+    std::sort(round_us.begin(), round_us.end());
+    auto pct = [&](double p) { return round_us[static_cast<size_t>(p * static_cast<double>(round_us.size() - 1))]; };
+    std::printf("; round p50 %.0f us, p90 %.0f us, p99 %.0f us; %.0f jobs/s enqueued meanwhile",
+                pct(0.5), pct(0.9), pct(0.99),
+                static_cast<double>(ingested.load()) / secs);
+  }
+  std::printf("\n");
   Check(e->Close(), "Close");
 }
 
@@ -568,6 +614,7 @@ int main(int argc, char** argv) {
     }
     if (all || f.scenario == "batch") RunBatch(f, d);
     if (all || f.scenario == "drain") RunDrain(f, d);
+    if (f.scenario == "drain_ingest") RunDrain(f, d, /*ingest=*/true);
     const bool limits = f.scenario == "limits";
     if (all || limits || f.scenario == "e2e") {
       for (int t : f.threads) RunE2E(f, d, t);

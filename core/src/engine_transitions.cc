@@ -78,24 +78,35 @@ Result<std::vector<EnqueueResult>> Engine::Impl::EnqueueMany(std::span<const Job
   }
   const int64_t now = Now();
   std::vector<std::string> ids(specs.size());
-  std::vector<size_t> stripes(specs.size());
   for (size_t i = 0; i < specs.size(); ++i) {
     ids[i] = specs[i].id.empty() ? ids_.Next(now) : specs[i].id;
-    stripes[i] = StripeOf(specs[i].tenant, ids[i]);
   }
-  auto locks = LockStripes(std::move(stripes));
+  // A conflict means another call created one of these ids between this one's read and its
+  // commit: the next attempt finds that job and returns it. Each attempt that conflicts has lost
+  // a race for an id to a call that committed it, so a handful of attempts always settles.
+  constexpr int kAttempts = 8;
+  for (int attempt = 1;; ++attempt) {
+    bool conflicted = false;
+    auto r = EnqueueOnce(specs, ids, now, &conflicted);
+    if (!conflicted || attempt == kAttempts) return r;
+  }
+}
 
+Result<std::vector<EnqueueResult>> Engine::Impl::EnqueueOnce(std::span<const JobSpec> specs,
+                                                             const std::vector<std::string>& ids,
+                                                             int64_t now, bool* conflicted) {
   std::vector<EnqueueResult> results(specs.size());
   std::vector<std::pair<std::string, TaskRef>> published;
   std::unordered_map<std::string, size_t> first_of;  // job key -> first index in this batch
   std::unique_ptr<rocksdb::Transaction> txn(db_->BeginTransaction(write_options_));
   // Reads never need this transaction's own writes (in-batch repeats are resolved by
-  // first_of), so skip indexing them; writes are untracked: only job keys read with
-  // GetForUpdate are validated at commit.
+  // first_of), so skip indexing them; writes are untracked: only the keys of jobs this call
+  // creates (read with GetForUpdate and found absent) are validated at commit.
   txn->DisableIndexing();
   TxnSink sink(txn.get());
   // Writes grouped by key space: consecutive memtable inserts land next to each other.
   std::vector<std::pair<std::string, std::string>> bodies, tasks;
+  std::vector<size_t> stripes;  // of the jobs this call creates
   std::string existing;
   for (size_t i = 0; i < specs.size(); ++i) {
     const JobSpec& spec = specs[i];
@@ -106,11 +117,14 @@ Result<std::vector<EnqueueResult>> Engine::Impl::EnqueueMany(std::span<const Job
       results[i].status = results[it->second].status;
       continue;
     }
-    // A client-given id may exist: decide with a conditional write (GetForUpdate makes the
-    // commit fail if the key changed under us). A generated UUIDv7 is new by construction.
-    if (!spec.id.empty()) {
+    // A caller-given id may exist. No stripe is held here: the commit fails if another call
+    // created the job meanwhile (GetForUpdate), and the caller tries again. A job found is
+    // returned as it was read, and its key is not validated (nothing here writes it).
+    // A generated UUIDv7 is new by construction.
+    if (!specs[i].id.empty()) {
       rocksdb::Status rs = txn->GetForUpdate(read_options_, job_key, &existing);
       if (rs.ok()) {
+        txn->UndoGetForUpdate(job_key);
         storage::JobState st;
         if (!st.ParseFromString(existing)) {
           return Status::Corruption("job \"" + ids[i] + "\" record is malformed");
@@ -152,6 +166,7 @@ Result<std::vector<EnqueueResult>> Engine::Impl::EnqueueMany(std::span<const Job
     ref.job_id = ids[i];
     published.emplace_back(std::move(qp), std::move(ref));
     first_of.emplace(std::move(job_key), i);
+    stripes.push_back(StripeOf(spec.tenant, ids[i]));
   }
   for (auto* group : {&bodies, &tasks}) {
     for (const auto& [k, v] : *group) {
@@ -159,12 +174,21 @@ Result<std::vector<EnqueueResult>> Engine::Impl::EnqueueMany(std::span<const Job
       if (!rs.ok()) return StorageError(rs, "enqueue write");
     }
   }
+  // The new jobs' stripes are held from the commit until their tasks are published, so that a
+  // call on one of them (cancel, expedite, delete) sees either no job or a job whose task is in
+  // the ready index. Held only this long: a lease whose jobs hash to the same stripes waits for
+  // the commit, not for the whole batch to be built (docs/decisions.md §78). Stripes before the
+  // counter slot, as every writer takes them.
+  auto locks = LockStripes(std::move(stripes));
   CounterWrite counted = FlushCounts(&sink);
   if (!sink.status().ok()) return StorageError(sink.status(), "enqueue write");
   rocksdb::Status rs = txn->Commit();
   if (rs.ok()) counted.Commit();
   if (rs.IsBusy() || rs.IsTryAgain()) {
-    // Only a writer outside the stripe protocol could conflict; report it as retryable.
+    // Another call created one of these ids since it was read (Busy), or the memtable that
+    // would tell was flushed (TryAgain). The caller tries again; past its attempts it is
+    // retryable for the client.
+    *conflicted = true;
     return Status::Busy("enqueue conflicted with a concurrent write; retry: " + rs.ToString());
   }
   if (!rs.ok()) return StorageError(rs, "enqueue commit");

@@ -3,11 +3,16 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <ostream>
+#include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/test_assertions.h"
@@ -332,6 +337,72 @@ TEST_F(EnqueueTest, BatchWithExistingIdReturnsExisting) {
   ASSERT_TRUE(IsOk(job));
   EXPECT_EQ(job->payload, "old");
   EXPECT_EQ(engine_->Stats().enqueued, 2u);
+}
+
+// Producers racing on the same ids, while a worker leases and completes the jobs they create:
+// every id becomes exactly one job, no call fails, and each job runs once.
+TEST_F(EnqueueTest, ConcurrentBatchesWithSharedIdsCreateEachJobOnce) {
+  constexpr int kIds = 300, kProducers = 4, kBatches = 150, kBatchSize = 20;
+  std::mutex mu;
+  std::map<std::string, int> created;  // id -> results with created = true
+  std::atomic<int> errors{0};
+  std::atomic<bool> producing{true};
+  std::vector<std::thread> producers;
+  for (int p = 0; p < kProducers; ++p) {
+    producers.emplace_back([&, p] {
+      std::mt19937 rng(static_cast<uint32_t>(1000 + p));
+      std::uniform_int_distribution<int> pick(0, kIds - 1);
+      for (int b = 0; b < kBatches; ++b) {
+        std::vector<JobSpec> specs;
+        for (int i = 0; i < kBatchSize; ++i) {
+          specs.push_back(SpecWithId("q", "job-" + std::to_string(pick(rng))));
+        }
+        auto r = engine_->EnqueueBatch(specs);
+        if (!r.ok()) {
+          ++errors;
+          continue;
+        }
+        std::lock_guard<std::mutex> lock(mu);
+        for (const EnqueueResult& e : *r) created[e.id] += e.created ? 1 : 0;
+      }
+    });
+  }
+  std::map<std::string, int> ran;  // job id -> times leased
+  std::thread worker([&] {
+    LeaseRequest req;
+    req.queue = "q";
+    req.worker_id = "w";
+    req.max_tasks = 16;
+    for (;;) {
+      const bool last = !producing.load();
+      auto r = engine_->Lease(req);
+      if (!r.ok()) {
+        ++errors;
+        return;
+      }
+      for (const Task& t : *r) {
+        ++ran[t.job_id];
+        if (!engine_->Complete(t.tenant, t.task_id, t.lease_token, Outcome::Success()).ok()) {
+          ++errors;
+        }
+      }
+      if (last && r->empty()) return;
+    }
+  });
+  for (auto& t : producers) t.join();
+  producing.store(false);
+  worker.join();
+
+  EXPECT_EQ(errors.load(), 0);
+  // 12,000 picks of 300 ids (fixed seeds): every id was picked.
+  EXPECT_EQ(created.size(), static_cast<size_t>(kIds));
+  EXPECT_EQ(engine_->Stats().enqueued, created.size());
+  for (const auto& [id, n] : created) {
+    EXPECT_EQ(n, 1) << id;
+    EXPECT_EQ(ran[id], 1) << id;
+  }
+  EXPECT_EQ(ran.size(), created.size());
+  EXPECT_TRUE(IsOk(engine_->VerifyIndexes()));
 }
 
 TEST_F(EnqueueTest, EmptyBatchIsOk) {
