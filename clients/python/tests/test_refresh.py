@@ -185,6 +185,46 @@ def test_a_handler_raising_an_odd_message_is_reported_failed(server: Sluiced, cl
     assert "refresh_report_error" not in events
 
 
+def test_a_handler_returning_no_max_is_reported_invalid_refresh_value(
+        server: Sluiced, client: Client, workers: list[Worker]) -> None:
+    """-1, 2.5, 2**32, a string and a bool are no max: each refresh is reported failed with
+    code invalid_refresh_value (the TypeScript Worker's code too), and the old max stays."""
+    q = uid("q-")
+    bad: dict[str, Any] = {uid("fk-"): v for v in (-1, 2.5, 2**32, "3", True)}
+    events: list[tuple[str, dict[str, Any]]] = []
+    all_failed = threading.Event()
+
+    def on_event(name: str, f: dict[str, Any]) -> None:
+        events.append((name, f))
+        if sum(1 for n, _ in events if n == "refresh_failed") == len(bad):
+            all_failed.set()
+    rec = AsyncRecorder()
+    # Two jobs per key with max 1: the running one holds its slot until every refresh has
+    # failed, so the other waits on the key and keeps it due for a refresh (a key with no jobs
+    # left gets none); the spare slot keeps the Worker leasing, and refreshes come with lease
+    # answers.
+    w = Worker(server.address, token=OP_TOKEN, poll_wait_ms=200, concurrency=len(bad) + 1,
+               on_event=on_event, interceptors=[rec])
+    workers.append(w)
+    w.handler(q)(lambda job: all_failed.wait(10))
+
+    @w.refresh_handler()
+    def refresh(r: RefreshRequest) -> Any:
+        return bad[r.key]
+    with w.running():
+        for key in [*bad, *bad]:
+            client.enqueue(q, b"", limits=[Limit.floating(key, 1, 60_000)])
+        for key in bad:
+            wait_for(lambda: client.floating_limit(key).consecutive_failures >= 1,
+                     timeout=10, what=f"the refresh failure of {key}")
+        states = {key: client.floating_limit(key) for key in bad}
+    for key, st in states.items():
+        assert st.current_max == 1 and st.consecutive_failures == 1, key
+    failed = {f["key"]: f["code"] for name, f in events if name == "refresh_failed"}
+    assert failed == {key: "invalid_refresh_value" for key in bad}
+    assert rec.count("ReportRefreshOutcome") == len(bad)
+
+
 def test_a_refresh_past_its_timeout_is_reported_failed(server: Sluiced, client: Client,
                                                         workers: list[Worker]) -> None:
     """refresh_timeout_ms: a sync handler that hangs, and an async one that never returns,

@@ -111,8 +111,8 @@ export class RefreshRunner {
           return this.report(r, { newMax: v }, v);
         }
         const e = new TypeError(`refresh handler for "${rt.key}" returned ${shown(v)}, not an ` +
-          'integer >= 0');
-        return this.report(r, { errorCode: 'bad_refresh_value', errorMessage: e.message }, e);
+          'integer in 0..4294967295');
+        return this.report(r, { errorCode: 'invalid_refresh_value', errorMessage: e.message }, e);
       },
       (e: unknown) => this.report(r, thrownRefreshOutcome(e), e),
     ).catch((e: unknown) => {

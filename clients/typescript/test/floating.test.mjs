@@ -161,6 +161,53 @@ test('a refresh handler that throws a long message, or a value that cannot be sh
   await w.stop();
 });
 
+test('a refresh handler returning what is no max (-1, 2.5, 2^32, a string): reported as invalid_refresh_value, the old max stays', async () => {
+  const queue = q('badvalue');
+  const bad = { [q('neg')]: -1, [q('frac')]: 2.5, [q('big')]: 2 ** 32, [q('str')]: '3' };
+  const keys = Object.keys(bad);
+  const failed = [];
+  const errors = [];
+  const reports = [];
+  const spy = Object.create(client);
+  spy.reportRefreshOutcome = (rt, outcome, o) => {
+    reports.push([rt.key, outcome.errorCode]);
+    return client.reportRefreshOutcome(rt, outcome, o);
+  };
+  let allFailed;
+  const settled = new Promise((resolve) => { allFailed = resolve; });
+  const w = new Worker(spy, {
+    // Two jobs per key with max 1: the running one holds its slot until every refresh has
+    // failed, so the other waits on the key and keeps it due for a refresh (a key with no
+    // jobs left gets none); the spare slot keeps the Worker leasing, and refreshes come with
+    // lease answers.
+    queues: queue, concurrency: keys.length + 1,
+    handler: () => Promise.race([settled, delay(10_000)]).then(() => 'ok'),
+    refresh: Object.fromEntries(keys.map((k) => [k, () => bad[k]])),
+  });
+  w.on('refreshFailed', (k, e) => {
+    failed.push([k, e]);
+    if (failed.length === keys.length) allFailed();
+  });
+  w.on('error', (e) => errors.push(e));
+  try {
+    const hs = await Promise.all(keys.flatMap((key) => [key, key]).map((key) => client.enqueue({
+      queue, limits: [{ kind: 'floating', key, max: 1, refreshIntervalMs: 60_000 }],
+    })));
+    await Promise.all(hs.map((h) => h.awaitResult({ timeoutMs: 15_000 })));
+    await until(() => failed.length === keys.length, { timeoutMs: 5_000, what: 'every failure reported' });
+    assert.deepEqual(reports.sort(), keys.map((k) => [k, 'invalid_refresh_value']).sort());
+    for (const [k, e] of failed) assert.ok(e instanceof TypeError && e.message.includes('0..4294967295'), `${k}: ${e}`);
+    for (const key of keys) {
+      const f = await client.getFloatingLimit(key);
+      assert.equal(f.currentMax, 1, `${key}: the old max stays`);
+      assert.equal(f.consecutiveFailures, 1, key);
+    }
+    assert.deepEqual(errors, []);
+  } finally {
+    await w.stop();
+  }
+});
+
 test('a refresh handler running past refreshTimeoutMs: its signal aborts, the failure is reported, its late value is ignored', async () => {
   const queue = q('hung');
   const [hung, late] = [q('hung'), q('late')];
