@@ -202,10 +202,11 @@ class Engine::Impl {
   // engine.cc — the hot transitions.
   Result<std::vector<EnqueueResult>> EnqueueMany(std::span<const JobSpec> specs, bool batch);
   // One attempt of EnqueueMany with the ids it settled on; *conflicted when the commit lost a
-  // race for a new id (or could not tell) and the attempt should be repeated.
+  // race for a new id (or could not tell) and the attempt should be repeated. lock_all: hold
+  // the stripes of every id from before the read (else only the new jobs', from the commit).
   Result<std::vector<EnqueueResult>> EnqueueOnce(std::span<const JobSpec> specs,
                                                  const std::vector<std::string>& ids, int64_t now,
-                                                 bool* conflicted);
+                                                 bool lock_all, bool* conflicted);
   Result<std::vector<Task>> Lease(const LeaseRequest& request);  // LeaseTasks without refreshes
   Result<HeartbeatResult> Heartbeat(std::string_view tenant, std::string_view task_id,
                                     std::string_view worker_id, uint64_t lease_token);

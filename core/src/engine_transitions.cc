@@ -81,20 +81,29 @@ Result<std::vector<EnqueueResult>> Engine::Impl::EnqueueMany(std::span<const Job
   for (size_t i = 0; i < specs.size(); ++i) {
     ids[i] = specs[i].id.empty() ? ids_.Next(now) : specs[i].id;
   }
-  // A conflict means another call created one of these ids between this one's read and its
-  // commit: the next attempt finds that job and returns it. Each attempt that conflicts has lost
-  // a race for an id to a call that committed it, so a handful of attempts always settles.
-  constexpr int kAttempts = 8;
+  // The first attempt reads and builds without stripes. A conflict means another call created
+  // one of these ids between this one's read and its commit (or the memtable that would tell was
+  // flushed). The attempts after it hold every stripe of the call from before the read, as one
+  // that always wins must: nobody else can then create or delete these jobs until it has
+  // committed, so only a flushed memtable (TryAgain, rare) can fail it again.
+  constexpr int kAttempts = 4;
   for (int attempt = 1;; ++attempt) {
     bool conflicted = false;
-    auto r = EnqueueOnce(specs, ids, now, &conflicted);
+    auto r = EnqueueOnce(specs, ids, now, /*lock_all=*/attempt > 1, &conflicted);
     if (!conflicted || attempt == kAttempts) return r;
   }
 }
 
 Result<std::vector<EnqueueResult>> Engine::Impl::EnqueueOnce(std::span<const JobSpec> specs,
                                                              const std::vector<std::string>& ids,
-                                                             int64_t now, bool* conflicted) {
+                                                             int64_t now, bool lock_all,
+                                                             bool* conflicted) {
+  std::vector<std::unique_lock<std::mutex>> locks;
+  if (lock_all) {
+    std::vector<size_t> all(ids.size());
+    for (size_t i = 0; i < ids.size(); ++i) all[i] = StripeOf(specs[i].tenant, ids[i]);
+    locks = LockStripes(std::move(all));
+  }
   std::vector<EnqueueResult> results(specs.size());
   std::vector<std::pair<std::string, TaskRef>> published;
   std::unordered_map<std::string, size_t> first_of;  // job key -> first index in this batch
@@ -117,10 +126,10 @@ Result<std::vector<EnqueueResult>> Engine::Impl::EnqueueOnce(std::span<const Job
       results[i].status = results[it->second].status;
       continue;
     }
-    // A caller-given id may exist. No stripe is held here: the commit fails if another call
-    // created the job meanwhile (GetForUpdate), and the caller tries again. A job found is
-    // returned as it was read, and its key is not validated (nothing here writes it).
-    // A generated UUIDv7 is new by construction.
+    // A caller-given id may exist. Unless lock_all, no stripe is held here: the commit fails
+    // if another call created the job meanwhile (GetForUpdate), and the caller tries again. A
+    // job found is returned as it was read, and its key is not validated (nothing here writes
+    // it). A generated UUIDv7 is new by construction.
     if (!specs[i].id.empty()) {
       rocksdb::Status rs = txn->GetForUpdate(read_options_, job_key, &existing);
       if (rs.ok()) {
@@ -179,7 +188,7 @@ Result<std::vector<EnqueueResult>> Engine::Impl::EnqueueOnce(std::span<const Job
   // the ready index. Held only this long: a lease whose jobs hash to the same stripes waits for
   // the commit, not for the whole batch to be built (docs/decisions.md §78). Stripes before the
   // counter slot, as every writer takes them.
-  auto locks = LockStripes(std::move(stripes));
+  if (!lock_all) locks = LockStripes(std::move(stripes));
   CounterWrite counted = FlushCounts(&sink);
   if (!sink.status().ok()) return StorageError(sink.status(), "enqueue write");
   rocksdb::Status rs = txn->Commit();

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <barrier>
 #include <cctype>
 #include <cstdint>
 #include <map>
@@ -340,23 +341,29 @@ TEST_F(EnqueueTest, BatchWithExistingIdReturnsExisting) {
 }
 
 // Producers racing on the same ids, while a worker leases and completes the jobs they create:
-// every id becomes exactly one job, no call fails, and each job runs once.
+// every id becomes exactly one job, no call fails, and each job runs once. Each round, every
+// producer enqueues the round's 20 new ids (in its own order) at the same moment, plus 5 ids
+// of the round before (which exist by then): creations race on every id.
 TEST_F(EnqueueTest, ConcurrentBatchesWithSharedIdsCreateEachJobOnce) {
-  constexpr int kIds = 300, kProducers = 4, kBatches = 150, kBatchSize = 20;
+  constexpr int kProducers = 4, kRounds = 150, kNew = 20, kOld = 5;
   std::mutex mu;
   std::map<std::string, int> created;  // id -> results with created = true
   std::atomic<int> errors{0};
   std::atomic<bool> producing{true};
+  std::barrier round_start(kProducers);
+  auto id_of = [](int round, int i) { return "job-" + std::to_string(round) + "-" + std::to_string(i); };
   std::vector<std::thread> producers;
   for (int p = 0; p < kProducers; ++p) {
     producers.emplace_back([&, p] {
       std::mt19937 rng(static_cast<uint32_t>(1000 + p));
-      std::uniform_int_distribution<int> pick(0, kIds - 1);
-      for (int b = 0; b < kBatches; ++b) {
+      for (int round = 0; round < kRounds; ++round) {
         std::vector<JobSpec> specs;
-        for (int i = 0; i < kBatchSize; ++i) {
-          specs.push_back(SpecWithId("q", "job-" + std::to_string(pick(rng))));
+        for (int i = 0; i < kNew; ++i) specs.push_back(SpecWithId("q", id_of(round, i)));
+        for (int i = 0; round > 0 && i < kOld; ++i) {
+          specs.push_back(SpecWithId("q", id_of(round - 1, static_cast<int>(rng() % kNew))));
         }
+        std::shuffle(specs.begin(), specs.end(), rng);
+        round_start.arrive_and_wait();
         auto r = engine_->EnqueueBatch(specs);
         if (!r.ok()) {
           ++errors;
@@ -387,6 +394,7 @@ TEST_F(EnqueueTest, ConcurrentBatchesWithSharedIdsCreateEachJobOnce) {
         }
       }
       if (last && r->empty()) return;
+      if (r->empty()) std::this_thread::yield();
     }
   });
   for (auto& t : producers) t.join();
@@ -394,8 +402,7 @@ TEST_F(EnqueueTest, ConcurrentBatchesWithSharedIdsCreateEachJobOnce) {
   worker.join();
 
   EXPECT_EQ(errors.load(), 0);
-  // 12,000 picks of 300 ids (fixed seeds): every id was picked.
-  EXPECT_EQ(created.size(), static_cast<size_t>(kIds));
+  EXPECT_EQ(created.size(), static_cast<size_t>(kRounds * kNew));
   EXPECT_EQ(engine_->Stats().enqueued, created.size());
   for (const auto& [id, n] : created) {
     EXPECT_EQ(n, 1) << id;
