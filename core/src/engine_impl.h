@@ -318,6 +318,9 @@ class Engine::Impl {
   std::mutex& Stripe(std::string_view tenant, std::string_view id);
   // Locks the stripes of all (tenant, id) pairs in ascending order.
   std::vector<std::unique_lock<std::mutex>> LockStripes(std::vector<size_t> stripes);
+  // The same, appending the locks to *locks (whose capacity the caller may have reserved);
+  // sorts and dedups *stripes.
+  void LockStripes(std::vector<size_t>* stripes, std::vector<std::unique_lock<std::mutex>>* locks);
 
   // Splits "<job_id>#<attempt>" and validates (tenant, job id).
   Status ParseTask(std::string_view tenant, std::string_view task_id, std::string_view* id,

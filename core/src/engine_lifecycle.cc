@@ -345,12 +345,17 @@ std::mutex& Engine::Impl::Stripe(std::string_view tenant, std::string_view id) {
 }
 
 std::vector<std::unique_lock<std::mutex>> Engine::Impl::LockStripes(std::vector<size_t> stripes) {
-  std::sort(stripes.begin(), stripes.end());
-  stripes.erase(std::unique(stripes.begin(), stripes.end()), stripes.end());
   std::vector<std::unique_lock<std::mutex>> locks;
-  locks.reserve(stripes.size());
-  for (size_t s : stripes) locks.emplace_back(stripes_[s]);
+  LockStripes(&stripes, &locks);
   return locks;
+}
+
+void Engine::Impl::LockStripes(std::vector<size_t>* stripes,
+                               std::vector<std::unique_lock<std::mutex>>* locks) {
+  std::sort(stripes->begin(), stripes->end());
+  stripes->erase(std::unique(stripes->begin(), stripes->end()), stripes->end());
+  locks->reserve(locks->size() + stripes->size());
+  for (size_t s : *stripes) locks->emplace_back(stripes_[s]);
 }
 
 Status Engine::Impl::StorageError(const rocksdb::Status& s, std::string_view what) {

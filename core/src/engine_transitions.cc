@@ -98,11 +98,17 @@ Result<std::vector<EnqueueResult>> Engine::Impl::EnqueueOnce(std::span<const Job
                                                              const std::vector<std::string>& ids,
                                                              int64_t now, bool lock_all,
                                                              bool* conflicted) {
+  // Both vectors are allocated before the batch is built. Allocated after it, they would sit
+  // above the batch's buffers on the heap, and glibc's malloc would give those pages back to
+  // the system when all are freed, and fault them in again for the next call (engine_bench
+  // batch: 8% slower, 50% more page faults; jemalloc, sluiced's, does not mind).
+  std::vector<size_t> stripes;  // the new jobs' (all jobs' with lock_all)
+  stripes.reserve(specs.size());
   std::vector<std::unique_lock<std::mutex>> locks;
+  locks.reserve(specs.size());
   if (lock_all) {
-    std::vector<size_t> all(ids.size());
-    for (size_t i = 0; i < ids.size(); ++i) all[i] = StripeOf(specs[i].tenant, ids[i]);
-    locks = LockStripes(std::move(all));
+    for (size_t i = 0; i < ids.size(); ++i) stripes.push_back(StripeOf(specs[i].tenant, ids[i]));
+    LockStripes(&stripes, &locks);
   }
   std::vector<EnqueueResult> results(specs.size());
   std::vector<std::pair<std::string, TaskRef>> published;
@@ -115,7 +121,6 @@ Result<std::vector<EnqueueResult>> Engine::Impl::EnqueueOnce(std::span<const Job
   TxnSink sink(txn.get());
   // Writes grouped by key space: consecutive memtable inserts land next to each other.
   std::vector<std::pair<std::string, std::string>> bodies, tasks;
-  std::vector<size_t> stripes;  // of the jobs this call creates
   std::string existing;
   for (size_t i = 0; i < specs.size(); ++i) {
     const JobSpec& spec = specs[i];
@@ -175,7 +180,7 @@ Result<std::vector<EnqueueResult>> Engine::Impl::EnqueueOnce(std::span<const Job
     ref.job_id = ids[i];
     published.emplace_back(std::move(qp), std::move(ref));
     first_of.emplace(std::move(job_key), i);
-    stripes.push_back(StripeOf(spec.tenant, ids[i]));
+    if (!lock_all) stripes.push_back(StripeOf(spec.tenant, ids[i]));
   }
   for (auto* group : {&bodies, &tasks}) {
     for (const auto& [k, v] : *group) {
@@ -188,7 +193,7 @@ Result<std::vector<EnqueueResult>> Engine::Impl::EnqueueOnce(std::span<const Job
   // the ready index. Held only this long: a lease whose jobs hash to the same stripes waits for
   // the commit, not for the whole batch to be built (docs/decisions.md §78). Stripes before the
   // counter slot, as every writer takes them.
-  if (!lock_all) locks = LockStripes(std::move(stripes));
+  if (!lock_all) LockStripes(&stripes, &locks);
   CounterWrite counted = FlushCounts(&sink);
   if (!sink.status().ok()) return StorageError(sink.status(), "enqueue write");
   rocksdb::Status rs = txn->Commit();
