@@ -71,6 +71,40 @@ def gauge_handler(gauge: KeyGauge, seconds: float) -> Any:
     return handle
 
 
+class RefreshWatch:
+    """Records a Worker's events, and holds each job (its metadata names its key) until that
+    key's refresh has failed. One refresh rides on each lease answer and a key whose jobs are
+    all done gets none: tests of several keys keep a job of each running (and one waiting on
+    it: enqueue two per key with max 1) and a spare slot that keeps the Worker leasing. A key's
+    jobs end as soon as its refresh failed, so the server's retry of it (1 s later) finds none."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self._failed: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def _event(self, key: str) -> threading.Event:
+        with self._lock:
+            return self._failed.setdefault(key, threading.Event())
+
+    def on_event(self, name: str, f: dict[str, Any]) -> None:
+        self.events.append((name, f))
+        if name == "refresh_failed":
+            self._event(f["key"]).set()
+
+    def hold(self, job: JobContext) -> None:
+        self._event(job.metadata["key"]).wait(15)
+
+    def names(self) -> list[str]:
+        return [n for n, _ in self.events]
+
+    def enqueue(self, client: Client, queue: str, keys: Any) -> None:
+        """Two jobs per key, each limited by the key's floating limit (max 1)."""
+        for key in [*keys, *keys]:
+            client.enqueue(queue, b"", metadata={"key": key},
+                           limits=[Limit.floating(key, 1, 60_000)])
+
+
 def test_value_followed_one_then_five(server: Sluiced, client: Client,
                                       workers: list[Worker]) -> None:
     q, key, gauge = uid("q-"), uid("fk-"), KeyGauge()
@@ -161,11 +195,11 @@ def test_a_handler_raising_an_odd_message_is_reported_failed(server: Sluiced, cl
     """A message with a lone surrogate (as os.fsdecode makes of undecodable bytes) and one
     over the server's cap: each refresh is reported failed at once, not left to its lease."""
     q, k1, k2 = uid("q-"), uid("fk-"), uid("fk-")
-    events: list[str] = []
-    w = Worker(server.address, token=OP_TOKEN, poll_wait_ms=200,
-               on_event=lambda name, f: events.append(name))
+    watch = RefreshWatch()
+    w = Worker(server.address, token=OP_TOKEN, poll_wait_ms=200, concurrency=3,
+               on_event=watch.on_event)
     workers.append(w)
-    w.handler(q)(lambda job: None)
+    w.handler(q)(watch.hold)
 
     @w.refresh_handler()
     def refresh(r: RefreshRequest) -> int:
@@ -174,15 +208,14 @@ def test_a_handler_raising_an_odd_message_is_reported_failed(server: Sluiced, cl
         raise RuntimeError("\u754c" * 7000)  # 21,000 bytes of UTF-8
     with w.running():
         t0 = time.monotonic()
-        for key in (k1, k2):
-            client.enqueue(q, b"", limits=[Limit.floating(key, 2, 60_000)])
+        watch.enqueue(client, q, (k1, k2))
         for key in (k1, k2):
             wait_for(lambda: client.floating_limit(key).consecutive_failures >= 1,
                      timeout=5, what=f"the refresh failure of {key}")
         took = time.monotonic() - t0
     assert took < 5.0  # not held until its 30 s lease expires
-    assert events.count("refresh_failed") == 2
-    assert "refresh_report_error" not in events
+    assert watch.names().count("refresh_failed") == 2
+    assert "refresh_report_error" not in watch.names()
 
 
 def test_a_handler_returning_no_max_is_reported_invalid_refresh_value(
@@ -191,36 +224,25 @@ def test_a_handler_returning_no_max_is_reported_invalid_refresh_value(
     code invalid_refresh_value (the TypeScript Worker's code too), and the old max stays."""
     q = uid("q-")
     bad: dict[str, Any] = {uid("fk-"): v for v in (-1, 2.5, 2**32, "3", True)}
-    events: list[tuple[str, dict[str, Any]]] = []
-    all_failed = threading.Event()
-
-    def on_event(name: str, f: dict[str, Any]) -> None:
-        events.append((name, f))
-        if sum(1 for n, _ in events if n == "refresh_failed") == len(bad):
-            all_failed.set()
+    watch = RefreshWatch()
     rec = AsyncRecorder()
-    # Two jobs per key with max 1: the running one holds its slot until every refresh has
-    # failed, so the other waits on the key and keeps it due for a refresh (a key with no jobs
-    # left gets none); the spare slot keeps the Worker leasing, and refreshes come with lease
-    # answers.
     w = Worker(server.address, token=OP_TOKEN, poll_wait_ms=200, concurrency=len(bad) + 1,
-               on_event=on_event, interceptors=[rec])
+               on_event=watch.on_event, interceptors=[rec])
     workers.append(w)
-    w.handler(q)(lambda job: all_failed.wait(10))
+    w.handler(q)(watch.hold)
 
     @w.refresh_handler()
     def refresh(r: RefreshRequest) -> Any:
         return bad[r.key]
     with w.running():
-        for key in [*bad, *bad]:
-            client.enqueue(q, b"", limits=[Limit.floating(key, 1, 60_000)])
+        watch.enqueue(client, q, bad)
         for key in bad:
             wait_for(lambda: client.floating_limit(key).consecutive_failures >= 1,
                      timeout=10, what=f"the refresh failure of {key}")
         states = {key: client.floating_limit(key) for key in bad}
     for key, st in states.items():
         assert st.current_max == 1 and st.consecutive_failures == 1, key
-    failed = {f["key"]: f["code"] for name, f in events if name == "refresh_failed"}
+    failed = {f["key"]: f["code"] for name, f in watch.events if name == "refresh_failed"}
     assert failed == {key: "invalid_refresh_value" for key in bad}
     assert rec.count("ReportRefreshOutcome") == len(bad)
 
@@ -231,14 +253,15 @@ def test_a_refresh_past_its_timeout_is_reported_failed(server: Sluiced, client: 
     are reported failed with code refresh_timeout (the async one cancelled), and the old max
     stays; a handler raising TimeoutError itself is its own failure, reported at once."""
     q, k_sync, k_async, k_own = uid("q-"), uid("fk-"), uid("fk-"), uid("fk-")
-    events: list[tuple[str, dict[str, Any]]] = []
+    watch = RefreshWatch()
+    events = watch.events
     release = threading.Event()
     cancelled = threading.Event()
     rec = AsyncRecorder()
     w = Worker(server.address, token=OP_TOKEN, poll_wait_ms=200, refresh_timeout_ms=400,
-               on_event=lambda name, f: events.append((name, f)), interceptors=[rec])
+               concurrency=4, on_event=watch.on_event, interceptors=[rec])
     workers.append(w)
-    w.handler(q)(lambda job: None)
+    w.handler(q)(watch.hold)
 
     @w.refresh_handler(k_sync)
     def hang(r: RefreshRequest) -> int:
@@ -261,8 +284,7 @@ def test_a_refresh_past_its_timeout_is_reported_failed(server: Sluiced, client: 
     try:
         with w.running():
             t0 = time.monotonic()
-            for key in (k_sync, k_async, k_own):
-                client.enqueue(q, b"", limits=[Limit.floating(key, 2, 60_000)])
+            watch.enqueue(client, q, (k_sync, k_async, k_own))
             for key in (k_sync, k_async, k_own):
                 wait_for(lambda: client.floating_limit(key).consecutive_failures >= 1,
                          timeout=10, what=f"the refresh failure of {key}")
@@ -274,7 +296,7 @@ def test_a_refresh_past_its_timeout_is_reported_failed(server: Sluiced, client: 
         release.set()
     assert took < 8.0  # at the timeout, not at the 30 s refresh lease
     for key, st in states.items():
-        assert st.current_max == 2 and st.consecutive_failures == 1, key
+        assert st.current_max == 1 and st.consecutive_failures == 1, key
         assert not st.refresh_in_flight, key
     failed = {f["key"]: f["code"] for name, f in events if name == "refresh_failed"}
     assert failed == {k_sync: "refresh_timeout", k_async: "refresh_timeout",

@@ -10,6 +10,34 @@ let srv;
 let client;
 const q = (name) => `${name}-${Math.random().toString(36).slice(2, 8)}`;
 
+/**
+ * Holds each job (its metadata names its key) until that key's refresh has failed. One refresh
+ * rides on each lease answer and a key whose jobs are all done gets none: tests of several keys
+ * keep a job of each running (and one waiting on it: two per key with max 1) and a spare slot
+ * that keeps the Worker leasing. A key's jobs end as soon as its refresh failed, so the
+ * server's retry of it (1 s later) finds none.
+ */
+function refreshWatch() {
+  const failed = new Map();  // key -> { done, resolve }
+  const entry = (key) => {
+    let e = failed.get(key);
+    if (e === undefined) {
+      let resolve;
+      const done = new Promise((r) => { resolve = r; });
+      e = { done, resolve };
+      failed.set(key, e);
+    }
+    return e;
+  };
+  return {
+    failedKey: (key) => entry(key).resolve(),
+    hold: (job) => Promise.race([entry(job.metadata.key).done, delay(15_000)]).then(() => 'ok'),
+    enqueue: (queue, keys) => Promise.all([...keys, ...keys].map((key) => client.enqueue({
+      queue, metadata: { key }, limits: [{ kind: 'floating', key, max: 1, refreshIntervalMs: 60_000 }],
+    }))),
+  };
+}
+
 before(async () => {
   srv = await new Sluiced().start();
   client = new SluiceClient({ address: srv.grpc, token: TOKEN });
@@ -136,20 +164,19 @@ test('a refresh handler that throws a long message, or a value that cannot be sh
   const [k1, k2] = [q('long'), q('odd')];
   const failed = [];
   const errors = [];
+  const watch = refreshWatch();
   const w = new Worker(client, {
-    queues: queue, handler: () => 'ok',
+    queues: queue, concurrency: 3, handler: watch.hold,
     refresh: {
       // 21,000 bytes of UTF-8 in 7,000 characters: over the 8 KiB cap in bytes, not in characters.
       [k1]: () => { throw new Error('界'.repeat(7000)); },
       [k2]: () => { throw Object.create(null); },  // String() of it throws
     },
   });
-  w.on('refreshFailed', (k, e) => failed.push(k));
+  w.on('refreshFailed', (k, e) => { failed.push(k); watch.failedKey(k); });
   w.on('error', (e) => errors.push(e));
-  const hs = await Promise.all([k1, k2].map((key) => client.enqueue({
-    queue, limits: [{ kind: 'floating', key, max: 2, refreshIntervalMs: 60_000 }],
-  })));
-  await Promise.all(hs.map((h) => h.awaitResult({ timeoutMs: 10_000 })));
+  const hs = await watch.enqueue(queue, [k1, k2]);
+  await Promise.all(hs.map((h) => h.awaitResult({ timeoutMs: 15_000 })));
   await until(() => failed.length === 2, { timeoutMs: 5_000, what: 'both failures reported' });
   assert.deepEqual([...failed].sort(), [k1, k2].sort());
   assert.deepEqual(errors, [], 'no report was refused');
@@ -173,26 +200,15 @@ test('a refresh handler returning what is no max (-1, 2.5, 2^32, a string): repo
     reports.push([rt.key, outcome.errorCode]);
     return client.reportRefreshOutcome(rt, outcome, o);
   };
-  let allFailed;
-  const settled = new Promise((resolve) => { allFailed = resolve; });
+  const watch = refreshWatch();
   const w = new Worker(spy, {
-    // Two jobs per key with max 1: the running one holds its slot until every refresh has
-    // failed, so the other waits on the key and keeps it due for a refresh (a key with no
-    // jobs left gets none); the spare slot keeps the Worker leasing, and refreshes come with
-    // lease answers.
-    queues: queue, concurrency: keys.length + 1,
-    handler: () => Promise.race([settled, delay(10_000)]).then(() => 'ok'),
+    queues: queue, concurrency: keys.length + 1, handler: watch.hold,
     refresh: Object.fromEntries(keys.map((k) => [k, () => bad[k]])),
   });
-  w.on('refreshFailed', (k, e) => {
-    failed.push([k, e]);
-    if (failed.length === keys.length) allFailed();
-  });
+  w.on('refreshFailed', (k, e) => { failed.push([k, e]); watch.failedKey(k); });
   w.on('error', (e) => errors.push(e));
   try {
-    const hs = await Promise.all(keys.flatMap((key) => [key, key]).map((key) => client.enqueue({
-      queue, limits: [{ kind: 'floating', key, max: 1, refreshIntervalMs: 60_000 }],
-    })));
+    const hs = await watch.enqueue(queue, keys);
     await Promise.all(hs.map((h) => h.awaitResult({ timeoutMs: 15_000 })));
     await until(() => failed.length === keys.length, { timeoutMs: 5_000, what: 'every failure reported' });
     assert.deepEqual(reports.sort(), keys.map((k) => [k, 'invalid_refresh_value']).sort());
@@ -220,8 +236,9 @@ test('a refresh handler running past refreshTimeoutMs: its signal aborts, the fa
     reports.push([rt.key, outcome]);
     return client.reportRefreshOutcome(rt, outcome, o);
   };
+  const watch = refreshWatch();
   const w = new Worker(spy, {
-    queues: queue, handler: () => 'ok', refreshTimeoutMs: 300,
+    queues: queue, concurrency: 3, handler: watch.hold, refreshTimeoutMs: 300,
     refresh: {
       // Never returns; only watches its signal.
       [hung]: ({ signal }) => new Promise(() => {
@@ -231,13 +248,11 @@ test('a refresh handler running past refreshTimeoutMs: its signal aborts, the fa
       [late]: () => delay(1200).then(() => 7),
     },
   });
-  w.on('refreshFailed', (k, e) => failed.push([k, e]));
+  w.on('refreshFailed', (k, e) => { failed.push([k, e]); watch.failedKey(k); });
   w.on('error', (e) => errors.push(e));
   const started = Date.now();
-  const hs = await Promise.all([hung, late].map((key) => client.enqueue({
-    queue, limits: [{ kind: 'floating', key, max: 2, refreshIntervalMs: 60_000 }],
-  })));
-  await Promise.all(hs.map((h) => h.awaitResult({ timeoutMs: 10_000 })));
+  const hs = await watch.enqueue(queue, [hung, late]);
+  await Promise.all(hs.map((h) => h.awaitResult({ timeoutMs: 15_000 })));
   await until(() => failed.length === 2, { timeoutMs: 5_000, what: 'both timeouts reported' });
   assert.ok(Date.now() - started < 5_000, 'reported at the timeout, not at the 30 s refresh lease');
   assert.deepEqual(failed.map(([k]) => k).sort(), [hung, late].sort());
@@ -251,7 +266,7 @@ test('a refresh handler running past refreshTimeoutMs: its signal aborts, the fa
   await delay(1500);  // the late handler has returned 7 by now
   for (const key of [hung, late]) {
     const f = await client.getFloatingLimit(key);
-    assert.equal(f.currentMax, 2, `${key}: the old max stays`);
+    assert.equal(f.currentMax, 1, `${key}: the old max stays`);
     assert.equal(f.consecutiveFailures, 1, key);
     assert.equal(f.refreshInFlight, false, key);
   }
