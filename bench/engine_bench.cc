@@ -97,7 +97,8 @@ Flags ParseFlags(int argc, char** argv) {
     if (arg == "--help" || arg == "-h") {
       std::printf(
           "engine_bench "
-          "--scenario=all|enqueue|batch|drain|drain_ingest|e2e|limits_key4|limits_10k|grant_latency|"
+          "--scenario=all|enqueue|batch|drain|drain_ingest|e2e|limits_key4|limits_10k|grant_"
+          "latency|"
           "limits --jobs=N --threads=1,16 "
           "--durability=sync|async|both --prefill=N --payload=BYTES --batch=N --ingest_rate=N "
           "--dir=PATH\n");
@@ -107,8 +108,9 @@ Flags ParseFlags(int argc, char** argv) {
     if (arg.rfind("--", 0) != 0 || eq == std::string::npos) Die("bad argument: " + arg);
     const std::string key = arg.substr(2, eq - 2), v = arg.substr(eq + 1);
     if (key == "scenario") {
-      if (v != "all" && v != "enqueue" && v != "batch" && v != "drain" && v != "drain_ingest" && v != "e2e" &&
-          v != "limits_key4" && v != "limits_10k" && v != "grant_latency" && v != "limits") {
+      if (v != "all" && v != "enqueue" && v != "batch" && v != "drain" && v != "drain_ingest" &&
+          v != "e2e" && v != "limits_key4" && v != "limits_10k" && v != "grant_latency" &&
+          v != "limits") {
         Die("bad scenario " + v);
       }
       f.scenario = v;
@@ -353,8 +355,8 @@ void RunDrain(const Flags& f, sluice::Durability d, bool ingest = false) {
       const auto start = Clock::now();
       for (uint64_t k = 0; !stop.load(std::memory_order_relaxed);) {
         if (f.ingest_rate > 0) {  // batch k/100 is due at k / rate seconds
-          std::this_thread::sleep_until(
-              start + std::chrono::microseconds(k * 1'000'000 / f.ingest_rate));
+          std::this_thread::sleep_until(start +
+                                        std::chrono::microseconds(k * 1'000'000 / f.ingest_rate));
         }
         for (auto& s : batch) s.id = "ingest-" + std::to_string(k++);
         auto r = e->EnqueueBatch(batch);
@@ -367,7 +369,8 @@ void RunDrain(const Flags& f, sluice::Durability d, bool ingest = false) {
   for (;;) {
     const auto r0 = Clock::now();
     auto r = e->ReportAndLease(reports, req, &statuses);
-    if (ingest) round_us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - r0).count());
+    if (ingest)
+      round_us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - r0).count());
     if (!r.ok()) Die("ReportAndLease: " + r.status().ToString());
     for (const sluice::Status& s : statuses) Check(s, "report");
     done += reports.size();
@@ -392,10 +395,11 @@ void RunDrain(const Flags& f, sluice::Durability d, bool ingest = false) {
               static_cast<unsigned long long>(rounds), secs * 1e6 / static_cast<double>(rounds));
   if (ingest) {
     std::sort(round_us.begin(), round_us.end());
-    auto pct = [&](double p) { return round_us[static_cast<size_t>(p * static_cast<double>(round_us.size() - 1))]; };
+    auto pct = [&](double p) {
+      return round_us[static_cast<size_t>(p * static_cast<double>(round_us.size() - 1))];
+    };
     std::printf("; round p50 %.0f us, p90 %.0f us, p99 %.0f us; %.0f jobs/s enqueued meanwhile",
-                pct(0.5), pct(0.9), pct(0.99),
-                static_cast<double>(ingested.load()) / secs);
+                pct(0.5), pct(0.9), pct(0.99), static_cast<double>(ingested.load()) / secs);
   }
   std::printf("\n");
   Check(e->Close(), "Close");

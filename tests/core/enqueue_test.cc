@@ -351,7 +351,9 @@ TEST_F(EnqueueTest, ConcurrentBatchesWithSharedIdsCreateEachJobOnce) {
   std::atomic<int> errors{0};
   std::atomic<bool> producing{true};
   std::barrier round_start(kProducers);
-  auto id_of = [](int round, int i) { return "job-" + std::to_string(round) + "-" + std::to_string(i); };
+  auto id_of = [](int round, int i) {
+    return "job-" + std::to_string(round) + "-" + std::to_string(i);
+  };
   std::vector<std::thread> producers;
   for (int p = 0; p < kProducers; ++p) {
     producers.emplace_back([&, p] {
