@@ -4,10 +4,10 @@ import * as grpc from '@grpc/grpc-js';
 import {
   concurrencyKeyFromWire, countsFromWire, floatingFromWire, jobFromWire, jobPageFromWire,
   jobStatus, listRequestToWire, nodeInfoFromWire, outcomeToWire, queryResultFromWire,
-  refreshFromWire, resultFromWire, specToWire, taskFromWire, u32, wireKind,
+  refreshFromWire, requiredU32, resultFromWire, specToWire, taskFromWire, u32, wireKind,
 } from './convert.js';
 import {
-  ClosedError, GrpcCode, NotFoundError, SluiceError, SluiceTimeoutError, fromServiceError,
+  ClosedError, GrpcCode, InternalError, NotFoundError, SluiceError, SluiceTimeoutError, fromServiceError,
   isTransient, makeError,
 } from './errors.js';
 import * as pb from './gen/sluice/v1/sluice.js';
@@ -127,7 +127,8 @@ function statusesFromWire(statuses: pb.ReportStatus[], attempts: number): (Sluic
 
 /** A response without a field the server always sets: a server bug, reported as INTERNAL. */
 function missing(rpc: string, field: string): SluiceError {
-  return new SluiceError(`${rpc} answered without its ${field}`, { grpcCode: GrpcCode.INTERNAL });
+  return new InternalError(`${rpc} answered without its ${field}`,
+    { grpcCode: GrpcCode.INTERNAL, sluiceCode: 'internal', serverCode: false });
 }
 
 /**
@@ -329,7 +330,7 @@ export class SluiceClient {
   async reportRefreshOutcome(ref: RefreshRef, outcome: RefreshOutcome, opts: CallOptions = {}):
   Promise<void> {
     const wire: pb.ReportRefreshOutcomeRequest['outcome'] = 'newMax' in outcome
-      ? { $case: 'newMax', value: outcome.newMax }
+      ? { $case: 'newMax', value: requiredU32(outcome.newMax, 'newMax') }
       : {
         $case: 'error',
         value: { code: outcome.errorCode, message: outcome.errorMessage ?? '', data: Buffer.alloc(0) },
@@ -356,7 +357,7 @@ export class SluiceClient {
    * (then `finished` may still be false). JobHandle.awaitResult loops on this.
    */
   async getJobResult(id: string, opts: CallOptions & { waitMs?: number } = {}): Promise<JobResult> {
-    const waitMs = opts.waitMs ?? 0;
+    const waitMs = u32(opts.waitMs, 'waitMs');
     const res = await this.call('getJobResult', { tenant: this.tenantOf(opts), id, waitMs }, opts,
       { idempotent: true, waitMs });
     return resultFromWire(res);
@@ -368,24 +369,38 @@ export class SluiceClient {
    * SluiceTimeoutError when `timeoutMs` (default: none) passes first.
    */
   async awaitResult(id: string, opts: CallOptions & { pollMs?: number } = {}): Promise<JobResult> {
-    const deadline = opts.timeoutMs === undefined ? Infinity : Date.now() + opts.timeoutMs;
+    if (opts.timeoutMs !== undefined && !(Number.isFinite(opts.timeoutMs) && opts.timeoutMs >= 0)) {
+      throw new RangeError('timeoutMs: a finite number >= 0 is required');
+    }
     const chunk = opts.pollMs ?? 30_000;
+    if (!Number.isSafeInteger(chunk) || chunk < 1 || chunk > 0xffff_ffff) {
+      // 0 would answer at once, every time: a busy poll of the server.
+      throw new RangeError('pollMs: an integer in 1..4294967295 is required');
+    }
+    const deadline = opts.timeoutMs === undefined ? Infinity : Date.now() + opts.timeoutMs;
     let failures = 0;
     for (;;) {
       const left = deadline - Date.now();
       if (left <= 0) {
         throw new SluiceTimeoutError(`job "${id}" did not finish in time`,
-          { grpcCode: GrpcCode.DEADLINE_EXCEEDED, sluiceCode: 'timeout' });
+          { grpcCode: GrpcCode.DEADLINE_EXCEEDED, sluiceCode: 'timeout', serverCode: false });
       }
       try {
+        // Each call ends by the caller's deadline, retries included: its wait, its tries and
+        // their backoff all fit in what is left.
         const r = await this.getJobResult(id, {
-          ...opts, timeoutMs: undefined, waitMs: Math.min(chunk, Math.ceil(left)),
+          ...opts,
+          timeoutMs: left === Infinity ? undefined : Math.ceil(left),
+          waitMs: Math.min(chunk, Math.floor(left)),
         });
         failures = 0;
         if (r.finished) return r;
       } catch (e) {
         if (!isTransient(e) || opts.signal?.aborted) throw e;
-        await sleep(Math.min(backoffMs(this.retry, ++failures), Math.max(0, left)), opts.signal);
+        const rest = deadline - Date.now();
+        if (rest > 0) {
+          await sleep(Math.min(backoffMs(this.retry, ++failures), rest), opts.signal);
+        }
       }
     }
   }
@@ -437,14 +452,15 @@ export class SluiceClient {
   Promise<FloatingLimit[]> {
     const tenant = this.tenantOf(opts);
     const res = await this.call('listFloatingLimits',
-      { tenant, afterKey: opts.afterKey ?? '', limit: opts.limit ?? 0 }, opts, { idempotent: true });
+      { tenant, afterKey: opts.afterKey ?? '', limit: u32(opts.limit, 'limit') }, opts,
+      { idempotent: true });
     return res.limits.map((l) => floatingFromWire(l, tenant));
   }
 
   /** Operator override of a floating key's current max (as if refreshed now). Retried. */
   async setFloatingLimit(key: string, max: number, opts: CallOptions = {}): Promise<void> {
-    await this.call('setFloatingLimit', { tenant: this.tenantOf(opts), key, max }, opts,
-      { idempotent: true });
+    await this.call('setFloatingLimit', { tenant: this.tenantOf(opts), key, max: requiredU32(max, 'max') },
+      opts, { idempotent: true });
   }
 
   /** Live holders, waiters and max of one concurrency key. */
@@ -459,7 +475,7 @@ export class SluiceClient {
   /** The tenant's active concurrency keys, busiest first. */
   async listConcurrencyKeys(opts: CallOptions & { limit?: number } = {}): Promise<ConcurrencyKey[]> {
     const res = await this.call('listConcurrencyKeys',
-      { tenant: this.tenantOf(opts), limit: opts.limit ?? 0 }, opts, { idempotent: true });
+      { tenant: this.tenantOf(opts), limit: u32(opts.limit, 'limit') }, opts, { idempotent: true });
     return res.keys.map(concurrencyKeyFromWire);
   }
 
@@ -611,7 +627,7 @@ export class SluiceClient {
 
   private closedError(): ClosedError {
     return new ClosedError('the client is closed', {
-      grpcCode: GrpcCode.CANCELLED, sluiceCode: 'closed',
+      grpcCode: GrpcCode.CANCELLED, sluiceCode: 'closed', serverCode: false,
     });
   }
 }

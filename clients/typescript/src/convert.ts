@@ -27,8 +27,12 @@ const attemptStatus = (s: pb.AttemptStatus): AttemptStatus =>
   attemptStatusNames[s] ?? 'unspecified';
 const limitKind = (k: pb.ConcurrencyLimit_Kind): LimitKind =>
   k === pb.ConcurrencyLimit_Kind.FLOATING ? 'floating' : 'fixed';
-export const wireKind = (k: LimitKind | undefined): pb.ConcurrencyLimit_Kind =>
-  k === 'floating' ? pb.ConcurrencyLimit_Kind.FLOATING : pb.ConcurrencyLimit_Kind.FIXED;
+/** A limit kind on the wire (undefined: fixed); anything else is refused, not taken as fixed. */
+export function wireKind(k: LimitKind | undefined, what = 'kind'): pb.ConcurrencyLimit_Kind {
+  if (k === undefined || k === 'fixed') return pb.ConcurrencyLimit_Kind.FIXED;
+  if (k === 'floating') return pb.ConcurrencyLimit_Kind.FLOATING;
+  throw new RangeError(`${what}: "${String(k)}" is not fixed or floating`);
+}
 
 /** A non-negative integer count or duration as uint64; rejects what would not round-trip. */
 function u64(v: number | undefined, what: string): bigint {
@@ -46,7 +50,7 @@ function i64(v: number | undefined, what: string): bigint {
 function retryToWire(r: RetryPolicy, what: string): pb.RetryPolicy {
   // Absent fields take the engine's defaults (core/include/sluice/types.h), as in sluice-engine.
   return {
-    maxRetries: r.maxRetries ?? 3,
+    maxRetries: u32(r.maxRetries ?? 3, `${what}.maxRetries`),
     initialBackoffMs: u64(r.initialBackoffMs ?? 1000, `${what}.initialBackoffMs`),
     maxBackoffMs: u64(r.maxBackoffMs ?? 60000, `${what}.maxBackoffMs`),
     multiplier: r.multiplier ?? 2,
@@ -56,9 +60,9 @@ function retryToWire(r: RetryPolicy, what: string): pb.RetryPolicy {
 
 function limitToWire(l: ConcurrencyLimit, what: string): pb.ConcurrencyLimit {
   return {
-    kind: wireKind(l.kind),
+    kind: wireKind(l.kind, `${what}.kind`),
     key: l.key,
-    max: l.max ?? 1,
+    max: u32(l.max ?? 1, `${what}.max`),
     refreshIntervalMs: u64(l.refreshIntervalMs, `${what}.refreshIntervalMs`),
     metadata: l.metadata ?? {},
   };
@@ -71,7 +75,7 @@ export function specToWire(s: JobSpec, id: string, what: string): pb.JobSpec {
   return {
     id,
     queue: s.queue,
-    priority: s.priority,
+    priority: s.priority === undefined ? undefined : u32(s.priority, `${what}.priority`),
     startAtMs: i64(s.startAtMs, `${what}.startAtMs`),
     retry: s.retry === undefined ? undefined : retryToWire(s.retry, `${what}.retry`),
     leaseMs: u64(s.leaseMs, `${what}.leaseMs`),
@@ -285,9 +289,13 @@ const wireViews: Record<JobView, pb.ListJobsRequest_View> = {
   full: pb.ListJobsRequest_View.FULL,
 };
 
-/** A uint32 request field; rejects what would not round-trip. */
+/** A uint32 request field (undefined: 0); rejects what would not round-trip. */
 export function u32(v: number | undefined, what: string): number {
-  if (v === undefined) return 0;
+  return v === undefined ? 0 : requiredU32(v, what);
+}
+
+/** A uint32 request field that must be given. */
+export function requiredU32(v: number, what: string): number {
   if (!Number.isSafeInteger(v) || v < 0 || v > 0xffff_ffff) {
     throw new RangeError(`${what}: an integer in 0..4294967295 is required`);
   }

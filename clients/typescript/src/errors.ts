@@ -23,6 +23,8 @@ export interface SluiceErrorInit {
   metadata?: Metadata;
   /** How many times the call was tried (1 + retries). */
   attempts?: number;
+  /** Whether sluiceCode came from the server (default: whenever one is given). */
+  serverCode?: boolean;
   cause?: unknown;
 }
 
@@ -46,7 +48,7 @@ export class SluiceError extends Error {
     super(message, init.cause === undefined ? undefined : { cause: init.cause });
     this.name = new.target.name;
     this.grpcCode = init.grpcCode;
-    this.serverCode = Boolean(init.sluiceCode);
+    this.serverCode = init.serverCode ?? Boolean(init.sluiceCode);
     this.code = init.sluiceCode || grpcNames[init.grpcCode] || 'unknown';
     this.attempts = init.attempts ?? 1;
     this.metadata = init.metadata;

@@ -26,12 +26,15 @@ export function toBuffer(b: Bytes | undefined): Buffer {
 }
 
 /**
- * The bytes a handler's return value is stored as: a Uint8Array as is, a string as UTF-8,
+ * The bytes a handler's return value is stored as: bytes as they are (a Uint8Array or Buffer,
+ * an ArrayBuffer, or the bytes any other typed array or DataView spans), a string as UTF-8,
  * undefined/null as empty, anything else (objects, arrays, numbers, booleans) as JSON.
  */
 export function resultBytes(value: unknown): Buffer {
   if (value === undefined || value === null) return EMPTY;
   if (typeof value === 'string' || value instanceof Uint8Array) return toBuffer(value);
+  if (value instanceof ArrayBuffer || value instanceof SharedArrayBuffer) return Buffer.from(value);
+  if (ArrayBuffer.isView(value)) return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
   return jsonBytes(value);
 }
 

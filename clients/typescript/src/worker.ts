@@ -310,6 +310,8 @@ export class Worker extends EventEmitter<WorkerEvents> {
 
   private started = false;
   private stopping = false;
+  /** stop() has finished: nothing is reported or retried any more. */
+  private stopped = false;
   private stopPromise: Promise<StopResult> | undefined;
   private readonly pollAbort = new AbortController();
   private loops: Promise<void>[] = [];
@@ -417,9 +419,20 @@ export class Worker extends EventEmitter<WorkerEvents> {
    * (default 1 s) more to end (they are reported as failed with code "worker_stopped", which the
    * server retries); whatever is still unfinished then is abandoned: no heartbeats, no reports,
    * so its lease expires and the job runs again. Calling stop() again returns the same promise.
+   * `Infinity` (or any wait beyond a timer's range, about 24.8 days) waits as long as it takes;
+   * a negative or NaN wait rejects with RangeError and stops nothing.
    */
   stop(opts: { timeoutMs?: number; graceMs?: number } = {}): Promise<StopResult> {
-    this.stopPromise ??= this.doStop(opts.timeoutMs ?? 30_000, opts.graceMs ?? 1_000);
+    if (this.stopPromise === undefined) {
+      const timeoutMs = opts.timeoutMs ?? 30_000;
+      const graceMs = opts.graceMs ?? 1_000;
+      for (const [name, v] of [['timeoutMs', timeoutMs], ['graceMs', graceMs]] as const) {
+        if (!(typeof v === 'number' && v >= 0)) {
+          return Promise.reject(new RangeError(`Worker.stop: ${name} must be a number >= 0`));
+        }
+      }
+      this.stopPromise = this.doStop(timeoutMs, graceMs);
+    }
     return this.stopPromise;
   }
 
@@ -1039,7 +1052,8 @@ export class Worker extends EventEmitter<WorkerEvents> {
           } else if (refused) this.reported(r, e);
           else this.finish(r);  // not retryable: the lease will expire and the job retry
         }
-        if (retry) {
+        // (After stop() has returned nothing is reported any more: no timer keeps the process.)
+        if (retry && !this.stopped) {
           this.flushTimer = setTimeout(() => {
             this.flushTimer = undefined;
             this.flushReports();
@@ -1204,6 +1218,8 @@ export class Worker extends EventEmitter<WorkerEvents> {
     }
     this.streams.clear();
     const within = (ms: number, p: Promise<unknown>): Promise<boolean> => {
+      // setTimeout takes a longer delay as 1 ms: beyond its range, wait without a timer.
+      if (ms > MAX_TIMER_MS) return p.then(() => true);
       let t: NodeJS.Timeout | undefined;
       return Promise.race([
         p.then(() => true),
@@ -1234,6 +1250,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     if (this.lingerTimer) clearTimeout(this.lingerTimer);
     this.lingerTimer = undefined;
     this.reportQueue.length = 0;
+    this.stopped = true;
     const result = { drained: drained && abandoned === 0, abandoned };
     this.safeEmit('stopped', result);
     return result;

@@ -340,7 +340,7 @@ describe('results', () => {
     const h = await client.enqueue({ queue });
     const started = Date.now();
     await assert.rejects(h.awaitResult({ timeoutMs: 700, pollMs: 250 }), (e) =>
-      e instanceof SluiceTimeoutError && e.code === 'timeout');
+      e instanceof SluiceTimeoutError && e.code === 'timeout' && !e.serverCode);
     const took = Date.now() - started;
     assert.ok(took >= 650 && took < 2500, `took ${took} ms`);
     const ctl = new AbortController();
@@ -349,6 +349,35 @@ describe('results', () => {
     await h.cancel();
     const r = await h.awaitResult({ timeoutMs: 2000 });
     assert.equal(r.status, 'cancelled');
+  });
+
+  test('awaitResult keeps its timeoutMs when the server stalls', async () => {
+    // A stopped sluiced accepts the connection's bytes and never answers: each GetJobResult
+    // would wait out the client's own deadlines (30 s by default) without the caller's bound.
+    const stalled = await new Sluiced().start();
+    const c = new SluiceClient({ address: stalled.grpc, token: TOKEN });
+    try {
+      const h = await c.enqueue({ queue: 'stall' });
+      stalled.proc.kill('SIGSTOP');
+      const started = Date.now();
+      await assert.rejects(h.awaitResult({ timeoutMs: 500 }), (e) =>
+        e instanceof SluiceTimeoutError && !e.serverCode);
+      const took = Date.now() - started;
+      assert.ok(took >= 450 && took < 1500, `took ${took} ms`);
+    } finally {
+      stalled.proc.kill('SIGCONT');
+      c.close();
+      await stalled.destroy();
+    }
+  });
+
+  test('awaitResult refuses a pollMs that would busy-poll and a timeoutMs that is no duration', async () => {
+    const h = await client.enqueue({ queue: q('await3') });
+    await assert.rejects(h.awaitResult({ pollMs: 0 }), RangeError);
+    await assert.rejects(h.awaitResult({ pollMs: 1.5 }), RangeError);
+    await assert.rejects(h.awaitResult({ timeoutMs: Number.NaN }), RangeError);
+    await assert.rejects(h.awaitResult({ timeoutMs: -1 }), RangeError);
+    await h.cancel();
   });
 
   test('getJobResult with waitMs returns unfinished after the wait', async () => {
@@ -438,6 +467,34 @@ describe('errors, auth, tenants', () => {
     await assert.rejects(client.enqueue({ queue: 'x', payload: 'a', json: 1 }), TypeError);
   });
 
+  test('numbers that are no uint32 are refused before anything is sent', async () => {
+    let retries = 0;
+    const c = new SluiceClient({ address: srv.grpc, token: TOKEN, onRetry: () => { ++retries; } });
+    const queue = q('nums');
+    const bad = [
+      () => c.enqueue({ queue, priority: -1 }),
+      () => c.enqueue({ queue, priority: 1.5 }),
+      () => c.enqueue({ queue, retry: { maxRetries: 2 ** 32 } }),
+      () => c.enqueue({ queue, limits: [{ key: 'k', max: 1.5 }] }),
+      () => c.enqueue({ queue, limits: [{ kind: 'floting', key: 'k' }] }),
+      () => c.enqueueBatch([{ queue }, { queue, priority: Number.NaN }]),
+      () => c.setFloatingLimit('nums-k', 1.5),
+      () => c.setFloatingLimit('nums-k', undefined),
+      () => c.getJobResult('x', { waitMs: -5 }),
+      () => c.listFloatingLimits({ limit: -1 }),
+      () => c.listConcurrencyKeys({ limit: 0.5 }),
+      () => c.getConcurrencyKey('floting', 'k'),
+      () => c.reportRefreshOutcome({ key: 'k', leaseToken: 1n }, { newMax: 2.5 }),
+    ];
+    for (const [i, f] of bad.entries()) {
+      await assert.rejects(f(), (e) => e instanceof RangeError, `case ${i}`);
+    }
+    assert.equal(retries, 0, 'nothing was sent, so nothing was retried');
+    assert.deepEqual((await c.listJobs({ queue })).jobs, [], 'no job was created');
+    await assert.rejects(c.getFloatingLimit('nums-k'), NotFoundError);
+    c.close();
+  });
+
   test('unauthenticated and permission denied', async () => {
     const bad = new SluiceClient({ address: srv.grpc, token: 'wrong' });
     await assert.rejects(bad.getNodeInfo(), (e) =>
@@ -498,7 +555,7 @@ describe('errors, auth, tenants', () => {
     await assert.rejects(c.leaseTasks({ queue: 'x', workerId: 'w' }), (e) => e.attempts === 1);
     await assert.rejects(c.getNodeInfo({ retry: false }), (e) => e.attempts === 1);
     c.close();
-    await assert.rejects(c.getNodeInfo(), (e) => e.code === 'closed' && !isTransient(e));
+    await assert.rejects(c.getNodeInfo(), (e) => e.code === 'closed' && !isTransient(e) && !e.serverCode);
   });
 
   test('a server that comes up during the retries is reached', async () => {
@@ -547,6 +604,12 @@ describe('helpers', () => {
     assert.equal(resultBytes('txt').toString(), 'txt');
     assert.equal(resultBytes({ k: 1 }).toString(), '{"k":1}');
     assert.equal(resultBytes(Uint8Array.of(1, 2)).length, 2);
+    // Bytes of any kind are stored as they are, never as JSON.
+    assert.deepEqual([...resultBytes(Uint8Array.of(1, 2, 3).buffer)], [1, 2, 3]);
+    assert.deepEqual([...resultBytes(new Uint16Array([0x0102]))], [...Buffer.from(new Uint16Array([0x0102]).buffer)]);
+    const backing = Uint8Array.of(9, 8, 7, 6);
+    assert.deepEqual([...resultBytes(new DataView(backing.buffer, 1, 2))], [8, 7]);
+    assert.deepEqual([...resultBytes(backing.subarray(2))], [7, 6]);
     const ids = Array.from({ length: 5000 }, () => uuidv7());
     assert.equal(new Set(ids).size, ids.length);
     assert.deepEqual([...ids].sort(), ids, 'time-ordered within a process');

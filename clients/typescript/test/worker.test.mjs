@@ -127,6 +127,7 @@ describe('running jobs', () => {
           case 'json': return { echo: job.metadata.m };
           case 'text': return 'plain';
           case 'bytes': return Buffer.from([1, 2, 3]);
+          case 'arraybuffer': return Uint8Array.of(4, 5).buffer;  // e.g. fetch's arrayBuffer()
           case 'jobfailure': throw new JobFailure('bad_input', 'no good', { noRetry: true, data: 'ctx' });
           case 'coded': throw Object.assign(new Error('refused'), { code: 'ECONNREFUSED' });
           case 'plain': throw new Error('plain error');
@@ -137,13 +138,15 @@ describe('running jobs', () => {
       },
     });
     const spec = (kind) => ({ queue, json: { kind }, metadata: { m: kind }, retry: { maxRetries: 0 } });
-    const kinds = ['json', 'text', 'bytes', 'jobfailure', 'coded', 'plain', 'cancel', 'bigint'];
+    const kinds = ['json', 'text', 'bytes', 'arraybuffer', 'jobfailure', 'coded', 'plain', 'cancel',
+      'bigint'];
     const hs = await client.enqueueBatch(kinds.map(spec));
     const r = Object.fromEntries(await Promise.all(
       hs.map(async (h, i) => [kinds[i], await h.awaitResult({ timeoutMs: 10_000 })])));
     assert.deepEqual(r.json.json(), { echo: 'json' });
     assert.equal(r.text.text(), 'plain');
     assert.deepEqual([...r.bytes.result], [1, 2, 3]);
+    assert.deepEqual([...r.arraybuffer.result], [4, 5]);
     assert.equal(r.jobfailure.status, 'failed');
     assert.equal(r.jobfailure.errorCode, 'bad_input');
     assert.equal(r.jobfailure.errorMessage, 'no good');
@@ -156,7 +159,7 @@ describe('running jobs', () => {
     // The server's answer to the worker's report may arrive after the result's waiters woke.
     await until(() => w.metrics().reporting === 0, { what: 'reports acknowledged' });
     const m = w.metrics();
-    assert.equal(m.succeeded, 3);
+    assert.equal(m.succeeded, 4);
     assert.equal(m.failed, 4);
     assert.equal(m.cancelled, 1);
     await w.stop();
@@ -413,6 +416,26 @@ describe('stop(timeout)', () => {
     assert.equal(w.metrics().leaseCalls, calls);
     await later.cancel();
     assert.throws(() => w.start(), /after stop/);
+  });
+
+  test('stop with timeoutMs Infinity waits for the handlers; a wait that is no duration is refused', async () => {
+    const queue = q('stopinf');
+    const w = worker({ queues: queue, concurrency: 1, handler: () => delay(400).then(() => 'late') });
+    try {
+      await assert.rejects(w.stop({ timeoutMs: -1 }), RangeError);
+      await assert.rejects(w.stop({ graceMs: Number.NaN }), RangeError);
+      const h = await client.enqueue({ queue, retry: { maxRetries: 0 } });
+      await until(() => w.running === 1, { what: 'the handler' });
+      // setTimeout takes Infinity (or anything past 2^31-1 ms) as 1 ms: the handler would be
+      // aborted at once and the job fail "worker_stopped".
+      assert.deepEqual(await w.stop({ timeoutMs: Infinity, graceMs: 2 ** 40 }),
+        { drained: true, abandoned: 0 });
+      const r = await h.result();
+      assert.equal(r.status, 'succeeded');
+      assert.equal(r.text(), 'late');
+    } finally {
+      await w.stop();
+    }
   });
 
   test('stop of an idle worker returns at once despite a 30 s long-poll', async () => {
