@@ -12,7 +12,7 @@ import pytest
 
 from clients import make_api
 from harness import OP_TOKEN, Sluiced, free_port, uid
-from sluice_client import JobSpec, RpcRetryPolicy, UnavailableError
+from sluice_client import JobSpec, RpcRetryPolicy, SluiceTimeoutError, UnavailableError
 
 FAST = RpcRetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.02)
 
@@ -80,6 +80,46 @@ def test_enqueue_retried_after_deadlines_creates_one_job(
         assert h.id == sent[0].job.id  # type: ignore[attr-defined]
         tasks = api.c.lease(q, "w", max_tasks=100, wait_ms=500).tasks
         assert [x.job_id for x in tasks] == [h.id]  # type: ignore[attr-defined]
+    finally:
+        s.resume()
+        api.close()
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_await_result_keeps_its_timeout_when_the_server_stalls(
+        kind: str, tmp_path: pathlib.Path, servers: list[Sluiced]) -> None:
+    # A stopped sluiced accepts the connection's bytes and never answers. Each slice's sends
+    # and retries must end by the caller's timeout, not by the client's own per-send deadline
+    # (here 5 s, with up to 8 sends).
+    s = Sluiced(tmp_path / "stalled").start()
+    servers.append(s)
+    api = make_api(kind, s.address, OP_TOKEN, timeout=5)
+    q = uid("q-")
+    try:
+        h = api.c.enqueue(q, b"")
+        s.pause()
+        started = time.monotonic()
+        with pytest.raises(SluiceTimeoutError):
+            h.await_result(timeout=0.5)
+        took = time.monotonic() - started
+        assert 0.45 < took < 1.5, took
+        # A wait that outlasts a short stall still gets its answer once the server is back.
+        out: dict[str, object] = {}
+
+        def wait() -> None:
+            try:
+                out["r"] = h.await_result(timeout=10)
+            except Exception as e:  # noqa: BLE001 (reported below)
+                out["error"] = e
+        t = threading.Thread(target=wait)
+        t.start()
+        time.sleep(0.3)
+        s.resume()
+        task = api.c.lease(q, "w", max_tasks=1, wait_ms=2000).tasks[0]
+        api.c.complete(task, b"done")
+        t.join(15)
+        assert "error" not in out, repr(out.get("error"))
+        assert out["r"].result == b"done"  # type: ignore[attr-defined]
     finally:
         s.resume()
         api.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
 import grpc
@@ -10,7 +11,7 @@ from . import _convert as cv
 from ._pb import pb
 from ._uuid import uuid7
 from .connection import Connection
-from .errors import from_status
+from .errors import ClosedError, SluiceTimeoutError, from_status
 from .types import (
     JobSpec,
     JobStatus,
@@ -27,6 +28,27 @@ from .types import (
 # GetJobResult waits at most this long per call inside await_result (server caps long waits at
 # its max_wait_ms, 60 s by default); the loop continues until the caller's timeout.
 RESULT_WAIT_SLICE_MS = 20_000
+
+
+def result_wait_pause(e: Exception, id: str, timeout: Optional[float], end: Optional[float],
+                      failures: int, policy: Any) -> float:
+    """How long await_result pauses after a transient failure of one of its slices (the
+    ``failures``-th in a row) before the next, within its ``end``; re-raises ``e`` when it is
+    not retried there (no timeout, or a closed client), SluiceTimeoutError once time is up."""
+    if end is None or isinstance(e, ClosedError):
+        raise e
+    rest = end - time.monotonic()
+    if rest <= 0:
+        raise SluiceTimeoutError(f"job {id!r} not finished after {timeout} s ({e})") from e
+    return float(min(policy.backoff(failures), rest))
+
+
+def bounded_deadline(deadline: float, end: Optional[float]) -> float:
+    """One send's deadline (seconds) cut to what is left before ``end`` (time.monotonic();
+    None: not cut). At least 1 ms, so a send past the end fails DEADLINE_EXCEEDED at once."""
+    if end is None:
+        return deadline
+    return max(0.001, min(deadline, end - time.monotonic()))
 
 
 class RequestBuilder:

@@ -35,9 +35,11 @@ from ._requests import (
     RESULT_WAIT_SLICE_MS,
     MetadataFilter,
     RequestBuilder,
+    bounded_deadline,
     call_status,
     list_jobs_request,
     map_error,
+    result_wait_pause,
 )
 from .cancellation import CancellationToken
 from .client import make_connection
@@ -49,7 +51,7 @@ from .connection import (
     RpcRetryPolicy,
 )
 from ._stream import AsyncLeaseStream
-from .errors import CancelledError, SluiceTimeoutError
+from .errors import CancelledError, SluiceTimeoutError, UnavailableError
 from .types import (
     CancelResult,
     EnqueueResult,
@@ -187,7 +189,8 @@ class AsyncClient:
     async def _call(self, name: str, request: Any, response_type: type[R],
                     timeout: Optional[float], idempotent: Optional[bool] = None,
                     wait_ms: int = 0, retry_codes: FrozenSet[grpc.StatusCode] = RETRYABLE_CODES,
-                    cancellation: Optional[CancellationToken] = None) -> R:
+                    cancellation: Optional[CancellationToken] = None,
+                    end: Optional[float] = None) -> R:
         method = METHODS[name]
         retryable = method.idempotent if idempotent is None else idempotent
         policy = self.connection.retry
@@ -196,15 +199,18 @@ class AsyncClient:
         while True:
             attempt += 1
             try:
-                call = self._stubs[name](request, timeout=deadline, metadata=self._metadata)
+                call = self._stubs[name](request, timeout=bounded_deadline(deadline, end),
+                                         metadata=self._metadata)
                 if cancellation is not None:
                     return cast(R, await _cancellable(name, call, cancellation))
                 return cast(R, await call)
             except grpc.aio.AioRpcError as e:
                 status = call_status(e)
+                pause = policy.backoff(attempt)
                 if (retryable and status is not None and status[0] in retry_codes
-                        and attempt < policy.max_attempts and not self._closed):
-                    await asyncio.sleep(policy.backoff(attempt))
+                        and attempt < policy.max_attempts and not self._closed
+                        and (end is None or time.monotonic() + pause < end)):
+                    await asyncio.sleep(pause)
                     continue
                 raise map_error(e, attempt) from e
 
@@ -362,10 +368,22 @@ class AsyncClient:
         """Waits (server-side, in slices) until the job is finished; see
         :meth:`JobHandle.await_result`."""
         end = None if timeout is None else time.monotonic() + timeout
+        failures = 0
         while True:
+            # Every send and retry of a slice ends by ``end``, and transient failures are
+            # retried until then: a stalled or restarting server neither holds the caller past
+            # its timeout (with the client's own per-send deadlines) nor ends the wait early.
             left_ms = RESULT_WAIT_SLICE_MS if end is None else int((end - time.monotonic()) * 1000)
-            r = await self.get_result(id, wait_ms=max(0, min(left_ms, RESULT_WAIT_SLICE_MS)),
-                                      tenant=tenant)
+            wait_ms = max(0, min(left_ms, RESULT_WAIT_SLICE_MS))
+            req = pb.GetJobResultRequest(tenant=self._req.tenant(tenant), id=id, wait_ms=wait_ms)
+            try:
+                r = cv.job_result(await self._call(
+                    "GetJobResult", req, pb.GetJobResultResponse, None, wait_ms=wait_ms, end=end))
+            except (UnavailableError, SluiceTimeoutError) as e:
+                failures += 1
+                await asyncio.sleep(result_wait_pause(e, id, timeout, end, failures, self.connection.retry))
+                continue
+            failures = 0
             if r.finished:
                 return r
             if end is not None and time.monotonic() >= end:

@@ -33,9 +33,11 @@ from ._requests import (
     RESULT_WAIT_SLICE_MS,
     MetadataFilter,
     RequestBuilder,
+    bounded_deadline,
     call_status,
     list_jobs_request,
     map_error,
+    result_wait_pause,
 )
 from .cancellation import CancellationToken
 from .connection import (
@@ -46,7 +48,7 @@ from .connection import (
     RpcRetryPolicy,
 )
 from ._stream import LeaseStream
-from .errors import CancelledError, SluiceTimeoutError
+from .errors import CancelledError, SluiceTimeoutError, UnavailableError
 from .types import (
     CancelResult,
     EnqueueResult,
@@ -194,7 +196,8 @@ class Client:
     def _call(self, name: str, request: Any, response_type: type[R], timeout: Optional[float],
               idempotent: Optional[bool] = None, wait_ms: int = 0,
               retry_codes: FrozenSet[grpc.StatusCode] = RETRYABLE_CODES,
-              cancellation: Optional[CancellationToken] = None) -> R:
+              cancellation: Optional[CancellationToken] = None,
+              end: Optional[float] = None) -> R:
         method = METHODS[name]
         retryable = method.idempotent if idempotent is None else idempotent
         policy = self.connection.retry
@@ -202,16 +205,20 @@ class Client:
         attempt = 0
         while True:
             attempt += 1
+            send_deadline = bounded_deadline(deadline, end)
             try:
                 if cancellation is not None:
-                    return cast(R, self._send_cancellable(name, request, deadline, cancellation))
-                return cast(R, self._stubs[name](request, timeout=deadline,
+                    return cast(R, self._send_cancellable(name, request, send_deadline,
+                                                          cancellation))
+                return cast(R, self._stubs[name](request, timeout=send_deadline,
                                                  metadata=self._metadata))
             except grpc.RpcError as e:
                 status = call_status(e)
+                pause = policy.backoff(attempt)
                 if (retryable and status is not None and status[0] in retry_codes
-                        and attempt < policy.max_attempts and not self._closed):
-                    time.sleep(policy.backoff(attempt))
+                        and attempt < policy.max_attempts and not self._closed
+                        and (end is None or time.monotonic() + pause < end)):
+                    time.sleep(pause)
                     continue
                 raise map_error(e, attempt) from e
 
@@ -383,10 +390,22 @@ class Client:
         """Waits (server-side, in slices) until the job is finished; see
         :meth:`JobHandle.await_result`."""
         end = None if timeout is None else time.monotonic() + timeout
+        failures = 0
         while True:
+            # Every send and retry of a slice ends by ``end``, and transient failures are
+            # retried until then: a stalled or restarting server neither holds the caller past
+            # its timeout (with the client's own per-send deadlines) nor ends the wait early.
             left_ms = RESULT_WAIT_SLICE_MS if end is None else int((end - time.monotonic()) * 1000)
-            r = self.get_result(id, wait_ms=max(0, min(left_ms, RESULT_WAIT_SLICE_MS)),
-                                tenant=tenant)
+            wait_ms = max(0, min(left_ms, RESULT_WAIT_SLICE_MS))
+            req = pb.GetJobResultRequest(tenant=self._req.tenant(tenant), id=id, wait_ms=wait_ms)
+            try:
+                r = cv.job_result(self._call(
+                    "GetJobResult", req, pb.GetJobResultResponse, None, wait_ms=wait_ms, end=end))
+            except (UnavailableError, SluiceTimeoutError) as e:
+                failures += 1
+                time.sleep(result_wait_pause(e, id, timeout, end, failures, self.connection.retry))
+                continue
+            failures = 0
             if r.finished:
                 return r
             if end is not None and time.monotonic() >= end:
