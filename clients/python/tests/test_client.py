@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import threading
 import time
@@ -16,6 +17,7 @@ from sluice_client import (
     RPC_METHODS,
     AsyncClient,
     Client,
+    ClosedError,
     FailedPreconditionError,
     InvalidArgumentError,
     JobSpec,
@@ -188,6 +190,40 @@ def test_await_result_times_out(api: Api) -> None:
     with pytest.raises(SluiceTimeoutError):
         h.await_result(timeout=0.3)
     assert 0.25 < time.monotonic() - started < 3.0
+
+
+def test_timeouts_infinity_has_no_limit_and_nan_or_negative_are_refused(api: Api) -> None:
+    assert api.c.node_info(timeout=float("inf")).version
+    for bad in (float("nan"), -1.0):
+        with pytest.raises(ValueError):
+            api.c.node_info(timeout=bad)
+    q = uid("q-")
+    h = api.c.enqueue(q, b"")
+    with pytest.raises(ValueError):
+        h.await_result(timeout=float("nan"))
+    t = lease_one(api, q)
+    threading.Timer(0.3, lambda: api.c.complete(t, b"done")).start()
+    assert h.await_result(timeout=float("inf")).result == b"done"
+
+
+def test_a_closed_client_raises_closed_error_without_sending(server: Sluiced) -> None:
+    c = Client(server.address, token=OP_TOKEN)
+    c.node_info()
+    c.close()
+    with pytest.raises(ClosedError):
+        c.node_info()
+    with pytest.raises(ClosedError):
+        c.lease_stream()
+
+    async def run() -> None:
+        ac = AsyncClient(server.address, token=OP_TOKEN)
+        await ac.node_info()
+        await ac.close()
+        with pytest.raises(ClosedError):
+            await ac.node_info()
+        with pytest.raises(ClosedError):
+            ac.lease_stream()
+    asyncio.run(run())
 
 
 def test_expedite_cancel_restart_delete_and_handle(api: Api) -> None:

@@ -3,6 +3,7 @@ duplicate delivery, several queues, graceful stop."""
 
 from __future__ import annotations
 
+import array
 import asyncio
 import random
 import threading
@@ -125,6 +126,8 @@ def test_outcomes(client: Client, make_worker: Any) -> None:
         kind = job.json()["kind"]
         if kind == "bytes":
             return b"\x00raw"
+        if kind == "array":
+            return array.array("B", [1, 2, 3])  # any buffer is stored as its bytes
         if kind == "json":
             return {"n": job.attempt}
         if kind == "none":
@@ -144,12 +147,14 @@ def test_outcomes(client: Client, make_worker: Any) -> None:
     w = make_worker(concurrency=4)
     w.handler(q)(handle)
     retry = RetryPolicy(max_retries=3, initial_backoff_ms=0, max_backoff_ms=0, multiplier=1.0)
-    kinds = ["bytes", "json", "none", "jobfailed", "subclass", "exception", "cancel", "large"]
+    kinds = ["bytes", "array", "json", "none", "jobfailed", "subclass", "exception", "cancel",
+             "large"]
     ids = {k: client.enqueue(q, json={"kind": k}, retry=RetryPolicy.none()
                              if k in ("exception", "large") else retry).id for k in kinds}
     with w.running():
         r = {k: client.job(i).await_result(timeout=20) for k, i in ids.items()}
     assert r["bytes"].result == b"\x00raw"
+    assert r["array"].succeeded and r["array"].result == b"\x01\x02\x03"
     assert r["json"].json() == {"n": 1}
     assert r["none"].succeeded and r["none"].result == b""
     assert (r["jobfailed"].status, r["jobfailed"].error_code, r["jobfailed"].error_data) == (
@@ -302,6 +307,32 @@ def test_stop_finishes_in_flight_work_and_leases_no_more(client: Client,
     done = [j for j in jobs if j.status == JobStatus.SUCCEEDED]
     untouched = [j for j in jobs if j.status == JobStatus.WAITING and j.attempt_count == 0]
     assert len(done) == 3 and len(untouched) == 3, [(j.status, j.attempt_count) for j in jobs]
+
+
+def test_stop_with_an_infinite_timeout_waits_and_a_wait_that_is_no_duration_is_refused(
+        client: Client, make_worker: Any) -> None:
+    q = uid("q-")
+    started = threading.Event()
+    w = make_worker(concurrency=1)
+
+    @w.handler(q)
+    def slow(job: JobContext) -> bytes:
+        started.set()
+        time.sleep(0.4)
+        return b"late"
+    h = client.enqueue(q, b"", retry=RetryPolicy.none())
+    w.start()
+    assert started.wait(10)
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError):
+            w.stop(bad)
+        with pytest.raises(ValueError):
+            w.request_stop(bad)
+    assert w.is_running  # a refused stop stops nothing
+    # Event.wait overflows past threading.TIMEOUT_MAX; infinity must wait, not fail.
+    assert w.stop(float("inf")) is True
+    r = h.await_result(timeout=10)
+    assert r.succeeded and r.result == b"late"
 
 
 def test_stop_timeout_sets_shutdown_tokens_then_abandons(client: Client,

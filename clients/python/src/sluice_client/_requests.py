@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
@@ -10,7 +11,7 @@ import grpc
 from . import _convert as cv
 from ._pb import pb
 from ._uuid import uuid7
-from .connection import Connection
+from .connection import Connection, check_wait
 from .errors import ClosedError, SluiceTimeoutError, from_status
 from .types import (
     JobSpec,
@@ -43,12 +44,14 @@ def result_wait_pause(e: Exception, id: str, timeout: Optional[float], end: Opti
     return float(min(policy.backoff(failures), rest))
 
 
-def bounded_deadline(deadline: float, end: Optional[float]) -> float:
-    """One send's deadline (seconds) cut to what is left before ``end`` (time.monotonic();
-    None: not cut). At least 1 ms, so a send past the end fails DEADLINE_EXCEEDED at once."""
+def bounded_deadline(deadline: Optional[float], end: Optional[float]) -> Optional[float]:
+    """One send's deadline (seconds; None: none) cut to what is left before ``end``
+    (time.monotonic(); None: not cut). At least 1 ms, so a send past the end fails
+    DEADLINE_EXCEEDED at once."""
     if end is None:
         return deadline
-    return max(0.001, min(deadline, end - time.monotonic()))
+    left = max(0.001, end - time.monotonic())
+    return left if deadline is None else min(deadline, left)
 
 
 class RequestBuilder:
@@ -60,9 +63,12 @@ class RequestBuilder:
     def tenant(self, tenant: Optional[str]) -> str:
         return self.connection.tenant if tenant is None else tenant
 
-    def deadline(self, timeout: Optional[float], wait_ms: int = 0) -> float:
-        """Each send's deadline: the call's timeout, plus the server-side wait of long-polls."""
-        base = self.connection.timeout if timeout is None else timeout
+    def deadline(self, timeout: Optional[float], wait_ms: int = 0) -> Optional[float]:
+        """Each send's deadline: the call's timeout, plus the server-side wait of long-polls
+        (None, no deadline, for an infinite timeout)."""
+        base = self.connection.timeout if timeout is None else check_wait(timeout, "timeout")
+        if math.isinf(base):
+            return None
         return base + wait_ms / 1000.0
 
     def new_id(self) -> str:

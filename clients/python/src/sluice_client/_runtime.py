@@ -552,7 +552,13 @@ class Runtime:
         elif isinstance(value, (bytes, bytearray, memoryview)):
             result = bytes(value)
         else:
-            result = encode_json(value)
+            try:
+                view = memoryview(value)  # any other buffer: array.array, a NumPy array, mmap
+            except TypeError:
+                result = encode_json(value)
+            else:
+                with view:
+                    result = view.tobytes()
         if len(result) > self.limits.max_result_bytes:
             return self._failure("result_too_large", f"result of {len(result)} bytes exceeds "
                                  f"the cap of {self.limits.max_result_bytes}", b"", False)

@@ -11,6 +11,7 @@ Create it inside the event loop that uses it (a grpc.aio channel belongs to one 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from typing import (
     Any,
@@ -49,9 +50,10 @@ from .connection import (
     RETRYABLE_CODES,
     Connection,
     RpcRetryPolicy,
+    check_wait,
 )
 from ._stream import AsyncLeaseStream
-from .errors import CancelledError, SluiceTimeoutError, UnavailableError
+from .errors import CancelledError, SluiceTimeoutError, UnavailableError, closed_client
 from .types import (
     CancelResult,
     EnqueueResult,
@@ -191,6 +193,8 @@ class AsyncClient:
                     wait_ms: int = 0, retry_codes: FrozenSet[grpc.StatusCode] = RETRYABLE_CODES,
                     cancellation: Optional[CancellationToken] = None,
                     end: Optional[float] = None) -> R:
+        if self._closed:
+            raise closed_client(name)
         method = METHODS[name]
         retryable = method.idempotent if idempotent is None else idempotent
         policy = self.connection.retry
@@ -273,6 +277,8 @@ class AsyncClient:
         for a call's set-up. ``send`` / ``receive`` pipeline; ``lease`` does one round trip;
         ``close`` half-closes, ``cancel`` ends it. Never retried: open a new one after it ended
         (a failed request ends it; the requests after it were not applied)."""
+        if self._closed:
+            raise closed_client("LeaseStream")
         return AsyncLeaseStream(self._lease_stream, self._metadata, self._req, tenant)
 
     async def heartbeat(self, task: Task, *, timeout: Optional[float] = None) -> Heartbeat:
@@ -367,6 +373,8 @@ class AsyncClient:
                            tenant: Optional[str] = None) -> JobResult:
         """Waits (server-side, in slices) until the job is finished; see
         :meth:`JobHandle.await_result`."""
+        if timeout is not None and math.isinf(check_wait(timeout, "timeout")):
+            timeout = None  # no limit
         end = None if timeout is None else time.monotonic() + timeout
         failures = 0
         while True:

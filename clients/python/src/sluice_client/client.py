@@ -9,6 +9,7 @@ Thread-safe: one Client (one HTTP/2 channel) may be shared by many threads.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import (
@@ -46,9 +47,10 @@ from .connection import (
     RETRYABLE_CODES,
     Connection,
     RpcRetryPolicy,
+    check_wait,
 )
 from ._stream import LeaseStream
-from .errors import CancelledError, SluiceTimeoutError, UnavailableError
+from .errors import CancelledError, SluiceTimeoutError, UnavailableError, closed_client
 from .types import (
     CancelResult,
     EnqueueResult,
@@ -198,6 +200,8 @@ class Client:
               retry_codes: FrozenSet[grpc.StatusCode] = RETRYABLE_CODES,
               cancellation: Optional[CancellationToken] = None,
               end: Optional[float] = None) -> R:
+        if self._closed:
+            raise closed_client(name)
         method = METHODS[name]
         retryable = method.idempotent if idempotent is None else idempotent
         policy = self.connection.retry
@@ -222,7 +226,7 @@ class Client:
                     continue
                 raise map_error(e, attempt) from e
 
-    def _send_cancellable(self, name: str, request: Any, deadline: float,
+    def _send_cancellable(self, name: str, request: Any, deadline: Optional[float],
                           token: CancellationToken) -> Any:
         """One send that is cancelled (the server sees the call go away) when ``token`` is."""
         if token.cancelled:
@@ -296,6 +300,8 @@ class Client:
         for a call's set-up. ``send`` / ``receive`` pipeline; ``lease`` does one round trip;
         ``close`` half-closes, ``cancel`` ends it. Never retried: open a new one after it ended
         (a failed request ends it; the requests after it were not applied)."""
+        if self._closed:
+            raise closed_client("LeaseStream")
         return LeaseStream(self._lease_stream, self._metadata, self._req, tenant)
 
     def heartbeat(self, task: Task, *, timeout: Optional[float] = None) -> Heartbeat:
@@ -389,6 +395,8 @@ class Client:
                      tenant: Optional[str] = None) -> JobResult:
         """Waits (server-side, in slices) until the job is finished; see
         :meth:`JobHandle.await_result`."""
+        if timeout is not None and math.isinf(check_wait(timeout, "timeout")):
+            timeout = None  # no limit
         end = None if timeout is None else time.monotonic() + timeout
         failures = 0
         while True:

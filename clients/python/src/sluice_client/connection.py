@@ -67,6 +67,18 @@ _DEFAULT_CHANNEL_OPTIONS: Tuple[Tuple[str, Any], ...] = (
 )
 
 
+def check_wait(seconds: float, what: str) -> float:
+    """A wait or timeout in seconds: a number >= 0, infinity included (no limit). Raises
+    ValueError for a negative or NaN one (NaN compares false to everything: it would never end
+    a wait, or end it at once), TypeError for something that is no number."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise TypeError(f"{what} must be a number of seconds, not {type(seconds).__name__}")
+    if not seconds >= 0:
+        raise ValueError(f"{what} must be >= 0 seconds (infinity waits without a limit), "
+                         f"not {seconds!r}")
+    return float(seconds)
+
+
 @dataclass(frozen=True)
 class Connection:
     """Where and how to call sluiced.
@@ -101,6 +113,9 @@ class Connection:
     retry: RpcRetryPolicy = field(default_factory=RpcRetryPolicy)
     channel_options: Sequence[Tuple[str, Any]] = ()
     generate_ids: bool = True
+
+    def __post_init__(self) -> None:
+        check_wait(self.timeout, "timeout")
 
     @property
     def secure(self) -> bool:

@@ -121,8 +121,9 @@ class UnavailableError(SluiceError):
 
 
 class ClosedError(UnavailableError):
-    """The server's engine is closed or closing (a draining node). Also an
-    :class:`UnavailableError`: retry against a live node."""
+    """The server's engine is closed or closing (a draining node): retry against a live node.
+    Also raised, with ``grpc_code`` None, by a call on a client that was closed (close()):
+    nothing was sent, and no retry of that client can succeed."""
 
     status = 6
     status_name = "closed"
@@ -289,3 +290,8 @@ def from_report_status(code: int, sluice_code: str, message: str) -> Optional[Sl
 
 
 _GRPC_BY_VALUE: dict[int, grpc.StatusCode] = {c.value[0]: c for c in grpc.StatusCode}
+
+
+def closed_client(method: str) -> ClosedError:
+    """The error of a call on a client that was closed: raised before anything is sent."""
+    return ClosedError(f"{method}: the client is closed")

@@ -44,7 +44,7 @@ from ._runtime import Handler, RefreshHandler, Runtime, Stats
 from .aio import AsyncClient
 from .cancellation import CancellationToken, JobCancelled, JobFailed
 from .client import make_connection
-from .connection import Connection, RpcRetryPolicy
+from .connection import Connection, RpcRetryPolicy, check_wait
 from .types import RefreshTask, Task, decode_json
 
 __all__ = ["Worker", "JobContext", "RefreshRequest", "CancellationToken", "JobCancelled",
@@ -180,7 +180,7 @@ class Worker:
         self.refresh_handlers: dict[str, RefreshHandler] = dict(refresh_handlers or {})
         self.default_refresh_handler = refresh_handler
         self.on_event = on_event
-        self.shutdown_grace = shutdown_grace
+        self.shutdown_grace = check_wait(shutdown_grace, "shutdown_grace")
         self.interceptors = list(interceptors)
         self.report_with_lease = report_with_lease
         self.report_linger_ms = report_linger_ms
@@ -252,6 +252,7 @@ class Worker:
         cleanly. A first signal drains for ``drain_timeout`` s; a second one stops at once."""
         if not self.handlers:
             raise ValueError("the worker has no handlers: register one with @worker.handler()")
+        check_wait(drain_timeout, "drain_timeout")
         with self._lock:
             if self._runtime is not None:
                 raise RuntimeError("this worker is already running")
@@ -288,8 +289,9 @@ class Worker:
     async def stop_async(self, timeout: float = 30.0) -> bool:
         """Stops leasing, waits up to ``timeout`` s for held tasks to finish and report, then
         sets the tokens of the rest and abandons them after ``shutdown_grace`` (their leases
-        expire on the server). Returns True when everything drained in time."""
-        self._request_stop(timeout)
+        expire on the server). Returns True when everything drained in time. ``timeout`` may be
+        ``float("inf")`` (wait as long as it takes); a negative or NaN one raises ValueError."""
+        self._request_stop(check_wait(timeout, "timeout"))
         while not self._finished.is_set():
             await asyncio.sleep(0.01)
         return self._drained
@@ -360,13 +362,16 @@ class Worker:
     def stop(self, timeout: float = 30.0) -> bool:
         """Graceful stop from any thread but the worker's own (see :meth:`stop_async`);
         blocks until the worker has stopped. Returns True when it drained in time."""
+        check_wait(timeout, "timeout")
         loop = self._loop
         if loop is None or self._finished.is_set():
             return self._drained
         if threading.get_ident() == self._loop_thread:
             raise RuntimeError("use await worker.stop_async() inside the worker's loop")
         self.request_stop(timeout)
-        self._finished.wait(timeout + self.shutdown_grace + 10.0)
+        most = timeout + self.shutdown_grace + 10.0
+        # (Event.wait overflows past threading.TIMEOUT_MAX: beyond it, wait without a limit.)
+        self._finished.wait(None if most > threading.TIMEOUT_MAX else most)
         if self._thread is not None:
             self._thread.join(1.0)
         return self._drained
@@ -374,6 +379,7 @@ class Worker:
     def request_stop(self, timeout: float = 30.0) -> None:
         """Asks the worker to stop (as :meth:`stop`) without waiting: safe from any thread,
         handlers included."""
+        check_wait(timeout, "timeout")
         loop = self._loop
         if loop is None:
             return
@@ -385,6 +391,7 @@ class Worker:
     @contextlib.contextmanager
     def running(self, stop_timeout: float = 30.0) -> Iterator[Worker]:
         """``with worker.running():`` starts it on a thread and stops it (gracefully) on exit."""
+        check_wait(stop_timeout, "stop_timeout")
         self.start()
         try:
             yield self
