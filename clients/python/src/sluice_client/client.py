@@ -387,9 +387,14 @@ class Client:
                    timeout: Optional[float] = None) -> JobResult:
         """The job's status and, once finished, its result or last error. With ``wait_ms``
         the server waits up to that long for the job to finish."""
+        return self._get_result(id, wait_ms, tenant, timeout)
+
+    def _get_result(self, id: str, wait_ms: int, tenant: Optional[str],
+                    timeout: Optional[float], end: Optional[float] = None) -> JobResult:
+        """GetJobResult; every send and retry ends by ``end`` (time.monotonic()) when given."""
         req = pb.GetJobResultRequest(tenant=self._req.tenant(tenant), id=id, wait_ms=wait_ms)
-        r = self._call("GetJobResult", req, pb.GetJobResultResponse, timeout, wait_ms=wait_ms)
-        return cv.job_result(r)
+        return cv.job_result(self._call("GetJobResult", req, pb.GetJobResultResponse, timeout,
+                                          wait_ms=wait_ms, end=end))
 
     def await_result(self, id: str, *, timeout: Optional[float] = None,
                      tenant: Optional[str] = None) -> JobResult:
@@ -405,13 +410,12 @@ class Client:
             # its timeout (with the client's own per-send deadlines) nor ends the wait early.
             left_ms = RESULT_WAIT_SLICE_MS if end is None else int((end - time.monotonic()) * 1000)
             wait_ms = max(0, min(left_ms, RESULT_WAIT_SLICE_MS))
-            req = pb.GetJobResultRequest(tenant=self._req.tenant(tenant), id=id, wait_ms=wait_ms)
             try:
-                r = cv.job_result(self._call(
-                    "GetJobResult", req, pb.GetJobResultResponse, None, wait_ms=wait_ms, end=end))
+                r = self._get_result(id, wait_ms, tenant, None, end)
             except (UnavailableError, SluiceTimeoutError) as e:
                 failures += 1
-                time.sleep(result_wait_pause(e, id, timeout, end, failures, self.connection.retry))
+                pause = result_wait_pause(e, id, timeout, end, failures, self.connection.retry)
+                time.sleep(pause)
                 continue
             failures = 0
             if r.finished:
