@@ -24,7 +24,7 @@ if [[ ! -f $stamp ]] || ! cmp -s package-lock.json "$stamp"; then
 fi
 npm run build
 
-tests=(test/client.test.mjs test/finding.test.mjs test/worker.test.mjs test/floating.test.mjs)
+tests=(test/churn-map.test.mjs test/client.test.mjs test/finding.test.mjs test/worker.test.mjs test/floating.test.mjs)
 if [[ ${SLUICE_TS_SKIP_FAULTS:-0} != 1 ]]; then
   TOXIPROXY_SERVER=$(scripts/install-toxiproxy.sh)
   export TOXIPROXY_SERVER

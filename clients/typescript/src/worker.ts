@@ -26,6 +26,7 @@ import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { SluiceClient } from './client.js';
+import { ChurnMap } from './churn-map.js';
 import {
   GrpcCode, InvalidArgumentError, LeaseLostError, SluiceError, TooLargeError, UnimplementedError,
   isTransient,
@@ -280,8 +281,9 @@ export class Worker extends EventEmitter<WorkerEvents> {
   private readonly secondFast = new Set<string>();
   private readonly laneWaiters = new Map<string, (() => void)[]>();
 
-  private readonly tasks = new Map<string, Running>();
-  private readonly byJob = new Map<string, Running>();
+  /** Tasks held here (running, or their outcome being reported), by task id and by job id. */
+  private readonly tasks = new ChurnMap<string, Running>();
+  private readonly byJob = new ChurnMap<string, Running>();
   private busy = 0;       // handlers running
   private reserved = 0;   // slots promised to lease calls in flight
   private reporting = 0;  // outcomes not yet acknowledged
@@ -1239,7 +1241,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       drained = await within(graceMs, allIdle());
     }
     let abandoned = 0;
-    for (const r of [...this.tasks.values()]) {
+    for (const r of this.tasks.values()) {
       ++abandoned;
       r.inFlight = false;
       this.loseLease(r, 'stopped');
