@@ -161,7 +161,11 @@ export interface WorkerEvents {
   failed: [task: Task, error: unknown, durationMs: number];
   /** The cancellation was acknowledged. */
   cancelled: [task: Task, durationMs: number];
-  /** The lease was lost; the handler's signal aborted and nothing is reported. */
+  /**
+   * The lease was lost; the handler's signal aborted and nothing is reported. A task gets
+   * at most one of completed, failed, cancelled and leaseLost: a lease that runs out locally
+   * while the task's report is in flight is told only if the report was not taken.
+   */
   leaseLost: [task: Task, reason: 'heartbeat' | 'expired' | 'report' | 'superseded' | 'stopped'];
   /** A task already running here was delivered again and ignored. */
   duplicate: [task: Task];
@@ -209,7 +213,15 @@ interface Running {
   maybeApplied: boolean;
   /** Most reports of a call carrying it: half the batch the server refused as a whole. */
   splitCap: number;
+  /**
+   * The lease ran out by the local clock while the report was in flight: the report's answer
+   * says whether the server took the outcome first. Told as leaseLost when the task finishes
+   * without that answer having been a success.
+   */
+  untoldLoss?: LeaseLostReason;
 }
+
+type LeaseLostReason = WorkerEvents['leaseLost'][1];
 
 const MIN_HEARTBEAT_MS = 50;
 const MAX_LEASE_BATCH = 1000;
@@ -757,7 +769,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       task, ctl: new LazyAbort(), phase: 'running', lost: false, cancelRequested: false,
       stopAborted: false, startedAt: now(), expiresAt: leasedAt + task.leaseMs,
       timer: undefined, timerDue: 0, hbFailures: 0, inFlight: false, queuedAt: 0, direct: false,
-      maybeApplied: false, splitCap: Infinity,
+      maybeApplied: false, splitCap: Infinity, untoldLoss: undefined,
     };
     this.tasks.set(task.taskId, r);
     this.byJob.set(task.jobId, r);
@@ -855,10 +867,18 @@ export class Worker extends EventEmitter<WorkerEvents> {
     }
   }
 
-  /** The lease is gone: abort the handler, stop heartbeating, never report. */
-  private loseLease(r: Running, reason: WorkerEvents['leaseLost'][1]): void {
+  /**
+   * The lease is gone: abort the handler, stop heartbeating, never report. A report already in
+   * flight is left to its answer: the server may have taken the outcome before the lease ran out
+   * by its clock, and then the task completed (one event, not leaseLost as well).
+   */
+  private loseLease(r: Running, reason: LeaseLostReason): void {
     if (gone(r)) return;
     r.lost = true;
+    if (r.phase === 'reporting' && r.inFlight && reason !== 'stopped') {
+      r.untoldLoss = reason;
+      return;
+    }
     ++this.counters.leaseLost;
     if (r.phase === 'running') {
       r.ctl.abort(reason === 'stopped' ? new WorkerStoppedError()
@@ -887,6 +907,14 @@ export class Worker extends EventEmitter<WorkerEvents> {
     if (r.phase === 'reporting') --this.reporting;
     r.phase = 'done';
     this.release(r);
+    if (r.untoldLoss !== undefined) {
+      // Lost by the local clock while its report was in flight, and the answer did not say the
+      // server took the outcome.
+      const reason = r.untoldLoss;
+      r.untoldLoss = undefined;
+      ++this.counters.leaseLost;
+      this.safeEmit('leaseLost', r.task, reason);
+    }
   }
 
   // ---- Reporting -----------------------------------------------------------------------------
@@ -1114,6 +1142,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
   private acknowledged(r: Running): void {
     const ms = now() - r.startedAt;
     const o = r.outcome!;
+    r.untoldLoss = undefined;  // the server took the outcome: the lease had not run out there
     this.finish(r);
     if (o.kind === 'success') {
       ++this.counters.succeeded;
@@ -1128,7 +1157,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
   }
 
   private lostAtReport(r: Running): void {
-    if (r.lost) {  // already counted and told (e.g. expired locally while reporting)
+    if (r.lost) {  // already told, or (lost while the report was in flight) finish tells it
       this.finish(r);
       return;
     }

@@ -43,7 +43,7 @@ describe('ChurnMap', () => {
 
   test('keeps churned values in the young generation, where a long-lived Map promotes them', () => {
     // A child process: a table made old (it lives through several scavenges), then a million
-    // set/delete pairs with 32 values alive at a time, each holding 1 KiB. Counts the full
+    // set/delete pairs with 32 values alive at a time, each holding ~1 KiB. Counts the full
     // (mark-compact) collections the churn caused: with a plain Map, V8's link from each
     // outgrown table to the next keeps every value alive until a full collection.
     const script = `
@@ -60,7 +60,7 @@ describe('ChurnMap', () => {
       });
       obs.observe({ entryTypes: ['gc'] });
       for (let i = 0; i < 1e6; ++i) {
-        m.set('task-' + i, { id: i, body: new Uint8Array(1024), tag: 'x' + i });
+        m.set('task-' + i, { id: i, body: new Array(120).fill(i), tag: 'x' + i });
         if (i >= 32) m.delete('task-' + (i - 32));
       }
       await new Promise((r) => setTimeout(r, 50));
@@ -72,7 +72,7 @@ describe('ChurnMap', () => {
     const withMap = run('map');
     const withChurnMap = run('churn');
     // The plain Map is the control: it shows the effect this test guards against is real here.
-    assert.ok(withMap >= 5, `a long-lived Map caused only ${withMap} full collections`);
-    assert.ok(withChurnMap <= 1, `ChurnMap caused ${withChurnMap} full collections (Map: ${withMap})`);
+    assert.ok(withMap >= 10, `a long-lived Map caused only ${withMap} full collections`);
+    assert.ok(withChurnMap <= 3, `ChurnMap caused ${withChurnMap} full collections (Map: ${withMap})`);
   });
 });

@@ -247,3 +247,65 @@ test('a lost answer: a retried enqueue with an id finds the job its first try cr
     c.close();
     direct.close();
   });
+
+// A report is in flight when the lease runs out by the Worker's clock (its heartbeat cannot get
+// an answer back in time). The report's answer decides, and the task gets one event: completed
+// when the server took the outcome before its lease ran out there, leaseLost when it did not.
+test('a lease that runs out while its report is in flight: the report\'s answer decides, one event per task',
+  { timeout: 60_000 }, async () => {
+    const direct = new SluiceClient({ address: srv.grpc, token: TOKEN });
+    for (const [name, stream, expect] of [
+      ['late-answer', 'downstream', 'completed'],  // the report lands; its answer comes late
+      ['late-report', 'upstream', 'leaseLost'],    // the report reaches the server too late
+    ]) {
+      const proxyAddr = await toxi.proxy(name, srv.grpc);
+      const c = new SluiceClient({ address: proxyAddr, token: TOKEN });
+      await c.getNodeInfo();
+      const queue = `${name}-${Date.now()}`;
+      const events = [];
+      let toxic = null;
+      const w = new Worker(c, {
+        queues: queue, concurrency: 1,
+        handler: async (job) => {
+          if (job.attempt > 1) return 'again';
+          // Past the first heartbeat (a third of the 600 ms lease), which moves the local
+          // expiry to its send time + 600 ms, a little before the server's.
+          await delay(260);
+          // From here on everything in one direction takes 1.2 s: the report now being sent,
+          // and the next heartbeat, which times out at the local expiry.
+          toxic = toxi.addToxic(name, { name: 'slow', type: 'latency', stream, attributes: { latency: 1200 } });
+          await toxic;
+          return 'done';
+        },
+      });
+      for (const ev of ['completed', 'failed', 'cancelled', 'leaseLost']) {
+        w.on(ev, (task, reason) => events.push({ ev, jobId: task.jobId, attempt: task.attempt, reason }));
+      }
+      w.on('error', () => {});  // the heartbeat's timeout
+      const h = await direct.enqueue({ queue, leaseMs: 600, retry: { maxRetries: 1, initialBackoffMs: 1 } });
+      await until(() => events.length > 0, { timeoutMs: 15_000, what: `${name}: the first attempt's event` });
+      await toxi.removeToxic(name, 'slow');
+      // Nothing more for the first attempt: wait past the time a second event would take.
+      await delay(1500);
+      const first = events.filter((e) => e.attempt === 1);
+      assert.deepEqual(first.map((e) => e.ev), [expect], `${name}: ${JSON.stringify(events)}`);
+      const m = w.metrics();
+      if (expect === 'completed') {
+        assert.equal(first[0].reason.toString(), 'done');
+        assert.equal(m.leaseLost, 0);
+        const job = await direct.getJob(h.id, { includeAttempts: true });
+        assert.equal(job.status, 'succeeded');
+        assert.equal(job.attempts.length, 1, JSON.stringify(job.attempts));
+      } else {
+        assert.equal(first[0].reason, 'expired');
+        assert.equal(m.leaseLost, 1);
+        assert.equal(m.succeeded + m.failed + m.cancelled, events.filter((e) => e.attempt > 1).length);
+        // The server ran the job again (the first attempt's lease expired there).
+        await until(async () => (await direct.getJob(h.id)).status === 'succeeded',
+          { timeoutMs: 15_000, what: `${name}: the retry to succeed` });
+      }
+      await w.stop({ timeoutMs: 5000 });
+      c.close();
+    }
+    direct.close();
+  });
