@@ -1113,10 +1113,10 @@ export class Worker extends EventEmitter<WorkerEvents> {
       return;
     }
     if (err instanceof LeaseLostError) {
-      if ((err.attempts > 1 || r.maybeApplied) && !r.lost) {
+      if ((err.attempts > 1 || r.maybeApplied) && (!r.lost || r.untoldLoss !== undefined)) {
         // An earlier try of this call (or a LeaseTasks call that carried it) may have landed
         // and only its answer been lost: the attempt's record on the server says whether our
-        // outcome is the one it holds.
+        // outcome is the one it holds (also when the lease ran out here meanwhile).
         void this.checkLanded(r);
         return;
       }

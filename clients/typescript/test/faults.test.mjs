@@ -282,7 +282,8 @@ test('a lease that runs out while its report is in flight: the report\'s answer 
         w.on(ev, (task, reason) => events.push({ ev, jobId: task.jobId, attempt: task.attempt, reason }));
       }
       w.on('error', () => {});  // the heartbeat's timeout
-      const h = await direct.enqueue({ queue, leaseMs: 600, retry: { maxRetries: 1, initialBackoffMs: 1 } });
+      // The retry waits 2 s, so it is not leased while the toxic is still in place.
+      const h = await direct.enqueue({ queue, leaseMs: 600, retry: { maxRetries: 1, initialBackoffMs: 2000 } });
       await until(() => events.length > 0, { timeoutMs: 15_000, what: `${name}: the first attempt's event` });
       await toxi.removeToxic(name, 'slow');
       // Nothing more for the first attempt: wait past the time a second event would take.
