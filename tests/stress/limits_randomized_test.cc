@@ -931,7 +931,13 @@ TEST_P(LimitsRandomizedTest, LimitsHoldAndDrainToZero) {
   engine_ = testing::OpenOrDie(options_);
   ExpectLimitGaugesZero("after Close and reopen");
 
-  EXPECT_GT(counters_.successes.load(), 1000u) << "too little work done to mean anything";
+  // Enough work to mean anything. How many jobs kProduceMs makes depends on the machine (12,000,
+  // the cap, in an optimized build; 600 to 2,400 under TSan on a slow 2-core machine); the mix of
+  // outcomes makes half to two thirds of them succeed, whatever their number.
+  EXPECT_GT(counters_.successes.load(), 100u) << "too little work done to mean anything";
+  EXPECT_GE(counters_.successes.load() * 4, counters_.created.load())
+      << "a quarter of the jobs or fewer succeeded: " << counters_.successes.load() << " of "
+      << counters_.created.load();
   EXPECT_GT(s.grants, 100u) << "too few grants: limits were hardly contended";
   EXPECT_GT(counters_.refreshes_done.load(), 10u) << "too few refreshes";
   std::lock_guard<std::mutex> l(mu_);

@@ -860,7 +860,13 @@ TEST_P(RandomizedTest, InvariantsHoldUnderConcurrentLoad) {
   EXPECT_EQ(s.leased, counters_.tasks.load()) << "tasks handed out vs received";
 
   std::lock_guard<std::mutex> l(mu_);
-  EXPECT_GT(counters_.successes.load(), 1000u) << "too little work done to mean anything";
+  // Enough work to mean anything. How many jobs the timed producers make depends on the machine
+  // (1,000 to 3,200 under TSan on a slow 2-core machine); most of them succeed, whatever their
+  // number.
+  EXPECT_GT(counters_.successes.load(), 100u) << "too little work done to mean anything";
+  EXPECT_GE(counters_.successes.load() * 2, counters_.created.load())
+      << "half of the jobs or fewer succeeded: " << counters_.successes.load() << " of "
+      << counters_.created.load();
   EXPECT_EQ(violation_count_, 0u) << "first violations:\n"
                                   << [&] {
                                        std::string all;
