@@ -4,6 +4,7 @@ worker lost ends `lease_expired`, not with the stale worker's result."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pathlib
@@ -14,11 +15,14 @@ import threading
 import time
 from typing import Any, Iterator
 
+import grpc
+import grpc.aio
 import pytest
 
 from harness import OP_TOKEN, Sluiced, uid
 from recorder import AsyncRecorder
 from sluice_client import (
+    RpcRetryPolicy,
     AttemptStatus,
     Client,
     JobContext,
@@ -168,3 +172,79 @@ def test_a_paused_worker_process_never_reports_after_its_lease_ended(
     job = client.get_job(h.id, include_attempts=True)
     assert h.result().result == b"by the rescuer"
     assert job.attempts[0].error_code == "lease_expired"
+
+
+class SlowReportFailingHeartbeats(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """The worker's first report call (a LeaseTasks carrying reports, or ReportOutcomes) is slow
+    by ``delay`` seconds: after the server answered (``where="answer"``: it took the outcome in
+    time, the answer is late) or before it is sent (``"request"``: it reaches the server after
+    the lease ran out there). Meanwhile every Heartbeat fails UNAVAILABLE at once, so the
+    worker's lease clock runs out while the report is in flight."""
+
+    def __init__(self, where: str, delay: float) -> None:
+        self.where, self.delay = where, delay
+        self.armed, self.reporting = True, False
+        self.failed_heartbeats = 0
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        name = str(details.method.decode() if isinstance(details.method, bytes)
+                   else details.method).rsplit("/", 1)[-1]
+        if name == "Heartbeat" and self.reporting:
+            self.failed_heartbeats += 1
+            raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(),
+                                       grpc.aio.Metadata(), "injected: connection reset")
+        carries = name == "ReportOutcomes" or (name == "LeaseTasks" and len(request.reports) > 0)
+        if not (carries and self.armed):
+            return await continuation(details, request)
+        self.armed, self.reporting = False, True
+        try:
+            if self.where == "request":
+                await asyncio.sleep(self.delay)
+            call = await continuation(details, request)
+            await call  # the server has answered
+            if self.where == "answer":
+                await asyncio.sleep(self.delay)
+            return call
+        finally:
+            self.reporting = False
+
+
+@pytest.mark.parametrize("where", ["answer", "request"])
+def test_a_lease_that_runs_out_while_its_report_is_in_flight_is_counted_once(
+        server: Sluiced, client: Client, where: str) -> None:
+    """The worker's lease clock runs a little ahead of the server's, so a report can be taken
+    by the server while its answer is still on the way after the local clock ran out. The task
+    then counts once: succeeded when the server took the outcome, lease lost when it refused
+    it; never both."""
+    q = uid("q-")
+    fault = SlowReportFailingHeartbeats(where, 1.2)
+    events: list[tuple[str, dict[str, Any]]] = []
+    w = Worker(server.address, token=OP_TOKEN, concurrency=1, poll_wait_ms=200,
+               interceptors=[fault], retry=RpcRetryPolicy(max_attempts=1),
+               on_event=lambda name, fields: events.append((name, dict(fields))))
+    runs: list[int] = []
+
+    @w.handler(q)
+    def handle(job: JobContext) -> bytes:
+        runs.append(job.attempt)
+        return f"attempt {job.attempt}".encode()
+
+    h = client.enqueue(q, b"", lease_ms=600, retry=QUICK_RETRY)
+    with w.running(stop_timeout=5):
+        result = h.await_result(timeout=15)
+        time.sleep(0.2)  # the answer of the last report is counted
+    assert fault.failed_heartbeats >= 2  # heartbeats failed while the report was in flight
+    names = [n for n, _ in events]
+    s = w.stats
+    if where == "answer":
+        # The server took the outcome before its lease ran out there: one success, no loss.
+        assert result.result == b"attempt 1" and runs == [1]
+        assert (s.succeeded, s.lease_lost) == (1, 0), (s, names)
+        assert "lease_lost" not in names and names.count("reported") == 1, names
+    else:
+        # It came too late: the first attempt is lost (once), the retry succeeds.
+        assert result.result == b"attempt 2" and runs == [1, 2]
+        assert (s.succeeded, s.lease_lost) == (1, 1), (s, names)
+        assert names.count("reported") == 1, names
+        job = client.get_job(h.id, include_attempts=True)
+        assert job.attempts[0].error_code == "lease_expired"

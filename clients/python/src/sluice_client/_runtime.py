@@ -178,6 +178,9 @@ class Running:
     expires: float                   # monotonic time the lease ends, as far as we know
     lost: bool = False
     reporting: bool = False          # handed to a report call: a lease_lost after it is ours
+    in_flight: bool = False          # a report call carrying its outcome awaits its answer
+    untold_loss: Optional[str] = None  # lost by the local clock while in flight: told unless
+                                       # the answer says the server took the outcome
     handled: bool = False            # the handler returned: its outcome decides, not a newer lease
     done: bool = False               # reported, dropped or abandoned: no more heartbeats
     handler_task: Optional[asyncio.Task[None]] = None
@@ -489,6 +492,10 @@ class Runtime:
                            job_id=st.task.job_id)
         finally:
             st.done = True
+            if st.untold_loss is not None:
+                # Lost by the local clock while its report was in flight, and no answer said the
+                # server took the outcome.
+                self._tell_loss(st, st.untold_loss)
             if st.hb_timer is not None:
                 st.hb_timer.cancel()
             self.running.pop(st.task.task_id, None)
@@ -579,6 +586,16 @@ class Runtime:
         if st.lost:
             return
         st.lost = True
+        if st.in_flight:
+            # The server may have taken the outcome before the lease ran out by its clock (ours
+            # runs a little ahead): the report's answer decides, and the loss is told only when
+            # it was not a success (one count per task, not lease_lost and succeeded).
+            st.untold_loss = why
+            return
+        self._tell_loss(st, why)
+
+    def _tell_loss(self, st: Running, why: str) -> None:
+        st.untold_loss = None
         self.stats.lease_lost += 1
         st.token.set(LEASE_LOST)
         self.event("lease_lost", task_id=st.task.task_id, job_id=st.task.job_id, why=why)
@@ -702,7 +719,7 @@ class Runtime:
                 if not p.fut.done():
                     p.fut.set_result(None)
             else:
-                p.st.reporting = True
+                p.st.reporting = p.st.in_flight = True
                 size += _outcome_bytes(p.outcome)
                 batch.append(p)
         self._reports[:] = keep
@@ -729,6 +746,8 @@ class Runtime:
             self._requeue_alone(batch, maybe_applied=bool(statuses))
             return
         self.stats.reports_with_lease += len(batch)
+        for p in batch:
+            p.st.in_flight = False
         for p, status in zip(batch, statuses):
             self._count(p.st, p.outcome, status.ok, status.sluice_code, status.message)
             if not p.fut.done():
@@ -737,6 +756,7 @@ class Runtime:
     def _requeue_alone(self, batch: list[Pending], maybe_applied: bool = True) -> None:
         """Reports of a LeaseTasks call that failed go by ReportOutcomes."""
         for p in batch:
+            p.st.in_flight = False
             p.alone = True
             p.maybe_applied = p.maybe_applied or maybe_applied
             self._reports.append(p)
@@ -789,7 +809,7 @@ class Runtime:
                 return
             batch = live
             for p in batch:
-                p.st.reporting = True
+                p.st.reporting = p.st.in_flight = True
             self.stats.reports_alone += len(batch)
             try:
                 statuses = await self.client.report_outcomes(
@@ -797,12 +817,16 @@ class Runtime:
                     tenant=batch[0].st.task.tenant)
                 break
             except _TRANSIENT as e:
+                for p in batch:
+                    p.st.in_flight = False
                 failures += 1
                 for p in batch:
                     p.maybe_applied = True  # the answer may be what was lost
                 self.event("report_error", error=repr(e), reports=len(batch))
                 await asyncio.sleep(_backoff(failures))
             except TooLargeError as e:
+                for p in batch:
+                    p.st.in_flight = False
                 if e.sluice_code is None and sum(_outcome_bytes(p.outcome) for p in batch) < 512:
                     # Far below any message cap (at least 1 KiB): an older sluiced's overload
                     # answer, retried like a transient failure.
@@ -837,12 +861,21 @@ class Runtime:
                 self._count(batch[0].st, batch[0].outcome, False, e.sluice_code or "too_large",
                             str(e))
                 return
-            except SluiceError as e:
+            except BaseException as e:
+                for p in batch:
+                    p.st.in_flight = False
+                if not isinstance(e, SluiceError):
+                    raise
                 self.event("report_error", error=repr(e), reports=len(batch))
                 return
         self.stats.report_batches += 1
+        for p in batch:
+            p.st.in_flight = False
         for p, status in zip(batch, statuses):
-            if (status.sluice_code == "lease_lost" and p.maybe_applied and not p.st.lost
+            # (A task lost here while the report was in flight is checked too: the earlier send
+            # may have landed before the lease ran out on the server.)
+            if (status.sluice_code == "lease_lost" and p.maybe_applied
+                    and (not p.st.lost or p.st.untold_loss is not None)
                     and await self._landed(p)):
                 self.stats.reports_recovered += 1
                 status = ReportStatus(0, "ok", "")
@@ -867,7 +900,10 @@ class Runtime:
         return False
 
     def _count(self, st: Running, outcome: Outcome, ok: bool, code: str, message: str) -> None:
+        """Counts a report's answer: the task's one outcome (succeeded, failed, cancelled, or
+        its lease lost)."""
         if ok:
+            st.untold_loss = None  # the server took the outcome: its lease had not run out there
             self.stats.reports_sent += 1
             if outcome.kind is OutcomeKind.SUCCESS:
                 self.stats.succeeded += 1
@@ -878,7 +914,9 @@ class Runtime:
             self.event("reported", task_id=st.task.task_id, job_id=st.task.job_id,
                        outcome=outcome.kind.value)
         else:
-            if code == "lease_lost":
+            if st.untold_loss is not None:
+                self._tell_loss(st, st.untold_loss)
+            elif code == "lease_lost":
                 self.stats.lease_lost += 1
             self.event("report_rejected", task_id=st.task.task_id, job_id=st.task.job_id,
                        code=code, message=message)
