@@ -175,43 +175,65 @@ def test_a_paused_worker_process_never_reports_after_its_lease_ended(
 
 
 class SlowReportFailingHeartbeats(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
-    """The worker's first report call (a LeaseTasks carrying reports, or ReportOutcomes) is slow
-    by ``delay`` seconds: after the server answered (``where="answer"``: it took the outcome in
-    time, the answer is late) or before it is sent (``"request"``: it reaches the server after
-    the lease ran out there). Meanwhile every Heartbeat fails UNAVAILABLE at once, so the
-    worker's lease clock runs out while the report is in flight."""
+    """Faults around the worker's first report call (a LeaseTasks carrying reports, or
+    ReportOutcomes), all ``delay`` seconds long:
+
+    - ``"answer"``: the server takes the report in time; its answer comes late.
+    - ``"request"``: the report reaches the server late, after the lease ran out there.
+    - ``"lost_answer"``: the server takes the report, the answer is lost (UNAVAILABLE); the
+      worker sends it again, is refused ``lease_lost``, and reads the job's attempts to see
+      whether the first send landed: that read is slow.
+
+    From the first report call until the fault is over every Heartbeat of the tasks it carries
+    fails UNAVAILABLE at once, so the worker's lease clock runs out meanwhile."""
 
     def __init__(self, where: str, delay: float) -> None:
         self.where, self.delay = where, delay
-        self.armed, self.reporting = True, False
+        self.armed, self.faulty = True, False
+        self.task_ids: set[str] = set()
         self.failed_heartbeats = 0
+
+    @staticmethod
+    def _unavailable() -> grpc.aio.AioRpcError:
+        return grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(),
+                                    grpc.aio.Metadata(), "injected: connection reset")
 
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         name = str(details.method.decode() if isinstance(details.method, bytes)
                    else details.method).rsplit("/", 1)[-1]
-        if name == "Heartbeat" and self.reporting:
+        if name == "Heartbeat" and self.faulty and request.task_id in self.task_ids:
             self.failed_heartbeats += 1
-            raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(),
-                                       grpc.aio.Metadata(), "injected: connection reset")
+            raise self._unavailable()
+        if name == "GetJob" and self.faulty and self.where == "lost_answer":
+            try:
+                await asyncio.sleep(self.delay)
+                return await continuation(details, request)
+            finally:
+                self.faulty = False
         carries = name == "ReportOutcomes" or (name == "LeaseTasks" and len(request.reports) > 0)
         if not (carries and self.armed):
             return await continuation(details, request)
-        self.armed, self.reporting = False, True
+        self.armed, self.faulty = False, True
+        self.task_ids = {r.task_id for r in request.reports}
         try:
             if self.where == "request":
                 await asyncio.sleep(self.delay)
             call = await continuation(details, request)
             await call  # the server has answered
+            if self.where == "lost_answer":
+                raise self._unavailable()
             if self.where == "answer":
                 await asyncio.sleep(self.delay)
             return call
         finally:
-            self.reporting = False
+            if self.where != "lost_answer":
+                self.faulty = False
 
 
-@pytest.mark.parametrize("where", ["answer", "request"])
+@pytest.mark.parametrize("with_lease", [True, False], ids=["on-lease", "alone"])
+@pytest.mark.parametrize("where", ["answer", "request", "lost_answer"])
 def test_a_lease_that_runs_out_while_its_report_is_in_flight_is_counted_once(
-        server: Sluiced, client: Client, where: str) -> None:
+        server: Sluiced, client: Client, where: str, with_lease: bool) -> None:
     """The worker's lease clock runs a little ahead of the server's, so a report can be taken
     by the server while its answer is still on the way after the local clock ran out. The task
     then counts once: succeeded when the server took the outcome, lease lost when it refused
@@ -221,6 +243,7 @@ def test_a_lease_that_runs_out_while_its_report_is_in_flight_is_counted_once(
     events: list[tuple[str, dict[str, Any]]] = []
     w = Worker(server.address, token=OP_TOKEN, concurrency=1, poll_wait_ms=200,
                interceptors=[fault], retry=RpcRetryPolicy(max_attempts=1),
+               report_with_lease=with_lease,
                on_event=lambda name, fields: events.append((name, dict(fields))))
     runs: list[int] = []
 
@@ -236,11 +259,12 @@ def test_a_lease_that_runs_out_while_its_report_is_in_flight_is_counted_once(
     assert fault.failed_heartbeats >= 2  # heartbeats failed while the report was in flight
     names = [n for n, _ in events]
     s = w.stats
-    if where == "answer":
+    if where in ("answer", "lost_answer"):
         # The server took the outcome before its lease ran out there: one success, no loss.
         assert result.result == b"attempt 1" and runs == [1]
         assert (s.succeeded, s.lease_lost) == (1, 0), (s, names)
         assert "lease_lost" not in names and names.count("reported") == 1, names
+        assert s.reports_recovered == (1 if where == "lost_answer" else 0), s
     else:
         # It came too late: the first attempt is lost (once), the retry succeeds.
         assert result.result == b"attempt 2" and runs == [1, 2]

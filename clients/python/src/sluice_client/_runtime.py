@@ -714,16 +714,22 @@ class Runtime:
                     or (batch and size + _outcome_bytes(p.outcome) > budget)):
                 keep.append(p)
             elif self._lease_gone(p.st):
-                self.event("lease_lost_no_report", task_id=p.st.task.task_id,
-                           job_id=p.st.task.job_id)
-                if not p.fut.done():
-                    p.fut.set_result(None)
+                self._drop_lost(p)
             else:
                 p.st.reporting = p.st.in_flight = True
                 size += _outcome_bytes(p.outcome)
                 batch.append(p)
         self._reports[:] = keep
         return batch
+
+    def _drop_lost(self, p: Pending) -> None:
+        """A waiting outcome whose lease is gone: it is never sent (again); a loss kept back
+        while a call carried it is told now."""
+        self.event("lease_lost_no_report", task_id=p.st.task.task_id, job_id=p.st.task.job_id)
+        if p.st.untold_loss is not None:
+            self._tell_loss(p.st, p.st.untold_loss)
+        if not p.fut.done():
+            p.fut.set_result(None)
 
     def _report_cap(self) -> int:
         """Most reports per call: the server's max_lease_batch, lowered by refusals."""
@@ -757,6 +763,9 @@ class Runtime:
         """Reports of a LeaseTasks call that failed go by ReportOutcomes."""
         for p in batch:
             p.st.in_flight = False
+            if p.st.lost:  # lost here while the call was in flight: never sent again
+                self._drop_lost(p)
+                continue
             p.alone = True
             p.maybe_applied = p.maybe_applied or maybe_applied
             self._reports.append(p)
@@ -803,8 +812,7 @@ class Runtime:
             live = [p for p in batch if not self._lease_gone(p.st)]
             for p in batch:
                 if p.st.lost:
-                    self.event("lease_lost_no_report", task_id=p.st.task.task_id,
-                               job_id=p.st.task.job_id)
+                    self._drop_lost(p)
             if not live:
                 return
             batch = live
@@ -869,17 +877,22 @@ class Runtime:
                 self.event("report_error", error=repr(e), reports=len(batch))
                 return
         self.stats.report_batches += 1
-        for p in batch:
-            p.st.in_flight = False
-        for p, status in zip(batch, statuses):
-            # (A task lost here while the report was in flight is checked too: the earlier send
-            # may have landed before the lease ran out on the server.)
-            if (status.sluice_code == "lease_lost" and p.maybe_applied
-                    and (not p.st.lost or p.st.untold_loss is not None)
-                    and await self._landed(p)):
-                self.stats.reports_recovered += 1
-                status = ReportStatus(0, "ok", "")
-            self._count(p.st, p.outcome, status.ok, status.sluice_code, status.message)
+        try:
+            for p, status in zip(batch, statuses):
+                # A task stays in flight until its answer is counted: a loss by the local clock
+                # meanwhile (e.g. while the attempt record is read below) waits for it. A task
+                # lost here while the report was in flight is checked too: the earlier send may
+                # have landed before the lease ran out on the server.
+                if (status.sluice_code == "lease_lost" and p.maybe_applied
+                        and (not p.st.lost or p.st.untold_loss is not None)
+                        and await self._landed(p)):
+                    self.stats.reports_recovered += 1
+                    status = ReportStatus(0, "ok", "")
+                p.st.in_flight = False
+                self._count(p.st, p.outcome, status.ok, status.sluice_code, status.message)
+        finally:
+            for p in batch:
+                p.st.in_flight = False
 
     async def _landed(self, p: Pending) -> bool:
         """After a resent report met lease_lost: whether its earlier send was applied (the
@@ -902,6 +915,10 @@ class Runtime:
     def _count(self, st: Running, outcome: Outcome, ok: bool, code: str, message: str) -> None:
         """Counts a report's answer: the task's one outcome (succeeded, failed, cancelled, or
         its lease lost)."""
+        if st.done:
+            # The task was abandoned at the stop deadline meanwhile (and counted so): an answer
+            # that comes after that changes nothing.
+            return
         if ok:
             st.untold_loss = None  # the server took the outcome: its lease had not run out there
             self.stats.reports_sent += 1
@@ -916,7 +933,8 @@ class Runtime:
         else:
             if st.untold_loss is not None:
                 self._tell_loss(st, st.untold_loss)
-            elif code == "lease_lost":
+            elif code == "lease_lost" and not st.lost:
+                st.lost = True
                 self.stats.lease_lost += 1
             self.event("report_rejected", task_id=st.task.task_id, job_id=st.task.job_id,
                        code=code, message=message)
