@@ -4,10 +4,11 @@
 //
 //   node bench/worker_bench.mjs [--jobs=20000] [--runs=3] [--concurrency=16] [--batch=100]
 //        [--payload=64] [--systems=bullmq,sluice-sync,sluice-async] [--drain=1] [--pipeline=N]
-//        [--work=MS] [--warmup=N]
+//        [--work=MS] [--warmup=N] [--lanes=N] [--prefetch=N]
 //        (systems also: sluice-sync-loop, sluice-async-loop)
 //
-// --pipeline=N sets the Sluice Worker's leasePipeline (default: the Worker's own default).
+// --pipeline=N sets the Sluice Worker's leasePipeline, --prefetch=N its prefetch (default: the
+// Worker's own defaults).
 // --work=MS gives the Sluice Worker's handler a timer of 0..2*MS ms (uniform; Node rounds
 // timers under 1 ms up to 1 ms), to compare lease settings with handlers that take time.
 // --warmup=N: before each measured run, its threads run N jobs on a queue of their own (the
@@ -32,9 +33,10 @@
 // latency percentiles.
 //
 // sluice-async-loop / sluice-sync-loop: the same producer, but instead of a Worker one thread
-// runs the bare protocol: one LeaseStream, one request in flight asking for --concurrency tasks
-// and carrying the previous answer's outcomes, no handler. It is the ceiling of 16 tasks in
-// flight over this protocol on this machine; the Worker's figure is measured against it.
+// runs the bare protocol: one LeaseStream, --lanes requests in flight (default 1), each asking
+// for --concurrency tasks and carrying the outcomes of the answer before it, no handler. With
+// one lane it is the ceiling of 16 tasks in flight over this protocol on this machine; with 3
+// it holds what the Worker holds while it prefetches (prefetch 2 x concurrency: 3 requests).
 import { Worker as Thread, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -56,7 +58,7 @@ const nowNs = () => Number(process.hrtime.bigint());
 
 function flags(argv) {
   const f = { jobs: 20000, runs: 3, concurrency: 16, batch: 100, payload: 64, drain: 0, pipeline: 0, work: 0,
-    warmup: 0,
+    warmup: 0, lanes: 1, prefetch: -1,
     systems: ['bullmq', 'sluice-sync', 'sluice-async'] };
   for (const a of argv) {
     const m = /^--([a-z]+)=(.*)$/.exec(a);
@@ -99,7 +101,7 @@ async function sluiceProducer({ address, queue, jobs, batch, payload, warmup, go
   parentPort.postMessage({ start, end });
 }
 
-async function sluiceWorker({ address, queue, jobs, concurrency, drain, pipeline, work, warmup }) {
+async function sluiceWorker({ address, queue, jobs, concurrency, drain, pipeline, work, warmup, prefetch }) {
   const { SluiceClient, Worker } = await import(path.join(PKG, 'dist', 'index.js'));
   const client = new SluiceClient({ address, token: TOKEN });
   await client.getNodeInfo();
@@ -109,6 +111,7 @@ async function sluiceWorker({ address, queue, jobs, concurrency, drain, pipeline
   let lastNs = 0;
   const options = (q, autostart, record) => ({
     queues: q, concurrency, autostart, ...(pipeline > 0 ? { leasePipeline: pipeline } : {}),
+    ...(prefetch >= 0 ? { prefetch } : {}),
     handler: work > 0
       ? async (job) => {
         const ms = (nowNs() - job.json().t) / 1e6;
@@ -155,7 +158,7 @@ async function sluiceWorker({ address, queue, jobs, concurrency, drain, pipeline
 }
 
 // The bare lease loop (sluice-*-loop): what the Worker's figure is measured against.
-async function sluiceLoop({ address, queue, jobs, concurrency, drain, warmup }) {
+async function sluiceLoop({ address, queue, jobs, concurrency, drain, warmup, lanes }) {
   const { SluiceClient } = await import(path.join(PKG, 'dist', 'index.js'));
   const client = new SluiceClient({ address, token: TOKEN });
   await client.getNodeInfo();
@@ -167,24 +170,28 @@ async function sluiceLoop({ address, queue, jobs, concurrency, drain, warmup }) 
     const stream = client.leaseStream();
     let done = 0;
     let started = 0;
-    let reports = [];
-    while (done < count) {
-      // Once every job is leased, the last request only reports: it must not wait for more.
-      const res = await stream.lease({ queue: q, maxTasks: concurrency, waitMs: started < count ? 1000 : 0,
-        reports });
-      const acked = nowNs();
-      for (let i = 0; i < reports.length && done < count; ++i, ++done) if (record) doneAt[done] = acked;
-      reports = new Array(res.tasks.length);
-      for (let i = 0; i < res.tasks.length; ++i) {
-        const task = res.tasks[i];
-        const ms = (nowNs() - JSON.parse(task.payload.toString()).t) / 1e6;
-        if (started < count) {
-          if (record) lat[started] = ms;
-          ++started;
+    const lane = async () => {
+      let reports = [];
+      while (done < count) {
+        // Once every job is leased, the last request only reports: it must not wait for more.
+        const res = await stream.lease({ queue: q, maxTasks: concurrency,
+          waitMs: started < count ? 1000 : 0, reports });
+        const acked = nowNs();
+        for (let i = 0; i < reports.length && done < count; ++i, ++done) if (record) doneAt[done] = acked;
+        reports = new Array(res.tasks.length);
+        for (let i = 0; i < res.tasks.length; ++i) {
+          const task = res.tasks[i];
+          const ms = (nowNs() - JSON.parse(task.payload.toString()).t) / 1e6;
+          if (started < count) {
+            if (record) lat[started] = ms;
+            ++started;
+          }
+          reports[i] = { task };
         }
-        reports[i] = { task };
+        if (started >= count && reports.length === 0) break;  // another lane reports the rest
       }
-    }
+    };
+    await Promise.all(Array.from({ length: lanes }, lane));
     stream.close();
   };
   if (warmup > 0) {
@@ -237,7 +244,7 @@ async function runSluice(f, address, label, round) {
   const go = new SharedArrayBuffer(4);
   const worker = spawnThread({ role: label.endsWith('-loop') ? 'loop' : 'worker', address, queue,
     jobs: f.jobs, concurrency: f.concurrency, drain: f.drain, pipeline: f.pipeline, work: f.work,
-    warmup: f.warmup });
+    warmup: f.warmup, lanes: f.lanes, prefetch: f.prefetch });
   await worker.next();
   const producer = spawnThread({ role: 'producer', address, queue, jobs: f.jobs, batch: f.batch,
     payload: f.payload, warmup: f.warmup, go });

@@ -92,10 +92,22 @@ export interface WorkerOptions {
    * Lease requests in flight per queue while its work flows (default 2 over a stream, else 1).
    * The free slots are split between them, so the server applies the reports of one batch and
    * leases the next while this process runs the last. Only one of them ever long-polls. While a
-   * queue's handlers finish at once (before its next request could go), one request carries
-   * every free slot instead; the others resume as soon as an answer's handlers take time.
+   * queue's handlers finish at once (before its next request could go), the queue prefetches
+   * instead (see prefetch; with prefetch 0, one request carries every free slot); the lanes
+   * resume as soon as an answer's handlers take time.
    */
   leasePipeline?: number;
+  /**
+   * Tasks leased ahead of free handler slots while a queue's handlers finish at once (before
+   * its next request could go): up to this many more than `concurrency`, in requests of up to
+   * `concurrency` tasks each that are in flight together, so the server applies one batch's
+   * reports and leases the next while this process runs the last (default 2 × concurrency; 0:
+   * never). Handlers never run more than `concurrency` at once: a task that arrives while every
+   * slot is taken waits here (its lease kept by heartbeats) and starts when a handler finishes.
+   * As soon as an answer's handlers take time, the worker leases no more than its free slots
+   * again, so slower jobs are not held back from other workers.
+   */
+  prefetch?: number;
   /** Start leasing in the constructor (default true); else call start(). */
   autostart?: boolean;
 }
@@ -106,7 +118,11 @@ export interface WorkerMetrics {
   running: number;
   /** Outcomes waiting for the server's acknowledgement now. */
   reporting: number;
+  /** Tasks leased ahead (see prefetch) that wait for a handler slot now. */
+  waiting: number;
   leased: number;
+  /** Tasks that had to wait here for a handler slot (leased ahead, see prefetch). */
+  waited: number;
   succeeded: number;
   failed: number;
   cancelled: number;
@@ -179,7 +195,7 @@ export interface WorkerEvents {
   stopped: [result: StopResult];
 }
 
-type Phase = 'running' | 'reporting' | 'done';
+type Phase = 'waiting' | 'running' | 'reporting' | 'done';
 
 /**
  * What a queue's lease loop does now: waits for free slots; has a LeaseTasks call in flight
@@ -276,6 +292,13 @@ export class Worker extends EventEmitter<WorkerEvents> {
   /** Leasing over LeaseStream (false: option, or the server lacks it). */
   private useStream: boolean;
   private readonly pipeline: number;
+  /** WorkerOptions.prefetch, and the lease lanes a queue uses while it prefetches. */
+  private readonly prefetch: number;
+  private readonly prefetchLanes: number;
+  /** Tasks leased ahead, waiting for a handler slot (oldest first). */
+  private readonly waiting: Running[] = [];
+  /** stop()'s timeout passed: waiting tasks are not started any more. */
+  private noMoreStarts = false;
   private readonly streams = new Map<string, LeaseStream>();
   /** Queues whose last lease answer (of any lane) had tasks. */
   private readonly hotQueues = new Set<string>();
@@ -329,8 +352,8 @@ export class Worker extends EventEmitter<WorkerEvents> {
   private stopPromise: Promise<StopResult> | undefined;
   private readonly pollAbort = new AbortController();
   private loops: Promise<void>[] = [];
-  private readonly counters: Omit<WorkerMetrics, 'running' | 'reporting'> = {
-    leased: 0, succeeded: 0, failed: 0, cancelled: 0, leaseLost: 0, duplicates: 0,
+  private readonly counters: Omit<WorkerMetrics, 'running' | 'reporting' | 'waiting'> = {
+    leased: 0, waited: 0, succeeded: 0, failed: 0, cancelled: 0, leaseLost: 0, duplicates: 0,
     leaseCalls: 0, leaseErrors: 0, heartbeats: 0, heartbeatErrors: 0, heartbeatsLate: 0,
     reportCalls: 0, reportErrors: 0, leaseReportCalls: 0, reportsWithLease: 0, reportsAlone: 0,
     reportsRecovered: 0, refreshesReported: 0, refreshesFailed: 0,
@@ -367,6 +390,11 @@ export class Worker extends EventEmitter<WorkerEvents> {
     if (!Number.isInteger(this.pipeline) || this.pipeline < 1) {
       throw new RangeError('Worker: leasePipeline must be an integer >= 1');
     }
+    this.prefetch = options.prefetch ?? 2 * concurrency;
+    if (!Number.isInteger(this.prefetch) || this.prefetch < 0) {
+      throw new RangeError('Worker: prefetch must be an integer >= 0');
+    }
+    this.prefetchLanes = this.prefetch > 0 ? Math.min(4, 1 + Math.ceil(this.prefetch / concurrency)) : 1;
     this.lingerMs = options.reportLingerMs ?? 10;
     if (!(this.lingerMs >= 0)) throw new RangeError('Worker: reportLingerMs must be >= 0');
     const refreshTimeoutMs = options.refreshTimeoutMs ?? 60_000;
@@ -399,7 +427,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       this.emitError(e, { op: 'lease', queue: q });  // a bug: the loop ended
     }));
     for (const q of this.queues) this.hotWaiters.set(q, []);
-    for (let lane = 1; lane < this.pipeline; ++lane) {
+    for (let lane = 1; lane < Math.max(this.pipeline, this.prefetchLanes); ++lane) {
       for (const q of this.queues) {
         this.loops.push(this.leaseRounds(q, lane).catch((e: unknown) => {
           this.emitError(e, { op: 'lease', queue: q });  // a bug: the lane ended
@@ -423,7 +451,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
   }
 
   metrics(): WorkerMetrics {
-    return { running: this.busy, reporting: this.reporting, ...this.counters };
+    return { running: this.busy, reporting: this.reporting, waiting: this.waiting.length, ...this.counters };
   }
 
   /**
@@ -464,22 +492,28 @@ export class Worker extends EventEmitter<WorkerEvents> {
    * One lease lane of a queue. Lane 0 leases whenever it has free slots, long-polling when it
    * carries no reports. The other lanes (leasePipeline > 1) lease only while the queue's work
    * flows (its last answer had tasks), never long-poll, and stop at an empty answer until lane 0
-   * finds work again. While work flows each call asks for at most its share of the slots.
+   * finds work again. While work flows each call asks for at most its share of the slots; while
+   * the queue prefetches, prefetchLanes lanes each ask for up to `concurrency` tasks.
    */
   private async leaseRounds(queue: string, lane: number): Promise<void> {
     let failures = 0;
     let hot = this.queues.length === 1;  // the last lease returned work
     const share = Math.ceil(this.concurrency / this.pipeline);
     while (!this.stopping) {
-      if (lane > 0 && !this.laneWanted(queue)) {
+      if (lane > 0 && !this.laneWanted(queue, lane)) {
         await new Promise<void>((r) => this.hotWaiters.get(queue)!.push(r));
         continue;
       }
       if (lane === 0) this.setLoopState(queue, 'reserving');
-      const flowing = this.pipeline > 1 && this.hotQueues.has(queue) && !this.quickQueues.has(queue);
-      const n = await this.reserve(hot, flowing ? share : MAX_LEASE_BATCH);
+      // (Decided again each time the lane looks at the slots: the queue may start or stop
+      // prefetching while it waits for one.)
+      const n = await this.reserve(hot, () => {
+        if (this.prefetching(queue)) return [this.concurrency, this.prefetch];
+        const flowing = this.pipeline > 1 && this.hotQueues.has(queue) && !this.quickQueues.has(queue);
+        return [flowing ? share : MAX_LEASE_BATCH, 0];
+      });
       if (n === 0) break;
-      if (lane > 0 && !this.laneWanted(queue)) {
+      if (lane > 0 && !this.laneWanted(queue, lane)) {
         this.reserved -= n;
         this.notifySlots();
         continue;
@@ -545,15 +579,25 @@ export class Worker extends EventEmitter<WorkerEvents> {
       // reports them in one call.
       if (res.tasks.length > 0) {
         await null;
-        if (this.pipeline > 1) this.noteQuick(queue, res.tasks);
+        if (this.pipeline > 1 || this.prefetch > 0) this.noteQuick(queue, res.tasks);
       }
       this.notifySlots();
     }
   }
 
-  /** Whether a lane other than 0 should lease now: the queue's work flows and takes time. */
-  private laneWanted(queue: string): boolean {
-    return this.hotQueues.has(queue) && !this.quickQueues.has(queue);
+  /**
+   * Whether a lane other than 0 should lease now: the queue prefetches (a prefetch lane), or its
+   * work flows and takes time (a pipeline lane).
+   */
+  private laneWanted(queue: string, lane: number): boolean {
+    if (this.prefetching(queue)) return lane < this.prefetchLanes;
+    return lane < this.pipeline && this.hotQueues.has(queue) && !this.quickQueues.has(queue);
+  }
+
+  /** Whether the queue leases ahead of free slots now: its work flows and finishes at once. */
+  private prefetching(queue: string): boolean {
+    return this.prefetch > 0 && !this.stopping && this.hotQueues.has(queue) &&
+      this.quickQueues.has(queue);
   }
 
   /**
@@ -566,7 +610,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     let running = false;
     for (const t of tasks) {
       const r = this.tasks.get(t.taskId);
-      if (r === undefined || r.task !== t) continue;
+      if (r === undefined || r.task !== t || r.phase === 'waiting') continue;
       ++judged;
       if (r.phase === 'running') {
         running = true;
@@ -575,7 +619,10 @@ export class Worker extends EventEmitter<WorkerEvents> {
     }
     if (judged === 0) return;
     if (!running) {
-      this.quickQueues.add(queue);
+      if (!this.quickQueues.has(queue)) {
+        this.quickQueues.add(queue);
+        if (this.prefetch > 0) this.wakeHot(queue);  // the prefetch lanes lease
+      }
     } else if (this.quickQueues.delete(queue)) {
       this.wakeHot(queue);  // the resting lanes lease again
     }
@@ -624,9 +671,11 @@ export class Worker extends EventEmitter<WorkerEvents> {
         this.secondFast.has(queue)) return 0;
     const state = this.loopState.get(queue);
     // With a pipeline, the other lease lanes take outcomes while work flows (unless they rest
-    // because the queue is quick: then, as with one lane, this lane sends them).
-    if (state !== 'polling' &&
-        (state !== 'fast' || (this.pipeline > 1 && !this.quickQueues.has(queue)))) return 0;
+    // because the queue is quick: then, as with one lane, this lane sends them); so do the
+    // prefetch lanes while the queue prefetches.
+    const othersCarry = this.prefetching(queue) ||
+      (this.pipeline > 1 && !this.quickQueues.has(queue));
+    if (state !== 'polling' && (state !== 'fast' || othersCarry)) return 0;
     let n = 0;
     for (const r of this.reportQueue) if (!r.direct && r.task.queue === queue) ++n;
     return n;
@@ -653,7 +702,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
         await new Promise<void>((r) => this.laneWaiters.get(queue)!.push(r));
         continue;
       }
-      const n = await this.reserve(true, due);
+      const n = await this.reserve(true, () => [due, 0]);
       if (n === 0) break;  // stopping
       const reports = this.secondDue(queue) > 0 ? this.takeReports(queue) : [];
       if (reports.length === 0) {
@@ -707,14 +756,19 @@ export class Worker extends EventEmitter<WorkerEvents> {
    * queue or a queue whose last lease returned work; a fair share for an idle one among many.
    * Returns 0 when stopping.
    */
-  private async reserve(hot: boolean, most = MAX_LEASE_BATCH): Promise<number> {
+  private async reserve(hot: boolean,
+    plan: () => [most: number, ahead: number] = () => [MAX_LEASE_BATCH, 0]): Promise<number> {
     let woken = false;
     for (;;) {
       if (this.stopping) return 0;
-      // Handlers are capped at `concurrency`; leases held (running + awaiting acknowledgement)
-      // at 4x that, so a slow server stops the leasing instead of piling up outcomes.
-      const free = Math.min(this.concurrency - this.busy - this.reserved,
-        4 * this.concurrency - this.busy - this.reserved - this.reporting);
+      const [most, ahead] = plan();
+      // Handlers are capped at `concurrency`, plus `ahead` tasks leased ahead (waiting here or
+      // in flight); leases held (running, waiting, or awaiting acknowledgement) at 4x the
+      // concurrency or twice that sum, so a slow server stops the leasing instead of piling up
+      // outcomes.
+      const held = this.busy + this.waiting.length + this.reserved;
+      const free = Math.min(this.concurrency + ahead - held,
+        Math.max(4 * this.concurrency, 2 * (this.concurrency + ahead)) - held - this.reporting);
       if (free > 0 && !woken && this.wokenWaiters > 0 && this.queues.length > 1) {
         // Slots go round: a loop that gave its slots back and asks again at once (after an
         // empty long-poll, or handlers that finished at once) lets the loops its release woke
@@ -764,18 +818,47 @@ export class Worker extends EventEmitter<WorkerEvents> {
     // outcome is being reported is left to its report's answer: the newer attempt may be the
     // retry that very report asked for.
     const older = this.byJob.get(task.jobId);
-    if (older && older.phase === 'running') this.loseLease(older, 'superseded');
+    if (older && (older.phase === 'running' || older.phase === 'waiting')) {
+      this.loseLease(older, 'superseded');
+    }
     const r: Running = {
-      task, ctl: new LazyAbort(), phase: 'running', lost: false, cancelRequested: false,
-      stopAborted: false, startedAt: now(), expiresAt: leasedAt + task.leaseMs,
+      task, ctl: new LazyAbort(), phase: 'waiting', lost: false, cancelRequested: false,
+      stopAborted: false, startedAt: 0, expiresAt: leasedAt + task.leaseMs,
       timer: undefined, timerDue: 0, hbFailures: 0, inFlight: false, queuedAt: 0, direct: false,
       maybeApplied: false, splitCap: Infinity, untoldLoss: undefined,
     };
     this.tasks.set(task.taskId, r);
     this.byJob.set(task.jobId, r);
-    ++this.busy;
     ++this.counters.leased;
     this.scheduleHeartbeat(r, this.heartbeatInterval(r));
+    if (this.busy < this.concurrency && this.waiting.length === 0) {
+      this.run(r);
+    } else {
+      // Leased ahead (prefetch), or more than the free slots (a server bug): never more than
+      // `concurrency` handlers at once.
+      ++this.counters.waited;
+      this.waiting.push(r);
+    }
+  }
+
+  /** Starts waiting tasks while handler slots are free. */
+  private runWaiting(): void {
+    while (this.busy < this.concurrency && this.waiting.length > 0 && !this.noMoreStarts) {
+      this.run(this.waiting.shift()!);
+    }
+  }
+
+  /** Runs a held task's handler. */
+  private run(r: Running): void {
+    const task = r.task;
+    r.phase = 'running';
+    r.startedAt = now();
+    ++this.busy;
+    if (r.cancelRequested) {
+      // Its cancellation was requested while it waited: report it cancelled without running it.
+      this.handlerDone(r, () => ({ kind: 'cancelled' }), undefined);
+      return;
+    }
     this.safeEmit('active', task);
     let result: Promise<unknown>;
     try {
@@ -794,6 +877,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
   private handlerDone(r: Running, outcome: () => Outcome, thrown: unknown): void {
     --this.busy;
     if (r.lost || r.phase === 'done') {
+      this.runWaiting();
       this.notifySlots();
       return;
     }
@@ -808,6 +892,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     r.phase = 'reporting';
     ++this.reporting;
     this.queueReport(r);
+    this.runWaiting();
     this.notifySlots();
     this.flushReports();
   }
@@ -889,9 +974,17 @@ export class Worker extends EventEmitter<WorkerEvents> {
       const i = this.reportQueue.indexOf(r);
       if (i >= 0) this.reportQueue.splice(i, 1);
     }
+    if (r.phase === 'waiting') {
+      const i = this.waiting.indexOf(r);
+      if (i >= 0) this.waiting.splice(i, 1);
+    }
     this.safeEmit('leaseLost', r.task, reason);
     if (r.phase === 'reporting' && !r.inFlight) this.finish(r);
     else if (r.phase === 'running') this.release(r);
+    else if (r.phase === 'waiting') {
+      r.phase = 'done';  // never started
+      this.release(r);
+    }
   }
 
   /** Forgets a task whose handler is still running after its lease was lost. */
@@ -1260,6 +1353,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     const allIdle = (): Promise<unknown> => Promise.all([this.idle(), this.refresher.idle()]);
     let drained = await within(timeoutMs, allIdle());
     if (!drained) {
+      this.noMoreStarts = true;  // what still waits for a slot is abandoned below
       for (const r of this.tasks.values()) {
         if (r.phase === 'running' && !r.stopAborted) {
           r.stopAborted = true;

@@ -856,7 +856,7 @@ describe('lease stream', () => {
     assert.equal(w.metrics().failed, 0);
   });
 
-  test('handlers that finish at once get one request carrying every free slot; the second lane returns when they take time', async () => {
+  test('prefetch 0: handlers that finish at once get one request carrying every free slot; the second lane returns when they take time', async () => {
     const queue = q('quick');
     const seen = watching();
     let calls = 0;
@@ -864,7 +864,7 @@ describe('lease stream', () => {
     let running = 0;
     let peak = 0;
     const w = worker({
-      queues: queue, concurrency: 8, client: seen.client,
+      queues: queue, concurrency: 8, client: seen.client, prefetch: 0,
       handler: async () => {
         // The first 400 finish at once; from then on (the queue still full) each takes 1-3 ms.
         if (++calls <= 400) return;
@@ -885,6 +885,121 @@ describe('lease stream', () => {
     assert.ok(peak <= 8, `peak ${peak}`);
     assert.equal(seen.opened, 1);
     assert.equal(w.metrics().failed, 0);
+  });
+
+  /** A client that tracks the tasks asked for by lease requests in flight, and the most seen. */
+  function asking(w) {
+    const seen = { inFlight: 0, deepest: 0, asked: 0, peakHeld: 0, maxAsk: 0 };
+    seen.reset = () => { seen.deepest = 0; seen.peakHeld = 0; seen.maxAsk = 0; };
+    seen.client = wrap(client, {
+      leaseStream(opts) {
+        const s = client.leaseStream(opts);
+        const lease = s.lease.bind(s);
+        s.lease = (req, o) => {
+          // Held at most: handlers running, tasks waiting for a slot, and what is asked for.
+          seen.asked += req.maxTasks;
+          seen.maxAsk = Math.max(seen.maxAsk, req.maxTasks);
+          seen.deepest = Math.max(seen.deepest, ++seen.inFlight);
+          const m = w().metrics();
+          seen.peakHeld = Math.max(seen.peakHeld, m.running + m.waiting + seen.asked);
+          const p = lease(req, o);
+          const done = () => { --seen.inFlight; seen.asked -= req.maxTasks; };
+          p.then(done, done);
+          return p;
+        };
+        return s;
+      },
+    });
+    return seen;
+  }
+
+  test('handlers that finish at once: the worker leases ahead (prefetch) in requests of at most its concurrency; once they take time, only its free slots', async () => {
+    const queue = q('prefetch');
+    let w;
+    const seen = asking(() => w);
+    let calls = 0;
+    let running = 0;
+    let peak = 0;
+    const quick = {};
+    w = worker({
+      queues: queue, concurrency: 8, client: seen.client,  // prefetch: 16 by default
+      handler: async () => {
+        peak = Math.max(peak, ++running);
+        // The first 400 finish at once; from then on (the queue still full) each takes 1-3 ms.
+        if (++calls <= 400) {
+          --running;
+          return;
+        }
+        if (quick.deepest === undefined) {
+          Object.assign(quick, { deepest: seen.deepest, peakHeld: seen.peakHeld, maxAsk: seen.maxAsk });
+          seen.reset();
+        }
+        await delay(1 + Math.random() * 2);
+        --running;
+      },
+    });
+    await client.enqueueBatch(Array.from({ length: 1000 }, () => ({ queue })));
+    await until(() => w.metrics().succeeded === 1000, { timeoutMs: 30_000, what: '1000 jobs' });
+    await w.stop();
+    assert.equal(quick.deepest, 3, 'three requests in flight while handlers finish at once');
+    assert.ok(quick.maxAsk <= 8, `a request asks for at most the concurrency (${quick.maxAsk})`);
+    assert.ok(quick.peakHeld > 8 && quick.peakHeld <= 8 + 16,
+      `leased ahead, within concurrency + prefetch (${quick.peakHeld})`);
+    // Handlers that take time: the pipeline's two lanes share the free slots, nothing ahead.
+    assert.equal(seen.deepest, 2);
+    assert.ok(seen.peakHeld <= 8 + 8, `held ${seen.peakHeld}`);  // (the switch's answers may still be ahead)
+    assert.ok(peak <= 8, `peak ${peak}`);
+    const m = w.metrics();
+    assert.equal(m.failed + m.leaseLost + m.duplicates, 0);
+    assert.equal(m.waiting, 0);
+  });
+
+  test('tasks leased ahead wait for a slot while a slow job holds it: never more handlers than the concurrency, each job once', async () => {
+    const queue = q('wait');
+    let running = 0;
+    let peak = 0;
+    const ran = new Map();
+    const w = worker({
+      queues: queue, concurrency: 2,  // prefetch 4: three requests of 2 in flight
+      handler: async (job) => {
+        ran.set(job.id, (ran.get(job.id) ?? 0) + 1);
+        peak = Math.max(peak, ++running);
+        try {
+          if (job.json().slow) await delay(300);
+        } finally {
+          --running;
+        }
+      },
+    });
+    const specs = (n, slow) => Array.from({ length: n }, () => ({ queue, json: { slow } }));
+    await client.enqueueBatch([...specs(300, false), ...specs(1, true), ...specs(300, false),
+      ...specs(1, true), ...specs(300, false)]);
+    await until(() => w.metrics().succeeded === 902, { timeoutMs: 30_000, what: '902 jobs' });
+    await w.stop();
+    assert.ok(peak <= 2, `peak ${peak}`);
+    assert.equal(ran.size, 902);
+    assert.ok([...ran.values()].every((n) => n === 1));
+    const m = w.metrics();
+    assert.ok(m.waited > 0, 'some tasks leased ahead waited for a slot');
+    assert.equal(m.waiting, 0);
+    assert.equal(m.failed + m.leaseLost + m.duplicates, 0);
+    assert.deepEqual(w.errors, []);
+  });
+
+  test('prefetch 0 never leases ahead; a bad prefetch is refused', async () => {
+    const queue = q('noahead');
+    let w;
+    const seen = asking(() => w);
+    w = worker({ queues: queue, concurrency: 4, prefetch: 0, client: seen.client, handler: () => {} });
+    await client.enqueueBatch(Array.from({ length: 300 }, () => ({ queue })));
+    await until(() => w.metrics().succeeded === 300, { timeoutMs: 20_000, what: '300 jobs' });
+    await w.stop();
+    assert.ok(seen.peakHeld <= 4, `held ${seen.peakHeld}`);
+    assert.equal(w.metrics().waited, 0);
+    for (const prefetch of [-1, 1.5, NaN]) {
+      assert.throws(() => new Worker(client, { queues: 'x', handler: () => {}, prefetch, autostart: false }),
+        RangeError);
+    }
   });
 
   test('the job context destructures: json, text and signal', async () => {
