@@ -93,8 +93,9 @@ export interface WorkerOptions {
    * The free slots are split between them, so the server applies the reports of one batch and
    * leases the next while this process runs the last. Only one of them ever long-polls. While a
    * queue's handlers finish at once (before its next request could go), the queue prefetches
-   * instead (see prefetch; with prefetch 0, one request carries every free slot); the lanes
-   * resume as soon as an answer's handlers take time.
+   * instead (see prefetch: its lanes, up to 4 requests in flight, whatever this setting and
+   * leaseStream say; with prefetch 0, one request carries every free slot); these lanes resume
+   * as soon as an answer's handlers take time.
    */
   leasePipeline?: number;
   /**
@@ -104,8 +105,10 @@ export interface WorkerOptions {
    * reports and leases the next while this process runs the last (default 2 × concurrency; 0:
    * never). Handlers never run more than `concurrency` at once: a task that arrives while every
    * slot is taken waits here (its lease kept by heartbeats) and starts when a handler finishes.
-   * As soon as an answer's handlers take time, the worker leases no more than its free slots
-   * again, so slower jobs are not held back from other workers.
+   * As soon as an answer's handlers take time (or its tasks had to wait for a slot), the worker
+   * leases no more than its free slots again, so slower jobs are not held back from other
+   * workers; a task still waiting after a whole lease lets it lapse (leaseLost 'expired') and
+   * runs elsewhere. Only a Worker of one queue prefetches.
    */
   prefetch?: number;
   /** Start leasing in the constructor (default true); else call start(). */
@@ -214,6 +217,8 @@ interface Running {
   startedAt: number;
   /** Local clock (performance.now) after which the lease must be presumed expired. */
   expiresAt: number;
+  /** Local clock when it was leased (received). */
+  leasedAt: number;
   timer: NodeJS.Timeout | undefined;
   timerDue: number;
   hbFailures: number;
@@ -394,7 +399,8 @@ export class Worker extends EventEmitter<WorkerEvents> {
     if (!Number.isInteger(this.prefetch) || this.prefetch < 0) {
       throw new RangeError('Worker: prefetch must be an integer >= 0');
     }
-    this.prefetchLanes = this.prefetch > 0 ? Math.min(4, 1 + Math.ceil(this.prefetch / concurrency)) : 1;
+    this.prefetchLanes = this.prefetch > 0 && queues.length === 1
+      ? Math.min(4, 1 + Math.ceil(this.prefetch / concurrency)) : 1;
     this.lingerMs = options.reportLingerMs ?? 10;
     if (!(this.lingerMs >= 0)) throw new RangeError('Worker: reportLingerMs must be >= 0');
     const refreshTimeoutMs = options.refreshTimeoutMs ?? 60_000;
@@ -594,10 +600,13 @@ export class Worker extends EventEmitter<WorkerEvents> {
     return lane < this.pipeline && this.hotQueues.has(queue) && !this.quickQueues.has(queue);
   }
 
-  /** Whether the queue leases ahead of free slots now: its work flows and finishes at once. */
+  /**
+   * Whether the queue leases ahead of free slots now: its work flows and finishes at once. Only
+   * a Worker of one queue does: the slots held ahead would keep them from its other queues.
+   */
   private prefetching(queue: string): boolean {
-    return this.prefetch > 0 && !this.stopping && this.hotQueues.has(queue) &&
-      this.quickQueues.has(queue);
+    return this.prefetch > 0 && this.queues.length === 1 && !this.stopping &&
+      this.hotQueues.has(queue) && this.quickQueues.has(queue);
   }
 
   /**
@@ -610,9 +619,11 @@ export class Worker extends EventEmitter<WorkerEvents> {
     let running = false;
     for (const t of tasks) {
       const r = this.tasks.get(t.taskId);
-      if (r === undefined || r.task !== t || r.phase === 'waiting') continue;
+      if (r === undefined || r.task !== t) continue;
       ++judged;
-      if (r.phase === 'running') {
+      // Still running, or waiting for a slot the handlers before it still hold: handlers take
+      // time (no prefetch then: tasks leased ahead would wait on them).
+      if (r.phase === 'running' || r.phase === 'waiting') {
         running = true;
         break;
       }
@@ -823,7 +834,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     }
     const r: Running = {
       task, ctl: new LazyAbort(), phase: 'waiting', lost: false, cancelRequested: false,
-      stopAborted: false, startedAt: 0, expiresAt: leasedAt + task.leaseMs,
+      stopAborted: false, startedAt: 0, expiresAt: leasedAt + task.leaseMs, leasedAt,
       timer: undefined, timerDue: 0, hbFailures: 0, inFlight: false, queuedAt: 0, direct: false,
       maybeApplied: false, splitCap: Infinity, untoldLoss: undefined,
     };
@@ -848,14 +859,16 @@ export class Worker extends EventEmitter<WorkerEvents> {
     }
   }
 
-  /** Runs a held task's handler. */
+  /**
+   * Runs a held task's handler; one whose cancellation was requested while it waited is reported
+   * cancelled without running (taking no slot: it may be called with every slot taken).
+   */
   private run(r: Running): void {
     const task = r.task;
     r.phase = 'running';
     r.startedAt = now();
     ++this.busy;
     if (r.cancelRequested) {
-      // Its cancellation was requested while it waited: report it cancelled without running it.
       this.handlerDone(r, () => ({ kind: 'cancelled' }), undefined);
       return;
     }
@@ -910,6 +923,12 @@ export class Worker extends EventEmitter<WorkerEvents> {
     r.timer = undefined;
     if (gone(r)) return;
     const sentAt = now();
+    if (r.phase === 'waiting' && sentAt - r.leasedAt >= r.task.leaseMs) {
+      // Leased ahead and still waiting for a slot after a whole lease (the handlers before it
+      // hang): let the lease lapse, so the job runs elsewhere instead of waiting here.
+      this.loseLease(r, 'expired');
+      return;
+    }
     const interval = this.heartbeatInterval(r);
     if (sentAt - r.timerDue > interval) ++this.counters.heartbeatsLate;
     const left = r.expiresAt - sentAt;
@@ -928,6 +947,12 @@ export class Worker extends EventEmitter<WorkerEvents> {
         r.cancelRequested = true;
         this.safeEmit('cancelRequested', r.task);
         r.ctl.abort(new CancelRequestedError(r.task.jobId));
+        if (r.phase === 'waiting') {
+          // Not started yet: report it cancelled now, without running it.
+          const i = this.waiting.indexOf(r);
+          if (i >= 0) this.waiting.splice(i, 1);
+          this.run(r);  // (heartbeats go on while the outcome is reported)
+        }
       }
       this.scheduleHeartbeat(r, interval);
     } catch (e) {

@@ -932,8 +932,8 @@ describe('lease stream', () => {
         }
         if (quick.deepest === undefined) {
           Object.assign(quick, { deepest: seen.deepest, peakHeld: seen.peakHeld, maxAsk: seen.maxAsk });
-          seen.reset();
         }
+        if (calls === 401 || calls === 500) seen.reset();  // (from 500 on: the slow phase settled)
         await delay(1 + Math.random() * 2);
         --running;
       },
@@ -941,13 +941,13 @@ describe('lease stream', () => {
     await client.enqueueBatch(Array.from({ length: 1000 }, () => ({ queue })));
     await until(() => w.metrics().succeeded === 1000, { timeoutMs: 30_000, what: '1000 jobs' });
     await w.stop();
-    assert.equal(quick.deepest, 3, 'three requests in flight while handlers finish at once');
+    assert.ok(quick.deepest >= 2 && quick.deepest <= 3, `requests in flight while quick: ${quick.deepest}`);
     assert.ok(quick.maxAsk <= 8, `a request asks for at most the concurrency (${quick.maxAsk})`);
     assert.ok(quick.peakHeld > 8 && quick.peakHeld <= 8 + 16,
       `leased ahead, within concurrency + prefetch (${quick.peakHeld})`);
     // Handlers that take time: the pipeline's two lanes share the free slots, nothing ahead.
-    assert.equal(seen.deepest, 2);
-    assert.ok(seen.peakHeld <= 8 + 8, `held ${seen.peakHeld}`);  // (the switch's answers may still be ahead)
+    assert.ok(seen.deepest <= 2, `requests in flight once slow: ${seen.deepest}`);
+    assert.ok(seen.peakHeld <= 8, `held ${seen.peakHeld}`);
     assert.ok(peak <= 8, `peak ${peak}`);
     const m = w.metrics();
     assert.equal(m.failed + m.leaseLost + m.duplicates, 0);
@@ -984,6 +984,85 @@ describe('lease stream', () => {
     assert.equal(m.waiting, 0);
     assert.equal(m.failed + m.leaseLost + m.duplicates, 0);
     assert.deepEqual(w.errors, []);
+  });
+
+  test('tasks leased ahead behind a hung handler: a cancel reports them at once, unrun; the rest let their lease lapse after a lease and run elsewhere', async () => {
+    const queue = q('hung');
+    const received = new Set();
+    const active = new Set();
+    const ran = new Map();
+    let release;
+    const hung = new Promise((r) => { release = r; });
+    const handler = (name) => async (job) => {
+      ran.set(job.id, [...(ran.get(job.id) ?? []), name]);
+      if (job.json().hang) await hung;  // ignores its signal
+    };
+    const c1 = wrap(client, {
+      leaseStream(opts) {
+        const s = client.leaseStream(opts);
+        const lease = s.lease.bind(s);
+        s.lease = (req, o) => lease(req, o).then((res) => {
+          for (const t of res.tasks) received.add(t.jobId);
+          return res;
+        });
+        return s;
+      },
+    });
+    const w1 = worker({ queues: queue, concurrency: 1, client: c1, handler: handler('w1') });  // prefetch 2
+    const lost = [];
+    w1.on('active', (t) => active.add(t.jobId));
+    w1.on('leaseLost', (t, why) => lost.push([t.jobId, why]));
+    const spec = (hang) => ({ queue, json: { hang }, leaseMs: 1500 });
+    const hs = await client.enqueueBatch([...Array.from({ length: 200 }, () => spec(false)), spec(true),
+      ...Array.from({ length: 20 }, () => spec(false))]);
+    const hangId = hs[200].id;
+    await until(() => active.has(hangId) && w1.metrics().waiting > 0, { timeoutMs: 20_000, what: 'tasks waiting behind the hung one' });
+    const waitingIds = [...received].filter((id) => !active.has(id) && id !== hangId &&
+      !ran.has(id));
+    assert.ok(waitingIds.length >= 1 && waitingIds.length <= 2, `waiting ${waitingIds}`);
+    await client.cancelJob(waitingIds[0]);
+    await until(() => w1.metrics().cancelled === 1, { timeoutMs: 5_000, what: 'the cancel reported' });
+    assert.equal((await client.getJob(waitingIds[0])).status, 'cancelled');
+    assert.ok(!ran.has(waitingIds[0]), 'a cancelled waiting task never runs');
+    // The others wait a whole lease (1.5 s), then let it lapse; another worker runs them.
+    await until(() => w1.metrics().waiting === 0, { timeoutMs: 10_000, what: 'the waiting tasks dropped' });
+    for (const id of waitingIds.slice(1)) assert.deepEqual(lost.find((x) => x[0] === id), [id, 'expired']);
+    const w2 = worker({ queues: queue, concurrency: 4, prefetch: 0, handler: handler('w2') });
+    await until(() => w1.metrics().succeeded + w2.metrics().succeeded === 219,
+      { timeoutMs: 30_000, what: 'every other job' });
+    for (const id of waitingIds.slice(1)) assert.deepEqual(ran.get(id), ['w2']);
+    release();
+    await until(() => w1.metrics().succeeded + w2.metrics().succeeded === 220,
+      { timeoutMs: 10_000, what: 'the hung job' });
+    assert.ok([...ran.values()].every((names) => names.length === 1));
+    await Promise.all([w1.stop(), w2.stop()]);
+    assert.deepEqual([...w1.errors, ...w2.errors], []);
+  });
+
+  test('a worker of several queues does not lease ahead: a quick queue with a backlog leaves slots to the others', async () => {
+    const a = q('qa');
+    const b = q('qb');
+    let doneA = 0;
+    let doneB = 0;
+    const w = worker({
+      queues: [a, b], concurrency: 4,
+      handler: async (job) => {
+        if (job.queue === a) ++doneA;
+        else {
+          await delay(5);
+          ++doneB;
+        }
+      },
+    });
+    for (let i = 0; i < 20; ++i) {
+      await client.enqueueBatch(Array.from({ length: 1000 }, () => ({ queue: a })));
+    }
+    await until(() => doneA >= 500, { timeoutMs: 20_000, what: 'queue a under way' });
+    await client.enqueueBatch(Array.from({ length: 20 }, () => ({ queue: b })));
+    await until(() => doneB === 20, { timeoutMs: 20_000, what: 'queue b done' });
+    assert.ok(doneA < 20_000, `queue b waited for queue a's backlog (${doneA} done)`);
+    assert.equal(w.metrics().waited, 0);
+    await w.stop({ timeoutMs: 1000 });
   });
 
   test('prefetch 0 never leases ahead; a bad prefetch is refused', async () => {
