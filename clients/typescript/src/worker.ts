@@ -632,7 +632,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     if (!running) {
       if (!this.quickQueues.has(queue)) {
         this.quickQueues.add(queue);
-        if (this.prefetch > 0) this.wakeHot(queue);  // the prefetch lanes lease
+        if (this.prefetchLanes > 1) this.wakeHot(queue);  // the prefetch lanes lease
       }
     } else if (this.quickQueues.delete(queue)) {
       this.wakeHot(queue);  // the resting lanes lease again
@@ -923,7 +923,9 @@ export class Worker extends EventEmitter<WorkerEvents> {
     r.timer = undefined;
     if (gone(r)) return;
     const sentAt = now();
-    if (r.phase === 'waiting' && sentAt - r.leasedAt >= r.task.leaseMs) {
+    // (Half an interval early: the timers run a little early or late; the third heartbeat of a
+    // lease is due at about its end.)
+    if (r.phase === 'waiting' && sentAt - r.leasedAt >= r.task.leaseMs - this.heartbeatInterval(r) / 2) {
       // Leased ahead and still waiting for a slot after a whole lease (the handlers before it
       // hang): let the lease lapse, so the job runs elsewhere instead of waiting here.
       this.loseLease(r, 'expired');
