@@ -852,6 +852,12 @@ export class Worker extends EventEmitter<WorkerEvents> {
     }
   }
 
+  /** Takes a task out of the tasks waiting for a slot. */
+  private unwait(r: Running): void {
+    const i = this.waiting.indexOf(r);
+    if (i >= 0) this.waiting.splice(i, 1);
+  }
+
   /** Starts waiting tasks while handler slots are free. */
   private runWaiting(): void {
     while (this.busy < this.concurrency && this.waiting.length > 0 && !this.noMoreStarts) {
@@ -923,15 +929,15 @@ export class Worker extends EventEmitter<WorkerEvents> {
     r.timer = undefined;
     if (gone(r)) return;
     const sentAt = now();
+    const interval = this.heartbeatInterval(r);
     // (Half an interval early: the timers run a little early or late; the third heartbeat of a
     // lease is due at about its end.)
-    if (r.phase === 'waiting' && sentAt - r.leasedAt >= r.task.leaseMs - this.heartbeatInterval(r) / 2) {
+    if (r.phase === 'waiting' && sentAt - r.leasedAt >= r.task.leaseMs - interval / 2) {
       // Leased ahead and still waiting for a slot after a whole lease (the handlers before it
       // hang): let the lease lapse, so the job runs elsewhere instead of waiting here.
       this.loseLease(r, 'expired');
       return;
     }
-    const interval = this.heartbeatInterval(r);
     if (sentAt - r.timerDue > interval) ++this.counters.heartbeatsLate;
     const left = r.expiresAt - sentAt;
     if (left <= 0) {
@@ -951,8 +957,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
         r.ctl.abort(new CancelRequestedError(r.task.jobId));
         if (r.phase === 'waiting') {
           // Not started yet: report it cancelled now, without running it.
-          const i = this.waiting.indexOf(r);
-          if (i >= 0) this.waiting.splice(i, 1);
+          this.unwait(r);
           this.run(r);  // (heartbeats go on while the outcome is reported)
         }
       }
@@ -1001,10 +1006,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       const i = this.reportQueue.indexOf(r);
       if (i >= 0) this.reportQueue.splice(i, 1);
     }
-    if (r.phase === 'waiting') {
-      const i = this.waiting.indexOf(r);
-      if (i >= 0) this.waiting.splice(i, 1);
-    }
+    if (r.phase === 'waiting') this.unwait(r);
     this.safeEmit('leaseLost', r.task, reason);
     if (r.phase === 'reporting' && !r.inFlight) this.finish(r);
     else if (r.phase === 'running') this.release(r);

@@ -820,21 +820,22 @@ class Runtime:
                 p.st.reporting = p.st.in_flight = True
             self.stats.reports_alone += len(batch)
             try:
-                statuses = await self.client.report_outcomes(
-                    [Report(p.st.task, p.outcome) for p in batch],
-                    tenant=batch[0].st.task.tenant)
+                try:
+                    statuses = await self.client.report_outcomes(
+                        [Report(p.st.task, p.outcome) for p in batch],
+                        tenant=batch[0].st.task.tenant)
+                except BaseException:
+                    for p in batch:
+                        p.st.in_flight = False  # (answered: they stay in flight until counted)
+                    raise
                 break
             except _TRANSIENT as e:
-                for p in batch:
-                    p.st.in_flight = False
                 failures += 1
                 for p in batch:
                     p.maybe_applied = True  # the answer may be what was lost
                 self.event("report_error", error=repr(e), reports=len(batch))
                 await asyncio.sleep(_backoff(failures))
             except TooLargeError as e:
-                for p in batch:
-                    p.st.in_flight = False
                 if e.sluice_code is None and sum(_outcome_bytes(p.outcome) for p in batch) < 512:
                     # Far below any message cap (at least 1 KiB): an older sluiced's overload
                     # answer, retried like a transient failure.
@@ -869,11 +870,7 @@ class Runtime:
                 self._count(batch[0].st, batch[0].outcome, False, e.sluice_code or "too_large",
                             str(e))
                 return
-            except BaseException as e:
-                for p in batch:
-                    p.st.in_flight = False
-                if not isinstance(e, SluiceError):
-                    raise
+            except SluiceError as e:
                 self.event("report_error", error=repr(e), reports=len(batch))
                 return
         self.stats.report_batches += 1
